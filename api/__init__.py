@@ -1,0 +1,1 @@
+"""Settings, wiring, the command line and (later) the HTTP API."""

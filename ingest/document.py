@@ -1,0 +1,22 @@
+"""Plain values that flow from a converter to the chunker."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Block:
+    """One paragraph-like unit of a converted file, with where it sits in the file."""
+
+    text: str
+    heading_path: tuple[str, ...] = ()
+    page: int | None = None  # 1-based page number, for paged formats (PDF)
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A file turned into text blocks, plus what the converter learned about it."""
+
+    kind: str
+    blocks: list[Block] = field(default_factory=list)
+    page_count: int | None = None
+    pages_without_text: int = 0

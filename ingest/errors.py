@@ -1,0 +1,47 @@
+"""Errors raised while turning a file into chunks; each message names the file and a way out."""
+
+
+class IngestError(Exception):
+    """Base class: a file could not be ingested. `reason` is a short machine-readable kind."""
+
+    reason = "failed"
+
+
+class UnsupportedType(IngestError):
+    """The file's extension is not one Archivist can convert."""
+
+    reason = "unsupported"
+
+
+class Encrypted(IngestError):
+    """The file is password-protected."""
+
+    reason = "encrypted"
+
+
+class NoTextLayer(IngestError):
+    """The file converts, but holds no extractable text (a scan without OCR, an empty file)."""
+
+    reason = "no-text"
+
+
+class Corrupt(IngestError):
+    """The file is damaged or is not what its extension says."""
+
+    reason = "corrupt"
+
+
+class TooLarge(IngestError):
+    """The file, or what it expands to, is over the configured limits."""
+
+    reason = "too-large"
+
+
+class TimedOut(IngestError):
+    """Conversion ran past the configured time limit."""
+
+    reason = "timeout"
+
+
+class StoreError(Exception):
+    """The SQLite store cannot be opened or written."""

@@ -1,0 +1,191 @@
+"""Formats read through pandoc: its JSON AST is walked into blocks under their heading path."""
+
+import json
+import resource
+import subprocess
+import zipfile
+from xml.etree import ElementTree
+from pathlib import Path
+from typing import Any
+
+import pypandoc
+
+from ingest.document import Block, Converted
+from ingest.epub import spine_html
+from ingest.errors import Corrupt, Encrypted, NoTextLayer, TimedOut, TooLarge
+from ingest.text import decode_text
+
+ZIP_FORMATS = {".docx": "docx", ".odt": "odt", ".epub": "epub", ".pptx": "pptx", ".xlsx": "xlsx"}
+TEXT_FORMATS = {
+    ".html": "html", ".htm": "html", ".xhtml": "html", ".rtf": "rtf", ".rst": "rst",
+    ".tex": "latex", ".latex": "latex", ".org": "org", ".ipynb": "ipynb", ".csv": "csv",
+    ".tsv": "tsv", ".textile": "textile", ".wiki": "mediawiki", ".dbk": "docbook",
+    ".fb2": "fb2", ".typ": "typst", ".opml": "opml", ".muse": "muse",
+}  # fmt: skip
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # encrypted OOXML files are OLE containers
+
+
+def convert_with_pandoc(path: Path, *, timeout_s: float, memory_mb: int, max_expand_mb: int) -> Converted:
+    """Convert one file through pandoc, bounded in time and memory."""
+    suffix = path.suffix.lower()
+    if suffix in ZIP_FORMATS:
+        _check_archive(path, max_expand_mb)
+        try:
+            ast = run_pandoc(["-f", ZIP_FORMATS[suffix], str(path)], None, path.name, timeout_s, memory_mb)
+        except Corrupt:
+            if suffix != ".epub":
+                raise
+            html = _epub_spine(path)
+            ast = run_pandoc(["-f", "html"], html.encode(), path.name, timeout_s, memory_mb)
+    else:
+        text = decode_text(path.read_bytes(), path.name)
+        ast = run_pandoc(["-f", TEXT_FORMATS[suffix]], text.encode(), path.name, timeout_s, memory_mb)
+    blocks = blocks_from_ast(ast)
+    if not blocks:
+        raise NoTextLayer(f"{path.name}: converted, but holds no text")
+    return Converted(suffix.lstrip("."), blocks)
+
+
+def _epub_spine(path: Path) -> str:
+    try:
+        return spine_html(path)
+    except (KeyError, StopIteration, ElementTree.ParseError, zipfile.BadZipFile) as error:
+        raise Corrupt(f"{path.name}: damaged EPUB ({error})") from None
+
+
+def run_pandoc(
+    args: list[str], stdin: bytes | None, name: str, timeout_s: float, memory_mb: int
+) -> dict[str, Any]:
+    """Run pandoc to its JSON AST; pandoc's own heap cap and a wall-clock timeout bound it."""
+    command = [pypandoc.get_pandoc_path(), "--sandbox", "-t", "json", *args]
+    command += ["+RTS", f"-M{memory_mb}m", "-RTS"]
+    try:
+        done = subprocess.run(
+            command, input=stdin, capture_output=True, timeout=timeout_s, preexec_fn=_lift_soft_limit
+        )
+    except subprocess.TimeoutExpired:
+        raise TimedOut(f"{name}: conversion took longer than {timeout_s:g} s") from None
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip()
+        if "Heap exhausted" in message or "heap overflow" in message:
+            raise TooLarge(f"{name}: converting it needs more than {memory_mb} MB of memory")
+        first_line = message.splitlines()[0] if message else f"exit code {done.returncode}"
+        raise Corrupt(f"{name}: could not be read ({first_line})")
+    return dict(json.loads(done.stdout))
+
+
+def _lift_soft_limit() -> None:
+    # The worker caps its own address space; pandoc is bounded by its heap cap instead.
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+
+
+def _check_archive(path: Path, max_expand_mb: int) -> None:
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic == _OLE_MAGIC:
+        raise Encrypted(
+            f"{path.name}: password-protected (or an old binary Office file renamed "
+            f"{path.suffix}) — save an unprotected copy in {path.suffix} format and add that"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise Corrupt(f"{path.name}: damaged or not a real {path.suffix} file ({error})") from None
+    if expanded > max_expand_mb * 1024 * 1024:
+        raise TooLarge(
+            f"{path.name}: expands to {expanded // (1024 * 1024)} MB, over the "
+            f"{max_expand_mb} MB limit (ARCHIVIST_MAX_EXPAND_MB)"
+        )
+
+
+def blocks_from_ast(ast: dict[str, Any]) -> list[Block]:
+    """Walk pandoc's block list into paragraphs, tracking the heading path."""
+    walker = _Walker()
+    walker.walk(ast.get("blocks", []))
+    return walker.blocks
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.path: list[str] = []
+
+    def emit(self, text: str) -> None:
+        text = " ".join(text.split()) if "\n" not in text else text.strip()
+        if text:
+            self.blocks.append(Block(text, tuple(self.path)))
+
+    def walk(self, blocks: list[dict[str, Any]]) -> None:
+        for block in blocks:
+            self.block(block.get("t", ""), block.get("c"))
+
+    def block(self, kind: str, content: Any) -> None:
+        if kind in ("Para", "Plain"):
+            self.emit(inline_text(content))
+        elif kind == "Header":
+            level, _, inlines = content
+            title = " ".join(inline_text(inlines).split())
+            self.path[:] = self.path[: level - 1] + [title]
+            self.emit(title)
+        elif kind == "CodeBlock":
+            self.emit(content[1])
+        elif kind == "LineBlock":
+            self.emit("\n".join(inline_text(line) for line in content))
+        elif kind in ("BlockQuote", "Div", "Figure"):
+            self.walk(content if kind == "BlockQuote" else content[-1])
+        elif kind in ("BulletList", "OrderedList"):
+            for item in content if kind == "BulletList" else content[1]:
+                self.walk(item)
+        elif kind == "DefinitionList":
+            for term, definitions in content:
+                self.emit(inline_text(term))
+                for definition in definitions:
+                    self.walk(definition)
+        elif kind == "Table":
+            self.table(content)
+
+    def table(self, content: list[Any]) -> None:
+        _, caption, _, head, bodies, foot = content
+        self.walk(caption[1])
+        rows = list(head[1])
+        for body in bodies:
+            rows += body[2] + body[3]
+        rows += foot[1]
+        for row in rows:
+            cells = (" ".join(_cell_text(cell).split()) for cell in row[1])
+            self.emit(" | ".join(cell for cell in cells if cell))
+
+
+def _cell_text(cell: list[Any]) -> str:
+    walker = _Walker()
+    walker.walk(cell[4])
+    return " ".join(block.text for block in walker.blocks)
+
+
+def inline_text(inlines: list[dict[str, Any]]) -> str:
+    """Flatten pandoc inlines to plain text (links keep their text, images their alt text)."""
+    parts: list[str] = []
+    for inline in inlines:
+        kind, content = inline.get("t"), inline.get("c")
+        if kind == "Str":
+            parts.append(content)
+        elif kind in ("Space", "SoftBreak"):
+            parts.append(" ")
+        elif kind == "LineBreak":
+            parts.append("\n")
+        elif kind in ("Code", "Math"):
+            parts.append(content[1])
+        elif kind in ("Emph", "Strong", "Underline", "Strikeout", "Superscript", "Subscript",
+                      "SmallCaps"):  # fmt: skip
+            parts.append(inline_text(content))
+        elif kind in ("Quoted", "Cite", "Span"):
+            parts.append(inline_text(content[1]))
+        elif kind in ("Link", "Image"):
+            parts.append(inline_text(content[1]))
+        elif kind == "Note":
+            walker = _Walker()
+            walker.walk(content)
+            parts.append(" (" + " ".join(b.text for b in walker.blocks) + ")")
+    return "".join(parts)

@@ -1,0 +1,91 @@
+"""PDF text per page with pdfium; the outline (bookmarks) supplies heading paths."""
+
+import bisect
+import re
+from pathlib import Path
+
+import pypdfium2 as pdfium
+
+from ingest.document import Block, Converted
+from ingest.errors import Corrupt, Encrypted, NoTextLayer
+from ingest.text import split_paragraphs
+
+_PASSWORD_ERROR = 4  # FPDF_ERR_PASSWORD
+_HYPHENATED = re.compile(r"(\w)-\n(?=[a-z])")
+_LINE_BREAK = re.compile(r"[ \t]*\n[ \t]*")
+
+
+def convert_pdf(path: Path) -> Converted:
+    """Extract each page's text; count pages that have no text layer."""
+    pdf = _open(path)
+    try:
+        headings = _outline(pdf)
+        blocks: list[Block] = []
+        empty_pages = 0
+        for index in range(len(pdf)):
+            text = _page_text(pdf, index)
+            if not text.strip():
+                empty_pages += 1
+            heading_path = _heading_at(headings, index)
+            blocks.extend(Block(p, heading_path, index + 1) for p in _paragraphs(text))
+        page_count = len(pdf)
+    finally:
+        pdf.close()
+    if not blocks:
+        raise NoTextLayer(
+            f"{path.name}: no text layer on any of its {page_count} pages (a scan? Archivist "
+            "does no OCR) — run it through OCR, e.g. `ocrmypdf in.pdf out.pdf`, and add the result"
+        )
+    return Converted("pdf", blocks, page_count=page_count, pages_without_text=empty_pages)
+
+
+def _open(path: Path) -> pdfium.PdfDocument:
+    try:
+        return pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as error:
+        if getattr(error, "err_code", None) == _PASSWORD_ERROR:
+            raise Encrypted(
+                f"{path.name}: the PDF is password-protected — save an unprotected copy "
+                "and add that instead"
+            ) from None
+        raise Corrupt(f"{path.name}: damaged or not a PDF ({error})") from None
+
+
+def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
+    page = pdf[index]
+    try:
+        textpage = page.get_textpage()
+        try:
+            return str(textpage.get_text_range()).replace("\r\n", "\n")
+        finally:
+            textpage.close()
+    finally:
+        page.close()
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Paragraphs of a page, with line breaks and end-of-line hyphenation undone."""
+    text = text.replace("\x02", "").replace("\ufffe", "")
+    return [_LINE_BREAK.sub(" ", _HYPHENATED.sub(r"\1", p)) for p in split_paragraphs(text)]
+
+
+def _outline(pdf: pdfium.PdfDocument) -> list[tuple[int, tuple[str, ...]]]:
+    """(first page index, heading path) for each outline entry, in page order."""
+    entries: list[tuple[int, tuple[str, ...]]] = []
+    path: list[str] = []
+    try:
+        for item in pdf.get_toc(max_depth=8):
+            title = " ".join(item.get_title().split())
+            path[:] = path[: item.level] + [title]
+            dest = item.get_dest()
+            page_index = dest.get_index() if dest else None
+            if page_index is not None and title:
+                entries.append((page_index, tuple(path)))
+    except Exception:  # a damaged outline must not cost us the text
+        return []
+    return sorted(entries, key=lambda entry: entry[0])
+
+
+def _heading_at(headings: list[tuple[int, tuple[str, ...]]], page_index: int) -> tuple[str, ...]:
+    position = bisect.bisect_right(headings, page_index, key=lambda entry: entry[0])
+    return headings[position - 1][1] if position else ()
