@@ -21,9 +21,13 @@ def convert_pdf(path: Path) -> Converted:
     try:
         headings = _outline(pdf)
         blocks: list[Block] = []
-        empty_pages = 0
+        empty_pages = damaged_pages = 0
         for index in range(len(pdf)):
-            text = _page_text(pdf, index)
+            try:
+                text = _page_text(pdf, index)
+            except pdfium.PdfiumError:
+                text = ""
+                damaged_pages += 1
             if not text.strip():
                 empty_pages += 1
             heading_path = _heading_at(headings, index)
@@ -31,6 +35,8 @@ def convert_pdf(path: Path) -> Converted:
         page_count = len(pdf)
     finally:
         pdf.close()
+    if damaged_pages == page_count:
+        raise Corrupt(f"{path.name}: damaged PDF: none of its {page_count} pages can be read")
     if not blocks:
         raise NoTextLayer(
             f"{path.name}: no text layer on any of its {page_count} pages (a scan? Archivist "

@@ -1,0 +1,155 @@
+"""Structure-aware chunking, sized in tokens of the embedding model's own tokenizer."""
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from ingest.document import Block
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+
+
+@dataclass(frozen=True)
+class ChunkOptions:
+    """Chunk size in tokens: aim for `target`, never exceed `cap`, repeat about `overlap`."""
+
+    target: int = 200
+    cap: int = 240
+    overlap: int = 32
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document small enough to embed whole, with where it came from."""
+
+    ordinal: int
+    text: str
+    heading_path: tuple[str, ...]
+    page_start: int | None
+    page_end: int | None
+    token_count: int
+
+
+@dataclass(frozen=True)
+class _Unit:
+    text: str
+    tokens: int
+    paragraph: int
+    page: int | None
+
+
+class TokenCounter:
+    """Counts and splits text in the embedding model's tokens (special tokens excluded).
+
+    Counting runs the model's tokenizer once per distinct whitespace-separated word and sums
+    cached counts: the tokenizer splits at whitespace before anything else, so the sum equals
+    the whole-text count at a fraction of the cost of re-tokenizing every page.
+    """
+
+    _CACHE_LIMIT = 500_000
+
+    def __init__(self, tokenizer_file: Path | str) -> None:
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._word_tokens: dict[str, int] = {}
+
+    def count(self, texts: list[str]) -> list[int]:
+        """Token count of each text."""
+        words = [text.split() for text in texts]
+        self._learn({word for text_words in words for word in text_words})
+        cache = self._word_tokens
+        return [sum(cache[word] for word in text_words) for text_words in words]
+
+    def _learn(self, words: set[str]) -> None:
+        new = [word for word in words if word not in self._word_tokens]
+        if not new:
+            return
+        if len(self._word_tokens) + len(new) > self._CACHE_LIMIT:
+            self._word_tokens.clear()
+            new = list(words)
+        encodings = self._tokenizer.encode_batch_fast(new, add_special_tokens=False)
+        self._word_tokens.update((w, len(e.ids)) for w, e in zip(new, encodings, strict=True))
+
+    def windows(self, text: str, size: int) -> list[str]:
+        """Cut text into consecutive pieces of at most `size` tokens, at token boundaries."""
+        offsets = self._tokenizer.encode(text, add_special_tokens=False).offsets
+        starts = [offsets[i][0] for i in range(0, len(offsets), size)]
+        ends = starts[1:] + [len(text)]
+        return [text[start:end].strip() for start, end in zip(starts, ends, strict=True)]
+
+
+def split_blocks(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) -> list[Chunk]:
+    """Pack blocks into chunks; a chunk never crosses a heading boundary."""
+    chunks: list[Chunk] = []
+    for heading_path, section in groupby(blocks, key=lambda block: block.heading_path):
+        units = list(_units(list(section), counter, options))
+        for packed in _pack(units, options):
+            chunks.append(_chunk(len(chunks), heading_path, packed))
+    return chunks
+
+
+def _units(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) -> Iterator[_Unit]:
+    """Paragraphs, split into sentences when longer than the target, then into token windows."""
+    counts = counter.count([block.text for block in blocks])
+    for index, (block, tokens) in enumerate(zip(blocks, counts, strict=True)):
+        if tokens <= options.target:
+            yield _Unit(block.text, tokens, index, block.page)
+            continue
+        sentences = [s for s in _SENTENCE_END.split(block.text) if s.strip()]
+        for sentence, sentence_tokens in zip(sentences, counter.count(sentences), strict=True):
+            if sentence_tokens <= options.cap:
+                yield _Unit(sentence, sentence_tokens, index, block.page)
+                continue
+            # Cutting at token offsets can re-tokenize a word edge differently: leave room.
+            pieces = counter.windows(sentence, options.cap - 8)
+            for piece, piece_tokens in zip(pieces, counter.count(pieces), strict=True):
+                yield _Unit(piece, piece_tokens, index, block.page)
+
+
+def _pack(units: list[_Unit], options: ChunkOptions) -> Iterator[list[_Unit]]:
+    current: list[_Unit] = []
+    size = 0
+    for unit in units:
+        if current and size + unit.tokens > options.target:
+            yield current
+            current = _overlap_tail(current, options.overlap)
+            size = sum(u.tokens for u in current)
+            if size + unit.tokens > options.cap:
+                current, size = [], 0
+        current.append(unit)
+        size += unit.tokens
+    if current:
+        yield current
+
+
+def _overlap_tail(units: list[_Unit], budget: int) -> list[_Unit]:
+    """The last units of a chunk, up to `budget` tokens, to repeat at the start of the next."""
+    tail: list[_Unit] = []
+    for unit in reversed(units):
+        if unit.tokens > budget:
+            break
+        budget -= unit.tokens
+        tail.insert(0, unit)
+    return tail if len(tail) < len(units) else []
+
+
+def _chunk(ordinal: int, heading_path: tuple[str, ...], units: list[_Unit]) -> Chunk:
+    parts: list[str] = []
+    for previous, unit in zip([None, *units], units, strict=False):
+        if previous is not None:
+            parts.append(" " if previous.paragraph == unit.paragraph else "\n\n")
+        parts.append(unit.text)
+    pages = [unit.page for unit in units if unit.page is not None]
+    return Chunk(
+        ordinal=ordinal,
+        text="".join(parts),
+        heading_path=heading_path,
+        page_start=min(pages) if pages else None,
+        page_end=max(pages) if pages else None,
+        token_count=sum(unit.tokens for unit in units),
+    )

@@ -1,0 +1,78 @@
+"""Pick the converter for a file by its extension, within size limits."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.document import Converted
+from ingest.email import convert_email
+from ingest.errors import NoTextLayer, TooLarge, UnsupportedType
+from ingest.pandoc import TEXT_FORMATS, ZIP_FORMATS, convert_with_pandoc
+from ingest.pdf import convert_pdf
+from ingest.text import convert_markdown, convert_plain
+
+PLAIN_SUFFIXES = {".txt", ".text", ".log"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
+SUPPORTED_SUFFIXES = frozenset(
+    {".pdf", ".eml"} | PLAIN_SUFFIXES | MARKDOWN_SUFFIXES | set(ZIP_FORMATS) | set(TEXT_FORMATS)
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one conversion, so a hostile file cannot hang or exhaust the machine."""
+
+    timeout_s: float = 120.0
+    memory_mb: int = 2048
+    max_file_mb: int = 512
+    max_expand_mb: int = 1024
+
+
+def is_supported(path: Path) -> bool:
+    """Whether Archivist has a converter for this file's extension."""
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+_LEGACY = {".doc": ".docx", ".xls": ".xlsx", ".ppt": ".pptx", ".msg": ".eml", ".wps": ".docx"}
+
+
+def unsupported(path: Path) -> UnsupportedType:
+    """The error for a file no converter reads, with the way out."""
+    suffix = path.suffix.lower()
+    if suffix in _LEGACY:
+        hint = f"an old binary format: save it as {_LEGACY[suffix]} and add that"
+    else:
+        hint = f"Archivist reads {' '.join(sorted(SUPPORTED_SUFFIXES))}"
+    return UnsupportedType(
+        f"{path.name}: unsupported file type {suffix or '(no extension)'} — {hint}"
+    )
+
+
+def convert_file(path: Path, limits: Limits) -> Converted:
+    """Convert one file to text blocks, or raise an IngestError that says why not."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise unsupported(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise NoTextLayer(f"{path.name}: the file is empty (0 bytes)")
+    if size > limits.max_file_mb * 1024 * 1024:
+        raise TooLarge(
+            f"{path.name}: {size // (1024 * 1024)} MB is over the {limits.max_file_mb} MB limit "
+            "(ARCHIVIST_MAX_FILE_MB)"
+        )
+    if suffix == ".pdf":
+        return convert_pdf(path)
+    if suffix in PLAIN_SUFFIXES:
+        return convert_plain(path.read_bytes(), path.name)
+    if suffix in MARKDOWN_SUFFIXES:
+        return convert_markdown(path.read_bytes(), path.name)
+    if suffix == ".eml":
+        return convert_email(
+            path.read_bytes(), path.name, timeout_s=limits.timeout_s, memory_mb=limits.memory_mb
+        )
+    return convert_with_pandoc(
+        path,
+        timeout_s=limits.timeout_s,
+        memory_mb=limits.memory_mb,
+        max_expand_mb=limits.max_expand_mb,
+    )

@@ -1,0 +1,149 @@
+"""The one ingestion function: files and folders in, documents and chunks in SQLite out."""
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.convert import is_supported, unsupported
+from ingest.store import PIPELINE_VERSION, ChunkStore, DocumentRecord, FileState
+from ingest.workers import Chunked, ConversionPool, Failed, Job
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file."""
+
+    path: str
+    status: str  # "ingested" | "unchanged" | "failed"
+    chunks: int = 0
+    reason: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    """Every file's result, plus the stored paths that were removed because they are gone."""
+
+    files: list[FileResult] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        """Counts by status."""
+        counts = {"ingested": 0, "unchanged": 0, "failed": 0}
+        for result in self.files:
+            counts[result.status] += 1
+        return {**counts, "removed": len(self.removed)}
+
+
+def find_files(paths: Sequence[Path], *, skip: Path | None = None) -> Iterator[Path]:
+    """Files named directly, and every non-hidden file under folders (but not under `skip`)."""
+    for path in paths:
+        if path.is_file():
+            yield path
+            continue
+        for folder, dirs, files in os.walk(path):
+            here = Path(folder)
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and here / d != skip)
+            yield from (here / name for name in sorted(files) if not name.startswith("."))
+
+
+def ingest_paths(
+    store: ChunkStore,
+    pool: ConversionPool,
+    paths: Sequence[Path],
+    *,
+    force: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    on_file: Callable[[FileResult], None] | None = None,
+) -> IngestReport:
+    """Bring the store in line with files and folders: add, update, skip unchanged, remove gone.
+
+    Unchanged files (same size and mtime, or same hash) cost no conversion; a file whose
+    content is already stored under another path (a rename or a copy) shares its chunks.
+    """
+    paths = [p.resolve() for p in paths]
+    files = list(dict.fromkeys(find_files(paths, skip=store.path.parent.resolve())))
+    if on_start:
+        on_start(len(files))
+    report = IngestReport()
+
+    def done(result: FileResult) -> None:
+        report.files.append(result)
+        if on_file:
+            on_file(result)
+
+    waiting: dict[str, list[FileState]] = {}
+    for path in files:
+        result, state = _plan(store, path, force)
+        if result:
+            done(result)
+        elif state:
+            waiting.setdefault(state.sha256, []).append(state)
+
+    jobs = [Job(sha, Path(states[0].path)) for sha, states in waiting.items()]
+    for job, outcome in pool.run(jobs):
+        for state in waiting[job.key]:
+            done(_record(store, state, outcome))
+
+    seen = {str(path) for path in files}
+    for root in (p for p in paths if p.is_dir()):
+        for record in store.documents(under=str(root)):
+            if record.path not in seen and not os.path.exists(record.path):
+                store.remove(record.path)
+                report.removed.append(record.path)
+    return report
+
+
+def _plan(store: ChunkStore, path: Path, force: bool) -> tuple[FileResult | None, FileState | None]:
+    """Settle a file without converting it if possible; otherwise say what to convert."""
+    stat = path.stat()
+    record = store.document(str(path))
+    current = record is not None and record.pipeline_version == PIPELINE_VERSION and not force
+    if current and record and (record.size, record.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        return _unchanged(record), None
+    if not is_supported(path):
+        state = FileState(str(path), "", stat.st_size, stat.st_mtime_ns)
+        error = unsupported(path)
+        store.record_failure(state, _kind(path), error.reason, str(error))
+        return FileResult(str(path), "failed", reason=error.reason, error=str(error)), None
+    state = FileState(str(path), _sha256(path), stat.st_size, stat.st_mtime_ns)
+    if current and record and record.sha256 == state.sha256:
+        store.record_stat(state.path, state.size, state.mtime_ns)
+        return _unchanged(record), None
+    source = None if force else store.ingested_content(state.sha256)
+    if source:
+        store.record_copy(state, source)
+        return FileResult(state.path, "ingested", chunks=source.chunk_count), None
+    return None, state
+
+
+def _record(store: ChunkStore, state: FileState, outcome: Chunked | Failed) -> FileResult:
+    if isinstance(outcome, Failed):
+        store.record_failure(state, _kind(Path(state.path)), outcome.reason, outcome.message)
+        return FileResult(state.path, "failed", reason=outcome.reason, error=outcome.message)
+    store.record_chunks(
+        state, outcome.kind, outcome.chunks,
+        page_count=outcome.page_count, pages_without_text=outcome.pages_without_text,
+    )
+    return FileResult(state.path, "ingested", chunks=len(outcome.chunks))
+
+
+def _unchanged(record: DocumentRecord) -> FileResult:
+    """An unchanged file keeps its earlier result; a failure stays a failure until it changes."""
+    if record.status == "failed":
+        return FileResult(record.path, "failed", reason=record.reason, error=record.error)
+    return FileResult(record.path, "unchanged", chunks=record.chunk_count)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _kind(path: Path) -> str:
+    return path.suffix.lower().lstrip(".") or "unknown"

@@ -1,0 +1,76 @@
+"""Numbered schema migrations, applied in order when the store opens."""
+
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+Migration = Callable[[Database], None]
+
+
+def m001_create_tables(db: Database) -> None:
+    """Documents (one per path), chunks (one set per content hash) and the index queue."""
+    _run_statements(
+        db,
+        """
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ingested', 'failed')),
+            reason TEXT,
+            error TEXT,
+            page_count INTEGER,
+            pages_without_text INTEGER NOT NULL DEFAULT 0,
+            chunk_count INTEGER NOT NULL DEFAULT 0,
+            pipeline_version INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX documents_sha256 ON documents (sha256);
+        CREATE TABLE chunks (
+            id TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            heading_path TEXT NOT NULL,
+            page_start INTEGER,
+            page_end INTEGER,
+            token_count INTEGER NOT NULL
+        );
+        CREATE INDEX chunks_sha256 ON chunks (sha256, ordinal);
+        CREATE TABLE index_queue (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            chunk_id TEXT NOT NULL,
+            op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+            enqueued_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+def _run_statements(db: Database, script: str) -> None:
+    # executescript() would commit mid-migration; single statements stay in one transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+MIGRATIONS: list[Migration] = [m001_create_tables]
+
+
+def migrate(db: Database) -> None:
+    """Apply every migration not yet recorded in `_migrations`."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    applied = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    for migration in MIGRATIONS:
+        if migration.__name__ not in applied:
+            with db.conn:
+                migration(db)
+                db.execute(
+                    "INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__]
+                )

@@ -1,0 +1,272 @@
+"""The SQLite store: the source of truth for documents, chunks and pending index work."""
+
+import hashlib
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from ingest.chunker import Chunk
+from ingest.errors import StoreError
+from ingest.migrations import migrate
+
+PIPELINE_VERSION = 1  # bump when conversion or chunking changes, to redo stored files
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A file on disk as the ingester saw it."""
+
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """One row of `documents`."""
+
+    path: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    type: str
+    status: str
+    reason: str | None
+    error: str | None
+    page_count: int | None
+    pages_without_text: int
+    chunk_count: int
+    pipeline_version: int
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """One row of `chunks`."""
+
+    id: str
+    sha256: str
+    ordinal: int
+    text: str
+    heading_path: tuple[str, ...]
+    page_start: int | None
+    page_end: int | None
+
+
+@dataclass(frozen=True)
+class Work:
+    """A pending index operation from the queue."""
+
+    seq: int
+    chunk_id: str
+    op: str
+
+
+def chunk_id(sha256: str, chunk: Chunk) -> str:
+    """Stable chunk id (a UUID string) from content hash, position and chunk text."""
+    text_hash = hashlib.sha256(chunk.text.encode()).hexdigest()
+    digest = hashlib.sha256(f"{sha256}:{chunk.ordinal}:{text_hash}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16]))
+
+
+class ChunkStore:
+    """Documents, chunks and the index queue in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            self.db = Database(connection)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            migrate(self.db)
+        except (sqlite3.Error, OSError) as error:
+            raise StoreError(f"cannot open the database at {path}: {error}") from None
+        self.path = path
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.db.close()
+
+    # Reading
+
+    def document(self, path: str) -> DocumentRecord | None:
+        """The record for one path, if any."""
+        rows = self._documents("path = ?", [path])
+        return rows[0] if rows else None
+
+    def documents(self, under: str | None = None) -> list[DocumentRecord]:
+        """All records, or those whose path lies under a folder."""
+        if under is None:
+            return self._documents("1", [])
+        prefix = under.rstrip("/") + "/"
+        return self._documents("substr(path, 1, ?) = ?", [len(prefix), prefix])
+
+    def ingested_content(self, sha256: str) -> DocumentRecord | None:
+        """A successfully ingested document with this content, whose chunks can be shared."""
+        rows = self._documents(
+            "sha256 = ? AND status = 'ingested' AND pipeline_version = ? LIMIT 1",
+            [sha256, PIPELINE_VERSION],
+        )
+        return rows[0] if rows else None
+
+    def chunks(self, ids: Sequence[str]) -> list[StoredChunk]:
+        """Chunks by id, in the order asked (missing ids are skipped)."""
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT id, sha256, ordinal, text, heading_path, page_start, page_end FROM chunks "
+            f"WHERE id IN ({marks})",
+            list(ids),
+        ).fetchall()
+        by_id = {row[0]: _stored_chunk(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def chunk_count(self) -> int:
+        """Number of stored chunks."""
+        return int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def pending_work(self, limit: int = 1000) -> list[Work]:
+        """The oldest pending index operations."""
+        rows = self.db.execute(
+            "SELECT seq, chunk_id, op FROM index_queue ORDER BY seq LIMIT ?", [limit]
+        ).fetchall()
+        return [Work(*row) for row in rows]
+
+    def complete_work(self, seqs: Iterable[int]) -> None:
+        """Drop index operations that both indexes have committed."""
+        with self.db.conn:
+            self.db.conn.executemany("DELETE FROM index_queue WHERE seq = ?", [(s,) for s in seqs])
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for `archivist status`."""
+        by_status = dict(
+            self.db.execute("SELECT status, count(*) FROM documents GROUP BY status").fetchall()
+        )
+        return {
+            "documents": {"ingested": by_status.get("ingested", 0), "failed": by_status.get("failed", 0)},
+            "chunks": self.chunk_count(),
+            "pending_index_work": self.db.execute("SELECT count(*) FROM index_queue").fetchone()[0],
+            "failed": [
+                {"path": d.path, "reason": d.reason, "error": d.error}
+                for d in self._documents("status = 'failed' ORDER BY path", [])
+            ],
+        }
+
+    # Writing: each method is one transaction.
+
+    def record_chunks(
+        self, file: FileState, kind: str, chunks: list[Chunk], *, page_count: int | None = None,
+        pages_without_text: int = 0,
+    ) -> None:
+        """Store a converted file: its row, and its content's chunks in place of older ones."""
+        with self.db.conn:
+            self._replace_chunks(file.sha256, chunks)
+            self._put_document(
+                file, type=kind, status="ingested", reason=None, error=None,
+                page_count=page_count, pages_without_text=pages_without_text,
+                chunk_count=len(chunks),
+            )
+
+    def record_copy(self, file: FileState, source: DocumentRecord) -> None:
+        """Store a file whose content is already ingested under another path (no new chunks)."""
+        with self.db.conn:
+            self._put_document(
+                file, type=source.type, status="ingested", reason=None, error=None,
+                page_count=source.page_count, pages_without_text=source.pages_without_text,
+                chunk_count=source.chunk_count,
+            )
+
+    def record_failure(self, file: FileState, kind: str, reason: str, error: str) -> None:
+        """Store a file that could not be ingested, with the reason."""
+        with self.db.conn:
+            self._put_document(
+                file, type=kind, status="failed", reason=reason, error=error,
+                page_count=None, pages_without_text=0, chunk_count=0,
+            )
+
+    def record_stat(self, path: str, size: int, mtime_ns: int) -> None:
+        """Remember a new size/mtime for a file whose content did not change."""
+        with self.db.conn:
+            self.db.execute(
+                "UPDATE documents SET size = ?, mtime_ns = ? WHERE path = ?", [size, mtime_ns, path]
+            )
+
+    def remove(self, path: str) -> None:
+        """Forget a file; its chunks go when no other path has the same content."""
+        with self.db.conn:
+            old = self.document(path)
+            self.db.execute("DELETE FROM documents WHERE path = ?", [path])
+            if old is not None:
+                self._release(old.sha256)
+
+    # Helpers (called inside a transaction)
+
+    def _put_document(self, file: FileState, **fields: Any) -> None:
+        old = self.document(file.path)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        row = {
+            "path": file.path, "sha256": file.sha256, "size": file.size,
+            "mtime_ns": file.mtime_ns, "pipeline_version": PIPELINE_VERSION,
+            "updated_at": now, **fields,
+        }
+        if old is None:
+            self.db["documents"].insert({**row, "created_at": now})
+        else:
+            self.db["documents"].update(self._document_id(file.path), row)
+            if old.sha256 != file.sha256 or fields["status"] != "ingested":
+                self._release(old.sha256)
+
+    def _document_id(self, path: str) -> int:
+        return int(self.db.execute("SELECT id FROM documents WHERE path = ?", [path]).fetchone()[0])
+
+    def _replace_chunks(self, sha256: str, chunks: list[Chunk]) -> None:
+        """Make `chunks` the content's chunk set; queue only ids that appear or disappear."""
+        old = {r[0] for r in self.db.execute("SELECT id FROM chunks WHERE sha256 = ?", [sha256])}
+        rows = [
+            (chunk_id(sha256, c), sha256, c.ordinal, c.text, json.dumps(c.heading_path),
+             c.page_start, c.page_end, c.token_count)
+            for c in chunks
+        ]
+        new = {row[0] for row in rows}
+        gone = sorted(old - new)
+        self.db.conn.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in gone])
+        self.db.conn.executemany(
+            "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
+        self._enqueue("delete", gone)
+        self._enqueue("upsert", [row[0] for row in rows if row[0] not in old])
+
+    def _release(self, sha256: str) -> None:
+        """Delete a content's chunks once no ingested document refers to it."""
+        still_used = self.db.execute(
+            "SELECT 1 FROM documents WHERE sha256 = ? AND status = 'ingested' LIMIT 1", [sha256]
+        ).fetchone()
+        if still_used:
+            return
+        ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE sha256 = ?", [sha256])]
+        self.db.execute("DELETE FROM chunks WHERE sha256 = ?", [sha256])
+        self._enqueue("delete", ids)
+
+    def _enqueue(self, op: str, ids: list[str]) -> None:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        self.db.conn.executemany(
+            "INSERT INTO index_queue (chunk_id, op, enqueued_at) VALUES (?, ?, ?)",
+            [(i, op, now) for i in ids],
+        )
+
+    def _documents(self, where: str, params: list[Any]) -> list[DocumentRecord]:
+        fields = ", ".join(DocumentRecord.__dataclass_fields__)
+        rows = self.db.execute(f"SELECT {fields} FROM documents WHERE {where}", params).fetchall()
+        return [DocumentRecord(*row) for row in rows]
+
+
+def _stored_chunk(row: tuple[Any, ...]) -> StoredChunk:
+    heading_path = tuple(json.loads(row[4]))
+    return StoredChunk(row[0], row[1], row[2], row[3], heading_path, row[5], row[6])

@@ -1,0 +1,172 @@
+"""Conversion in separate processes: both cores busy, and a file that hangs, crashes or eats
+memory costs only its own worker, which is replaced."""
+
+import multiprocessing
+import os
+import queue
+import resource
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from ingest.chunker import Chunk, ChunkOptions, TokenCounter, split_blocks
+from ingest.convert import Limits, convert_file
+from ingest.errors import IngestError, TimedOut, TooLarge
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to convert; `key` identifies its content (the sha256)."""
+
+    key: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Chunked:
+    """A converted file's chunks and what the converter counted."""
+
+    kind: str
+    chunks: list[Chunk]
+    page_count: int | None
+    pages_without_text: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Why a file could not be converted: a reason kind and a message for the user."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class _Setup:
+    tokenizer_file: str
+    chunking: ChunkOptions
+    limits: Limits
+
+
+def convert_and_chunk(path: Path, counter: TokenCounter, setup: _Setup) -> Chunked | Failed:
+    """Convert and chunk one file; every failure comes back as a `Failed`."""
+    try:
+        document = convert_file(path, setup.limits)
+        chunks = split_blocks(document.blocks, counter, setup.chunking)
+        return Chunked(document.kind, chunks, document.page_count, document.pages_without_text)
+    except IngestError as error:
+        return Failed(error.reason, str(error))
+    except MemoryError:
+        return Failed(
+            TooLarge.reason,
+            f"{path.name}: converting it needs more than {setup.limits.memory_mb} MB of memory "
+            "(ARCHIVIST_CONVERT_MEMORY_MB)",
+        )
+    except OSError as error:
+        return Failed("unreadable", f"{path.name}: cannot be read ({error.strerror or error})")
+    except Exception as error:  # a converter bug on odd input must not stop the batch
+        return Failed("corrupt", f"{path.name}: could not be read ({type(error).__name__}: {error})")
+
+
+def _serve(connection: Connection, setup: _Setup) -> None:
+    """Worker process main loop: receive a path, send back its chunks or failure."""
+    os.setpgrp()  # so a kill on timeout also reaches pandoc
+    limit = setup.limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+    counter = TokenCounter(setup.tokenizer_file)
+    while True:
+        try:
+            path = connection.recv()
+        except EOFError:
+            return
+        connection.send(convert_and_chunk(path, counter, setup))
+
+
+class _Worker:
+    """One worker process, restarted after a timeout or a crash."""
+
+    def __init__(self, context: multiprocessing.context.BaseContext, setup: _Setup) -> None:
+        self._context = context
+        self._setup = setup
+        self._start()
+
+    def _start(self) -> None:
+        self._connection, child = self._context.Pipe()
+        self._process = self._context.Process(  # type: ignore[attr-defined]
+            target=_serve, args=(child, self._setup), daemon=True
+        )
+        self._process.start()
+        child.close()
+
+    def run(self, path: Path) -> Chunked | Failed:
+        timeout = self._setup.limits.timeout_s
+        self._connection.send(path)
+        if not self._connection.poll(timeout + 5):
+            self._restart()
+            return Failed(TimedOut.reason, f"{path.name}: conversion took longer than {timeout:g} s")
+        try:
+            return self._connection.recv()  # type: ignore[no-any-return]
+        except (EOFError, ConnectionResetError):
+            self._process.join(5)
+            code = self._process.exitcode
+            self._restart()
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            return Failed("crashed", f"{path.name}: the converter crashed on it ({how})")
+
+    def _restart(self) -> None:
+        self.stop()
+        self._start()
+
+    def stop(self) -> None:
+        self._connection.close()
+        if self._process.is_alive() and self._process.pid is not None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._process.join(5)
+
+
+class ConversionPool:
+    """Runs conversions on `workers` processes; results arrive in completion order."""
+
+    def __init__(
+        self, tokenizer_file: Path, chunking: ChunkOptions, limits: Limits, *, workers: int = 2
+    ) -> None:
+        self._setup = _Setup(str(tokenizer_file), chunking, limits)
+        self._workers = max(1, workers)
+        self._context = multiprocessing.get_context("forkserver")
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Chunked | Failed]]:
+        """Convert every job; yields (job, outcome) as each finishes."""
+        todo: queue.Queue[Job | None] = queue.Queue()
+        done: queue.Queue[tuple[Job, Chunked | Failed]] = queue.Queue()
+        count = 0
+        for job in jobs:
+            todo.put(job)
+            count += 1
+        threads = [
+            threading.Thread(target=self._drain, args=(todo, done), daemon=True)
+            for _ in range(min(self._workers, count))
+        ]
+        for thread in threads:
+            todo.put(None)
+            thread.start()
+        for _ in range(count):
+            yield done.get()
+        for thread in threads:
+            thread.join()
+
+    def _drain(self, todo: "queue.Queue[Job | None]", done: "queue.Queue[tuple[Job, Chunked | Failed]]") -> None:
+        worker = _Worker(self._context, self._setup)
+        try:
+            while (job := todo.get()) is not None:
+                try:
+                    outcome = worker.run(job.path)
+                except Exception as error:  # the result must arrive, or the caller waits forever
+                    outcome = Failed("crashed", f"{job.path.name}: {type(error).__name__}: {error}")
+                done.put((job, outcome))
+        finally:
+            worker.stop()
