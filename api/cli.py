@@ -103,10 +103,16 @@ def serve(settings: Settings, host: str, port: int) -> int:
 def _report_json(report: IngestReport) -> dict[str, Any]:
     files = []
     for result in report.files:
-        item: dict[str, Any] = {"path": result.path, "status": result.status, "chunks": result.chunks}
+        item: dict[str, Any] = {
+            "path": result.path,
+            "status": result.status,
+            "chunks": result.chunks,
+        }
         if result.status == "failed":
             item["reason"] = result.reason
             item["error"] = result.error
+        if result.pages_without_text:
+            item["pages_without_text"] = result.pages_without_text
         files.append(item)
     return {"summary": report.summary(), "files": files, "removed": report.removed}
 
@@ -117,9 +123,15 @@ def _print_report(report: IngestReport) -> None:
         f"{summary['ingested']} ingested, {summary['unchanged']} unchanged, "
         f"{summary['failed']} failed, {summary['removed']} removed"
     )
-    failures = [r for r in report.files if r.status == "failed"]
-    for result in failures:
-        click.echo(f"  failed: {result.error}", err=True)
+    for result in report.files:
+        if result.status == "failed":
+            click.echo(f"  failed: {result.error}", err=True)
+        elif result.pages_without_text:
+            click.echo(
+                f"  note: {Path(result.path).name}: {result.pages_without_text} pages have no "
+                "text layer (scanned?) and were skipped",
+                err=True,
+            )
 
 
 def main() -> None:

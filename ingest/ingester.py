@@ -20,6 +20,7 @@ class FileResult:
     chunks: int = 0
     reason: str | None = None
     error: str | None = None
+    pages_without_text: int = 0
 
 
 @dataclass
@@ -74,18 +75,20 @@ def ingest_paths(
         if on_file:
             on_file(result)
 
+    # Identical files are converted once (the same bytes under another extension are not
+    # identical: an empty .txt and an empty .pdf fail differently).
     waiting: dict[str, list[FileState]] = {}
     for path in files:
         result, state = _plan(store, path, force)
         if result:
             done(result)
         elif state:
-            waiting.setdefault(state.sha256, []).append(state)
+            waiting.setdefault(state.sha256 + path.suffix.lower(), []).append(state)
 
-    jobs = [Job(sha, Path(states[0].path)) for sha, states in waiting.items()]
+    jobs = [Job(key, Path(states[0].path)) for key, states in waiting.items()]
     for job, outcome in pool.run(jobs):
         for state in waiting[job.key]:
-            done(_record(store, state, outcome))
+            done(_record(store, state, _renamed(outcome, job.path, Path(state.path))))
 
     seen = {str(path) for path in files}
     for root in (p for p in paths if p.is_dir()):
@@ -115,8 +118,22 @@ def _plan(store: ChunkStore, path: Path, force: bool) -> tuple[FileResult | None
     source = None if force else store.ingested_content(state.sha256)
     if source:
         store.record_copy(state, source)
-        return FileResult(state.path, "ingested", chunks=source.chunk_count), None
+        result = FileResult(
+            state.path,
+            "ingested",
+            chunks=source.chunk_count,
+            pages_without_text=source.pages_without_text,
+        )
+        return result, None
     return None, state
+
+
+def _renamed(outcome: Chunked | Failed, converted: Path, path: Path) -> Chunked | Failed:
+    """A copy's failure message names the copy, not the file that was converted."""
+    prefix = f"{converted.name}: "
+    if isinstance(outcome, Failed) and outcome.message.startswith(prefix):
+        return Failed(outcome.reason, f"{path.name}: {outcome.message[len(prefix) :]}")
+    return outcome
 
 
 def _record(store: ChunkStore, state: FileState, outcome: Chunked | Failed) -> FileResult:
@@ -124,10 +141,18 @@ def _record(store: ChunkStore, state: FileState, outcome: Chunked | Failed) -> F
         store.record_failure(state, _kind(Path(state.path)), outcome.reason, outcome.message)
         return FileResult(state.path, "failed", reason=outcome.reason, error=outcome.message)
     store.record_chunks(
-        state, outcome.kind, outcome.chunks,
-        page_count=outcome.page_count, pages_without_text=outcome.pages_without_text,
+        state,
+        outcome.kind,
+        outcome.chunks,
+        page_count=outcome.page_count,
+        pages_without_text=outcome.pages_without_text,
     )
-    return FileResult(state.path, "ingested", chunks=len(outcome.chunks))
+    return FileResult(
+        state.path,
+        "ingested",
+        chunks=len(outcome.chunks),
+        pages_without_text=outcome.pages_without_text,
+    )
 
 
 def _unchanged(record: DocumentRecord) -> FileResult:

@@ -47,7 +47,7 @@ def m001_create_tables(db: Database) -> None:
             op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
             enqueued_at TEXT NOT NULL
         );
-        """
+        """,
     )
 
 

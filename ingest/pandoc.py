@@ -4,9 +4,9 @@ import json
 import resource
 import subprocess
 import zipfile
-from xml.etree import ElementTree
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pypandoc
 
@@ -25,13 +25,17 @@ TEXT_FORMATS = {
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # encrypted OOXML files are OLE containers
 
 
-def convert_with_pandoc(path: Path, *, timeout_s: float, memory_mb: int, max_expand_mb: int) -> Converted:
+def convert_with_pandoc(
+    path: Path, *, timeout_s: float, memory_mb: int, max_expand_mb: int
+) -> Converted:
     """Convert one file through pandoc, bounded in time and memory."""
     suffix = path.suffix.lower()
     if suffix in ZIP_FORMATS:
         _check_archive(path, max_expand_mb)
         try:
-            ast = run_pandoc(["-f", ZIP_FORMATS[suffix], str(path)], None, path.name, timeout_s, memory_mb)
+            ast = run_pandoc(
+                ["-f", ZIP_FORMATS[suffix], str(path)], None, path.name, timeout_s, memory_mb
+            )
         except Corrupt:
             if suffix != ".epub":
                 raise
@@ -39,7 +43,9 @@ def convert_with_pandoc(path: Path, *, timeout_s: float, memory_mb: int, max_exp
             ast = run_pandoc(["-f", "html"], html.encode(), path.name, timeout_s, memory_mb)
     else:
         text = decode_text(path.read_bytes(), path.name)
-        ast = run_pandoc(["-f", TEXT_FORMATS[suffix]], text.encode(), path.name, timeout_s, memory_mb)
+        ast = run_pandoc(
+            ["-f", TEXT_FORMATS[suffix]], text.encode(), path.name, timeout_s, memory_mb
+        )
     blocks = blocks_from_ast(ast)
     if not blocks:
         raise NoTextLayer(f"{path.name}: converted, but holds no text")
@@ -61,7 +67,11 @@ def run_pandoc(
     command += ["+RTS", f"-M{memory_mb}m", "-RTS"]
     try:
         done = subprocess.run(
-            command, input=stdin, capture_output=True, timeout=timeout_s, preexec_fn=_lift_soft_limit
+            command,
+            input=stdin,
+            capture_output=True,
+            timeout=timeout_s,
+            preexec_fn=_lift_soft_limit,
         )
     except subprocess.TimeoutExpired:
         raise TimedOut(f"{name}: conversion took longer than {timeout_s:g} s") from None
@@ -180,9 +190,7 @@ def inline_text(inlines: list[dict[str, Any]]) -> str:
         elif kind in ("Emph", "Strong", "Underline", "Strikeout", "Superscript", "Subscript",
                       "SmallCaps"):  # fmt: skip
             parts.append(inline_text(content))
-        elif kind in ("Quoted", "Cite", "Span"):
-            parts.append(inline_text(content[1]))
-        elif kind in ("Link", "Image"):
+        elif kind in ("Quoted", "Cite", "Span") or kind in ("Link", "Image"):
             parts.append(inline_text(content[1]))
         elif kind == "Note":
             walker = _Walker()

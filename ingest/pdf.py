@@ -1,6 +1,5 @@
 """PDF text per page with pdfium; the outline (bookmarks) supplies heading paths."""
 
-import bisect
 import re
 from pathlib import Path
 
@@ -20,6 +19,7 @@ def convert_pdf(path: Path) -> Converted:
     pdf = _open(path)
     try:
         headings = _outline(pdf)
+        section: tuple[str, ...] = ()
         blocks: list[Block] = []
         empty_pages = damaged_pages = 0
         for index in range(len(pdf)):
@@ -30,8 +30,10 @@ def convert_pdf(path: Path) -> Converted:
                 damaged_pages += 1
             if not text.strip():
                 empty_pages += 1
-            heading_path = _heading_at(headings, index)
-            blocks.extend(Block(p, heading_path, index + 1) for p in _paragraphs(text))
+            parts = _sections(text, section, headings.get(index, []))
+            for part, heading_path in parts:
+                blocks.extend(Block(p, heading_path, index + 1) for p in _paragraphs(part))
+            section = parts[-1][1]
         page_count = len(pdf)
     finally:
         pdf.close()
@@ -75,9 +77,27 @@ def _paragraphs(text: str) -> list[str]:
     return [_LINE_BREAK.sub(" ", _HYPHENATED.sub(r"\1", p)) for p in split_paragraphs(text)]
 
 
-def _outline(pdf: pdfium.PdfDocument) -> list[tuple[int, tuple[str, ...]]]:
-    """(first page index, heading path) for each outline entry, in page order."""
-    entries: list[tuple[int, tuple[str, ...]]] = []
+def _sections(
+    text: str, current: tuple[str, ...], starting_here: list[tuple[str, ...]]
+) -> list[tuple[str, tuple[str, ...]]]:
+    """Cut a page where its outline entries' titles appear; each part gets its heading path."""
+    parts: list[tuple[str, tuple[str, ...]]] = []
+    position = 0
+    for heading_path in starting_here:
+        words = heading_path[-1].split()
+        pattern = r"\s*".join(re.escape(word) for word in words)
+        found = re.compile(pattern, re.IGNORECASE).search(text, position)
+        if found:
+            parts.append((text[position : found.start()], current))
+            position = found.start()
+        current = heading_path
+    parts.append((text[position:], current))
+    return [(part, path) for part, path in parts if part.strip()] or [("", current)]
+
+
+def _outline(pdf: pdfium.PdfDocument) -> dict[int, list[tuple[str, ...]]]:
+    """Heading paths of the outline entries that start on each page, in outline order."""
+    entries: dict[int, list[tuple[str, ...]]] = {}
     path: list[str] = []
     try:
         for item in pdf.get_toc(max_depth=8):
@@ -86,12 +106,7 @@ def _outline(pdf: pdfium.PdfDocument) -> list[tuple[int, tuple[str, ...]]]:
             dest = item.get_dest()
             page_index = dest.get_index() if dest else None
             if page_index is not None and title:
-                entries.append((page_index, tuple(path)))
+                entries.setdefault(page_index, []).append(tuple(path))
     except Exception:  # a damaged outline must not cost us the text
-        return []
-    return sorted(entries, key=lambda entry: entry[0])
-
-
-def _heading_at(headings: list[tuple[int, tuple[str, ...]]], page_index: int) -> tuple[str, ...]:
-    position = bisect.bisect_right(headings, page_index, key=lambda entry: entry[0])
-    return headings[position - 1][1] if position else ()
+        return {}
+    return entries

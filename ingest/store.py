@@ -150,7 +150,10 @@ class ChunkStore:
             self.db.execute("SELECT status, count(*) FROM documents GROUP BY status").fetchall()
         )
         return {
-            "documents": {"ingested": by_status.get("ingested", 0), "failed": by_status.get("failed", 0)},
+            "documents": {
+                "ingested": by_status.get("ingested", 0),
+                "failed": by_status.get("failed", 0),
+            },
             "chunks": self.chunk_count(),
             "pending_index_work": self.db.execute("SELECT count(*) FROM index_queue").fetchone()[0],
             "failed": [
@@ -162,15 +165,25 @@ class ChunkStore:
     # Writing: each method is one transaction.
 
     def record_chunks(
-        self, file: FileState, kind: str, chunks: list[Chunk], *, page_count: int | None = None,
+        self,
+        file: FileState,
+        kind: str,
+        chunks: list[Chunk],
+        *,
+        page_count: int | None = None,
         pages_without_text: int = 0,
     ) -> None:
         """Store a converted file: its row, and its content's chunks in place of older ones."""
         with self.db.conn:
             self._replace_chunks(file.sha256, chunks)
             self._put_document(
-                file, type=kind, status="ingested", reason=None, error=None,
-                page_count=page_count, pages_without_text=pages_without_text,
+                file,
+                type=kind,
+                status="ingested",
+                reason=None,
+                error=None,
+                page_count=page_count,
+                pages_without_text=pages_without_text,
                 chunk_count=len(chunks),
             )
 
@@ -178,8 +191,13 @@ class ChunkStore:
         """Store a file whose content is already ingested under another path (no new chunks)."""
         with self.db.conn:
             self._put_document(
-                file, type=source.type, status="ingested", reason=None, error=None,
-                page_count=source.page_count, pages_without_text=source.pages_without_text,
+                file,
+                type=source.type,
+                status="ingested",
+                reason=None,
+                error=None,
+                page_count=source.page_count,
+                pages_without_text=source.pages_without_text,
                 chunk_count=source.chunk_count,
             )
 
@@ -187,8 +205,14 @@ class ChunkStore:
         """Store a file that could not be ingested, with the reason."""
         with self.db.conn:
             self._put_document(
-                file, type=kind, status="failed", reason=reason, error=error,
-                page_count=None, pages_without_text=0, chunk_count=0,
+                file,
+                type=kind,
+                status="failed",
+                reason=reason,
+                error=error,
+                page_count=None,
+                pages_without_text=0,
+                chunk_count=0,
             )
 
     def record_stat(self, path: str, size: int, mtime_ns: int) -> None:
@@ -212,9 +236,13 @@ class ChunkStore:
         old = self.document(file.path)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         row = {
-            "path": file.path, "sha256": file.sha256, "size": file.size,
-            "mtime_ns": file.mtime_ns, "pipeline_version": PIPELINE_VERSION,
-            "updated_at": now, **fields,
+            "path": file.path,
+            "sha256": file.sha256,
+            "size": file.size,
+            "mtime_ns": file.mtime_ns,
+            "pipeline_version": PIPELINE_VERSION,
+            "updated_at": now,
+            **fields,
         }
         if old is None:
             self.db["documents"].insert({**row, "created_at": now})
@@ -230,8 +258,16 @@ class ChunkStore:
         """Make `chunks` the content's chunk set; queue only ids that appear or disappear."""
         old = {r[0] for r in self.db.execute("SELECT id FROM chunks WHERE sha256 = ?", [sha256])}
         rows = [
-            (chunk_id(sha256, c), sha256, c.ordinal, c.text, json.dumps(c.heading_path),
-             c.page_start, c.page_end, c.token_count)
+            (
+                chunk_id(sha256, c),
+                sha256,
+                c.ordinal,
+                c.text,
+                json.dumps(c.heading_path),
+                c.page_start,
+                c.page_end,
+                c.token_count,
+            )
             for c in chunks
         ]
         new = {row[0] for row in rows}

@@ -7,7 +7,7 @@ import queue
 import resource
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -44,13 +44,18 @@ class Failed:
 
 
 @dataclass(frozen=True)
-class _Setup:
+class WorkerSetup:
+    """What each worker process needs: the tokenizer, chunk sizes and limits."""
+
     tokenizer_file: str
     chunking: ChunkOptions
     limits: Limits
 
 
-def convert_and_chunk(path: Path, counter: TokenCounter, setup: _Setup) -> Chunked | Failed:
+Work = Callable[[Path, TokenCounter, WorkerSetup], "Chunked | Failed"]
+
+
+def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
     """Convert and chunk one file; every failure comes back as a `Failed`."""
     try:
         document = convert_file(path, setup.limits)
@@ -58,19 +63,17 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: _Setup) -> Chunk
         return Chunked(document.kind, chunks, document.page_count, document.pages_without_text)
     except IngestError as error:
         return Failed(error.reason, str(error))
-    except MemoryError:
-        return Failed(
-            TooLarge.reason,
-            f"{path.name}: converting it needs more than {setup.limits.memory_mb} MB of memory "
-            "(ARCHIVIST_CONVERT_MEMORY_MB)",
-        )
     except OSError as error:
         return Failed("unreadable", f"{path.name}: cannot be read ({error.strerror or error})")
+    except MemoryError:
+        raise
     except Exception as error:  # a converter bug on odd input must not stop the batch
-        return Failed("corrupt", f"{path.name}: could not be read ({type(error).__name__}: {error})")
+        return Failed(
+            "corrupt", f"{path.name}: could not be read ({type(error).__name__}: {error})"
+        )
 
 
-def _serve(connection: Connection, setup: _Setup) -> None:
+def _serve(connection: Connection, setup: WorkerSetup, work: Work) -> None:
     """Worker process main loop: receive a path, send back its chunks or failure."""
     os.setpgrp()  # so a kill on timeout also reaches pandoc
     limit = setup.limits.memory_mb * 1024 * 1024
@@ -81,21 +84,32 @@ def _serve(connection: Connection, setup: _Setup) -> None:
             path = connection.recv()
         except EOFError:
             return
-        connection.send(convert_and_chunk(path, counter, setup))
+        try:
+            outcome = work(path, counter, setup)
+        except MemoryError:  # the address-space cap set above was hit
+            outcome = Failed(
+                TooLarge.reason,
+                f"{path.name}: converting it needs more than {setup.limits.memory_mb} MB of "
+                "memory (ARCHIVIST_CONVERT_MEMORY_MB)",
+            )
+        connection.send(outcome)
 
 
 class _Worker:
     """One worker process, restarted after a timeout or a crash."""
 
-    def __init__(self, context: multiprocessing.context.BaseContext, setup: _Setup) -> None:
+    def __init__(
+        self, context: multiprocessing.context.BaseContext, setup: WorkerSetup, work: Work
+    ) -> None:
         self._context = context
         self._setup = setup
+        self._work = work
         self._start()
 
     def _start(self) -> None:
         self._connection, child = self._context.Pipe()
         self._process = self._context.Process(  # type: ignore[attr-defined]
-            target=_serve, args=(child, self._setup), daemon=True
+            target=_serve, args=(child, self._setup, self._work), daemon=True
         )
         self._process.start()
         child.close()
@@ -105,7 +119,9 @@ class _Worker:
         self._connection.send(path)
         if not self._connection.poll(timeout + 5):
             self._restart()
-            return Failed(TimedOut.reason, f"{path.name}: conversion took longer than {timeout:g} s")
+            return Failed(
+                TimedOut.reason, f"{path.name}: conversion took longer than {timeout:g} s"
+            )
         try:
             return self._connection.recv()  # type: ignore[no-any-return]
         except (EOFError, ConnectionResetError):
@@ -130,12 +146,23 @@ class _Worker:
 
 
 class ConversionPool:
-    """Runs conversions on `workers` processes; results arrive in completion order."""
+    """Runs conversions on `workers` processes; results arrive in completion order.
+
+    `work` is what a worker does with each path (a module-level function, so that it can be
+    sent to the worker process); the default converts and chunks.
+    """
 
     def __init__(
-        self, tokenizer_file: Path, chunking: ChunkOptions, limits: Limits, *, workers: int = 2
+        self,
+        tokenizer_file: Path,
+        chunking: ChunkOptions,
+        limits: Limits,
+        *,
+        workers: int = 2,
+        work: Work = convert_and_chunk,
     ) -> None:
-        self._setup = _Setup(str(tokenizer_file), chunking, limits)
+        self._setup = WorkerSetup(str(tokenizer_file), chunking, limits)
+        self._work = work
         self._workers = max(1, workers)
         self._context = multiprocessing.get_context("forkserver")
 
@@ -159,8 +186,10 @@ class ConversionPool:
         for thread in threads:
             thread.join()
 
-    def _drain(self, todo: "queue.Queue[Job | None]", done: "queue.Queue[tuple[Job, Chunked | Failed]]") -> None:
-        worker = _Worker(self._context, self._setup)
+    def _drain(
+        self, todo: "queue.Queue[Job | None]", done: "queue.Queue[tuple[Job, Chunked | Failed]]"
+    ) -> None:
+        worker = _Worker(self._context, self._setup, self._work)
         try:
             while (job := todo.get()) is not None:
                 try:

@@ -55,8 +55,10 @@ class Embedder:
 
         self.name = name
         self.batch_size = batch_size
-        self._model: Any = SentenceTransformer(str(resolve_model_path(name)), device=device or _device())
-        self.dimension = int(self._model.get_sentence_embedding_dimension())
+        self._model: Any = SentenceTransformer(
+            str(resolve_model_path(name)), device=device or _device()
+        )
+        self.dimension = int(self._model.get_sentence_embedding_dimension() or 0)
 
     def encode(self, texts: list[str]) -> Any:
         """Vectors (numpy float32, one row per text, unit length)."""

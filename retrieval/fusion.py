@@ -1,0 +1,111 @@
+"""Fuse ranked lists from several retrieval legs (BM25, dense) into one ranking."""
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+FusionMethod = Literal["rrf", "score"]
+_METHODS = ("rrf", "score")
+
+_Positions = dict[str, tuple[int, float]]  # id -> (1-based rank, raw score) within one leg
+_Terms = dict[str, dict[str, Fraction]]  # id -> leg -> that leg's unweighted contribution
+
+
+@dataclass(frozen=True)
+class FusedHit:
+    """One fused result: its id, fused score, and where each leg ranked it (rank, raw score)."""
+
+    id: str
+    score: float
+    # Left out of the hash so a hit stays hashable; ranks are 1-based, as `--explain` shows them.
+    legs: dict[str, tuple[int, float]] = field(default_factory=dict, hash=False)
+
+
+def fuse_rankings(
+    rankings: Mapping[str, Sequence[tuple[str, float]]],
+    *,
+    method: FusionMethod = "rrf",
+    k: int = 60,
+    weights: Mapping[str, float] | None = None,
+    limit: int | None = None,
+) -> list[FusedHit]:
+    """Merge per-leg (id, score) lists, best first, into one list of hits, best first.
+
+    Args:
+        rankings: leg name -> (id, score) pairs, best first; repeats of an id are skipped.
+        method: "rrf" sums w / (k + rank) over legs (reciprocal rank fusion); "score" is the
+            convex-combination option: CombSUM of min-max normalised scores, a leg whose scores
+            are all equal giving 1.0, a leg that missed the id giving 0.
+        k: RRF smoothing constant; larger values flatten the gap between top ranks.
+        weights: per-leg weight, 1.0 where not given; weights for absent legs are ignored.
+        limit: keep at most this many hits.
+
+    Ties go to the hit with the best rank in any leg, then to the smaller id.
+    """
+    _check_arguments(method, k, limit)
+    legs = {name: _first_occurrences(ranking) for name, ranking in rankings.items()}
+    contributions = _rrf_terms(legs, k) if method == "rrf" else _normalised_scores(legs)
+    leg_weights = {leg: Fraction(float((weights or {}).get(leg, 1.0))) for leg in legs}
+    hits = [
+        FusedHit(doc_id, _weighted_sum(terms, leg_weights), _positions(doc_id, legs))
+        for doc_id, terms in contributions.items()
+    ]
+    hits.sort(key=lambda hit: (-hit.score, min(rank for rank, _ in hit.legs.values()), hit.id))
+    return hits if limit is None else hits[:limit]
+
+
+def _check_arguments(method: str, k: int, limit: int | None) -> None:
+    if method not in _METHODS:
+        raise ValueError(f"unknown fusion method {method!r} (supported: {', '.join(_METHODS)})")
+    if k < 0:
+        raise ValueError(f"RRF constant k must be 0 or more, got {k}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more, got {limit}")
+
+
+def _first_occurrences(ranking: Sequence[tuple[str, float]]) -> _Positions:
+    """Map each id to its 1-based rank among distinct ids and its raw score at first sight."""
+    positions: _Positions = {}
+    for doc_id, score in ranking:
+        if doc_id not in positions:
+            positions[doc_id] = (len(positions) + 1, float(score))
+    return positions
+
+
+def _rrf_terms(legs: Mapping[str, _Positions], k: int) -> _Terms:
+    """Per id, each leg's unweighted reciprocal-rank term 1 / (k + rank)."""
+    terms: _Terms = {}
+    for leg, positions in legs.items():
+        for doc_id, (rank, _) in positions.items():
+            terms.setdefault(doc_id, {})[leg] = Fraction(1, k + rank)
+    return terms
+
+
+def _normalised_scores(legs: Mapping[str, _Positions]) -> _Terms:
+    """Per id, each leg's score min-max normalised to [0, 1] within that leg."""
+    terms: _Terms = {}
+    for leg, positions in legs.items():
+        scores = {doc_id: _exact(leg, doc_id, score) for doc_id, (_, score) in positions.items()}
+        low = min(scores.values(), default=Fraction(0))
+        span = max(scores.values(), default=low) - low
+        for doc_id, score in scores.items():
+            terms.setdefault(doc_id, {})[leg] = (score - low) / span if span else Fraction(1)
+    return terms
+
+
+def _exact(leg: str, doc_id: str, score: float) -> Fraction:
+    if not math.isfinite(score):
+        raise ValueError(f"leg '{leg}': score of '{doc_id}' is {score} — scores must be finite")
+    return Fraction(score)
+
+
+def _weighted_sum(terms: Mapping[str, Fraction], weights: Mapping[str, Fraction]) -> float:
+    # Summed exactly, then rounded once, so equal fused scores are bit-equal and reach the
+    # rank/id tie-breakers: added in floats, 1/15 + 1/10 and 1/6 differ in the last bit.
+    return float(sum((weights[leg] * term for leg, term in terms.items()), Fraction(0)))
+
+
+def _positions(doc_id: str, legs: Mapping[str, _Positions]) -> dict[str, tuple[int, float]]:
+    return {leg: positions[doc_id] for leg, positions in legs.items() if doc_id in positions}

@@ -1,0 +1,77 @@
+"""The `archivist` command as a user runs it: output, --json and exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ARCHIVIST = str(Path(sys.executable).parent / "archivist")
+
+
+def archivist(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ARCHIVIST_DATA": str(data), "ARCHIVIST_WORKERS": "2"}
+    return subprocess.run(
+        [ARCHIVIST, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def test_ingest_json_reports_every_file_and_exits_2_when_some_failed(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.md").write_text("# Tips\n\nWater the beans at dawn.\n")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    done = archivist(tmp_path / "data", "ingest", "--json", str(docs))
+    assert done.returncode == 2, done.stderr
+    report = json.loads(done.stdout)
+    assert report["summary"] == {"ingested": 1, "unchanged": 0, "failed": 1, "removed": 0}
+    files = {Path(f["path"]).name: f for f in report["files"]}
+    assert files["good.md"] == {
+        "path": str(docs.resolve() / "good.md"),
+        "status": "ingested",
+        "chunks": 1,
+    }
+    assert files["broken.pdf"]["status"] == "failed"
+    assert files["broken.pdf"]["error"].startswith("broken.pdf: damaged or not a PDF")
+
+
+def test_second_ingest_reports_unchanged_and_exits_0(tmp_path: Path) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("A short note.\n")
+    assert archivist(tmp_path / "data", "ingest", str(note)).returncode == 0
+    done = archivist(tmp_path / "data", "ingest", str(note))
+    assert done.returncode == 0
+    assert "0 ingested, 1 unchanged, 0 failed, 0 removed" in done.stdout
+
+
+def test_missing_path_is_a_usage_error_with_exit_1(tmp_path: Path) -> None:
+    done = archivist(tmp_path / "data", "ingest", str(tmp_path / "nope.pdf"))
+    assert done.returncode == 1
+    assert "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_status_lists_documents_chunks_and_failures(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("Alpha.\n")
+    (docs / "empty.txt").touch()
+    archivist(tmp_path / "data", "ingest", str(docs))
+    text = archivist(tmp_path / "data", "status")
+    assert text.returncode == 0
+    assert "1 ingested, 1 failed" in text.stdout
+    assert "empty.txt: the file is empty (0 bytes)" in text.stdout
+    summary = json.loads(archivist(tmp_path / "data", "status", "--json").stdout)
+    assert summary["documents"] == {"ingested": 1, "failed": 1}
+    assert summary["chunks"] == 1
+    assert summary["pending_index_work"] == 1
+
+
+def test_bad_setting_is_a_clear_error_with_exit_1(tmp_path: Path) -> None:
+    env = {**os.environ, "ARCHIVIST_DATA": str(tmp_path), "ARCHIVIST_CHUNK_MAX_TOKENS": "999"}
+    (tmp_path / "n.txt").write_text("x\n")
+    done = subprocess.run(
+        [ARCHIVIST, "ingest", str(tmp_path / "n.txt")], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 1
+    assert "ARCHIVIST_CHUNK_MAX_TOKENS=999 is over what all-MiniLM-L6-v2 reads" in done.stderr

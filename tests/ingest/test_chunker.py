@@ -1,0 +1,67 @@
+"""Chunks are sized in the embedding model's tokens and respect document structure."""
+
+from tokenizers import Tokenizer
+
+from ingest.chunker import ChunkOptions, TokenCounter, split_blocks
+from ingest.document import Block
+from retrieval.embedder import tokenizer_file
+
+OPTIONS = ChunkOptions(target=60, cap=80, overlap=12)
+SENTENCE = "The keeper trims the wick, polishes the brass and logs the weather every evening."
+
+
+def real_token_counts(texts: list[str]) -> list[int]:
+    tokenizer = Tokenizer.from_file(str(tokenizer_file("all-MiniLM-L6-v2")))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
+def test_counts_match_the_model_tokenizer(counter: TokenCounter) -> None:
+    texts = [SENTENCE, "Übergrößenträger (x²) cost $1,234.56—really?", "naïve café, C++ & O'Neil"]
+    assert counter.count(texts) == real_token_counts(texts)
+
+
+def test_no_chunk_exceeds_the_cap_even_for_one_endless_sentence(counter: TokenCounter) -> None:
+    endless = " ".join(f"word{n} and" for n in range(2000))  # no sentence end at all
+    blocks = [Block(SENTENCE * 20), Block(endless), Block("Short tail.")]
+    chunks = split_blocks(blocks, counter, OPTIONS)
+    counts = real_token_counts([c.text for c in chunks])
+    assert max(counts) <= OPTIONS.cap
+    assert [c.token_count for c in chunks] == counts
+
+
+def test_chunks_aim_for_the_target_size(counter: TokenCounter) -> None:
+    blocks = [Block(f"Paragraph {n}. {SENTENCE}") for n in range(40)]
+    chunks = split_blocks(blocks, counter, OPTIONS)
+    assert all(OPTIONS.target - 25 <= c.token_count <= OPTIONS.cap for c in chunks[:-1])
+
+
+def test_neighbouring_chunks_overlap(counter: TokenCounter) -> None:
+    blocks = [Block(f"Sentence number {n} is here.") for n in range(60)]
+    chunks = split_blocks(blocks, counter, OPTIONS)
+    assert len(chunks) > 2
+    for first, second in zip(chunks, chunks[1:], strict=False):
+        earlier, later = first.text.split("\n\n"), second.text.split("\n\n")
+        shared = [p for p in later if p in earlier]
+        assert shared and earlier[-len(shared) :] == shared == later[: len(shared)]
+
+
+def test_a_chunk_never_spans_two_sections(counter: TokenCounter) -> None:
+    blocks = [
+        Block("Setup step one.", ("Guide", "Setup")),
+        Block("Use it daily.", ("Guide", "Use")),
+    ]
+    chunks = split_blocks(blocks, counter, OPTIONS)
+    assert [(c.heading_path, c.text) for c in chunks] == [
+        (("Guide", "Setup"), "Setup step one."),
+        (("Guide", "Use"), "Use it daily."),
+    ]
+
+
+def test_page_span_covers_the_pages_a_chunk_draws_from(counter: TokenCounter) -> None:
+    blocks = [Block(f"Page {n} words here.", page=n) for n in (1, 2, 3)]
+    chunks = split_blocks(blocks, counter, OPTIONS)
+    assert [(c.page_start, c.page_end) for c in chunks] == [(1, 3)]
+    many = split_blocks(blocks * 10, counter, OPTIONS)
+    assert len(many) > 1 and [c.ordinal for c in many] == list(range(len(many)))

@@ -1,0 +1,78 @@
+"""PDF conversion with pdfium: pages, outline headings, and broken or protected files."""
+
+from pathlib import Path
+
+import pytest
+from fpdf import FPDF
+
+from ingest.errors import Corrupt, Encrypted, NoTextLayer
+from ingest.pdf import convert_pdf
+from tests.fixtures import make_pdf, make_random_bytes, make_truncated_pdf
+
+
+def test_text_keeps_its_page_number(tmp_path: Path) -> None:
+    pdf = make_pdf(tmp_path / "a.pdf", ["Alpha page text.", "Bravo page text.", "Charlie page."])
+    converted = convert_pdf(pdf)
+    pages = {b.page for b in converted.blocks if "Bravo" in b.text}
+    assert pages == {2}
+    assert converted.page_count == 3
+
+
+def test_pages_without_text_are_counted(tmp_path: Path) -> None:
+    pdf = make_pdf(tmp_path / "s.pdf", ["Typed page.", "Scanned page.", "Typed again."],
+                   image_only_pages={1})  # fmt: skip
+    converted = convert_pdf(pdf)
+    assert converted.pages_without_text == 1
+    assert {b.page for b in converted.blocks} == {1, 3}
+
+
+def test_a_pdf_with_no_text_layer_is_reported(tmp_path: Path) -> None:
+    pdf = make_pdf(tmp_path / "scan.pdf", ["One.", "Two."], image_only_pages={0, 1})
+    with pytest.raises(NoTextLayer, match=r"scan\.pdf: no text layer on any of its 2 pages"):
+        convert_pdf(pdf)
+
+
+def test_bookmarks_become_heading_paths(tmp_path: Path) -> None:
+    pdf = make_pdf(
+        tmp_path / "b.pdf",
+        ["Intro words.", "Setup words.", "More setup words.", "Usage words."],
+        bookmarks=[(0, 0, "Introduction"), (0, 1, "Setup"), (1, 2, "Details"), (0, 3, "Usage")],
+    )
+    paths = {b.text.split()[0]: b.heading_path for b in convert_pdf(pdf).blocks}
+    assert paths["Intro"] == ("Introduction",)
+    assert paths["More"] == ("Setup", "Details")
+    assert paths["Usage"] == ("Usage",)
+
+
+def test_password_protected_pdf_is_reported_as_encrypted(tmp_path: Path) -> None:
+    document = FPDF()
+    document.add_page()
+    document.set_font("helvetica", size=12)
+    document.cell(text="Secret minutes.")
+    document.set_encryption(owner_password="owner", user_password="user")
+    path = tmp_path / "locked.pdf"
+    document.output(str(path))
+    with pytest.raises(Encrypted, match=r"locked\.pdf: the PDF is password-protected"):
+        convert_pdf(path)
+
+
+def test_truncated_pdf_is_reported_as_damaged(tmp_path: Path) -> None:
+    path = make_truncated_pdf(tmp_path / "cut.pdf")
+    with pytest.raises(Corrupt, match=r"cut\.pdf: damaged or not a PDF"):
+        convert_pdf(path)
+
+
+def test_binary_junk_named_pdf_is_reported_as_damaged(tmp_path: Path) -> None:
+    path = make_random_bytes(tmp_path / "junk.pdf")
+    with pytest.raises(Corrupt, match=r"junk\.pdf: damaged or not a PDF"):
+        convert_pdf(path)
+
+
+def test_a_page_is_cut_where_a_bookmarked_heading_starts(tmp_path: Path) -> None:
+    page = "Overview of the station. Lens Care The lens is cleaned every Tuesday."
+    pdf = make_pdf(tmp_path / "m.pdf", [page], bookmarks=[(0, 0, "Overview"), (0, 0, "Lens Care")])
+    blocks = [(b.heading_path, b.text) for b in convert_pdf(pdf).blocks]
+    assert blocks == [
+        (("Overview",), "Overview of the station."),
+        (("Lens Care",), "Lens Care The lens is cleaned every Tuesday."),
+    ]

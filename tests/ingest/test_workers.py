@@ -1,0 +1,90 @@
+"""Conversion workers: a file that hangs, crashes or eats memory costs only itself."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from ingest.chunker import ChunkOptions, TokenCounter
+from ingest.convert import Limits
+from ingest.workers import Chunked, ConversionPool, Failed, Job, WorkerSetup, convert_and_chunk
+from retrieval.embedder import tokenizer_file
+
+
+def hang_on_slow_files(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
+    """Work that never finishes for files named slow*, and converts the rest."""
+    if path.name.startswith("slow"):
+        time.sleep(3600)
+    return convert_and_chunk(path, counter, setup)
+
+
+def crash_on_bad_files(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
+    """Work that dies by segfault on files named bad*, and converts the rest."""
+    if path.name.startswith("bad"):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return convert_and_chunk(path, counter, setup)
+
+
+def hog_memory(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
+    """Work that tries to hold 4 GB for files named big*, and converts the rest."""
+    if path.name.startswith("big"):
+        hoard = bytearray(4 * 1024**3)
+        return Failed("impossible", str(len(hoard)))
+    return convert_and_chunk(path, counter, setup)
+
+
+def pool(work, timeout_s: float = 30, memory_mb: int = 1024) -> ConversionPool:  # type: ignore[no-untyped-def]
+    limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb)
+    return ConversionPool(
+        tokenizer_file("all-MiniLM-L6-v2"), ChunkOptions(), limits, workers=2, work=work
+    )
+
+
+def outcomes(conversion: ConversionPool, paths: list[Path]) -> dict[str, Chunked | Failed]:
+    jobs = [Job(path.name, path) for path in paths]
+    return {job.key: outcome for job, outcome in conversion.run(jobs)}
+
+
+def notes(folder: Path, *names: str) -> list[Path]:
+    paths = [folder / name for name in names]
+    for path in paths:
+        path.write_text(f"Notes in {path.name}.\n")
+    return paths
+
+
+def test_a_hanging_file_times_out_and_the_rest_convert(tmp_path: Path) -> None:
+    paths = notes(tmp_path, "slow.txt", "a.txt", "b.txt", "c.txt")
+    started = time.monotonic()
+    results = outcomes(pool(hang_on_slow_files, timeout_s=0.5), paths)
+    assert time.monotonic() - started < 30
+    assert results["slow.txt"] == Failed("timeout", "slow.txt: conversion took longer than 0.5 s")
+    assert all(isinstance(results[n], Chunked) for n in ("a.txt", "b.txt", "c.txt"))
+
+
+def test_a_crashing_converter_is_reported_and_replaced(tmp_path: Path) -> None:
+    paths = notes(tmp_path, "bad1.txt", "ok1.txt", "bad2.txt", "ok2.txt", "ok3.txt")
+    results = outcomes(pool(crash_on_bad_files), paths)
+    assert results["bad1.txt"] == Failed(
+        "crashed", "bad1.txt: the converter crashed on it (signal 11)"
+    )
+    assert isinstance(results["bad2.txt"], Failed)
+    assert all(isinstance(results[n], Chunked) for n in ("ok1.txt", "ok2.txt", "ok3.txt"))
+
+
+def test_memory_is_capped_per_conversion(tmp_path: Path) -> None:
+    paths = notes(tmp_path, "big.txt", "small.txt")
+    results = outcomes(pool(hog_memory, memory_mb=512), paths)
+    assert results["big.txt"] == Failed(
+        "too-large",
+        "big.txt: converting it needs more than 512 MB of memory (ARCHIVIST_CONVERT_MEMORY_MB)",
+    )
+    assert isinstance(results["small.txt"], Chunked)
+
+
+def test_real_conversion_returns_chunks_with_counts(tmp_path: Path) -> None:
+    (tmp_path / "n.md").write_text("# Title\n\nSome words in a note.\n")
+    result = outcomes(pool(convert_and_chunk), [tmp_path / "n.md"])["n.md"]
+    assert isinstance(result, Chunked)
+    assert [(c.heading_path, c.text) for c in result.chunks] == [
+        (("Title",), "Title\n\nSome words in a note.")
+    ]

@@ -1,0 +1,207 @@
+import dataclasses
+import random
+from fractions import Fraction
+
+import pytest
+
+from retrieval.fusion import FusedHit, fuse_rankings
+
+BM25 = [("a", 12.0), ("b", 7.5), ("c", 3.0)]
+DENSE = [("c", 0.9), ("a", 0.8), ("d", 0.1)]
+
+
+def _reference_rrf(rankings, k=60, weights=None):
+    """Textbook RRF in exact fractions: sum of w / (k + rank), then best rank, then id."""
+    scores, best = {}, {}
+    for leg, ranking in rankings.items():
+        weight = Fraction((weights or {}).get(leg, 1.0))
+        for rank, doc in enumerate(list(dict.fromkeys(doc for doc, _ in ranking)), start=1):
+            scores[doc] = scores.get(doc, Fraction(0)) + weight / (k + rank)
+            best[doc] = min(best.get(doc, rank), rank)
+    ordered = sorted(scores, key=lambda doc: (-scores[doc], best[doc], doc))
+    return [(doc, float(scores[doc])) for doc in ordered]
+
+
+def _random_case(seed):
+    rng = random.Random(seed)
+    shared = [f"d{i}" for i in range(rng.randint(1, 40))]
+    rankings = {}
+    for leg in rng.sample(["bm25", "dense", "sparse"], rng.randint(1, 3)):
+        # Half the legs draw from a shared pool (overlapping ids), half from their own (disjoint).
+        pool = shared if rng.random() < 0.5 else [f"{leg}-{i}" for i in range(30)]
+        ids = rng.sample(pool, rng.randint(0, len(pool)))
+        rankings[leg] = [(doc, rng.uniform(-1, 20)) for doc in ids]
+    weights = rng.choice([None, {leg: rng.uniform(0, 3) for leg in rankings if rng.random() < 0.7}])
+    return rankings, rng.choice([0, 1, 60]), weights
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_rrf_matches_reference_on_random_rankings(seed):
+    rankings, k, weights = _random_case(seed)
+    fused = fuse_rankings(rankings, k=k, weights=weights)
+    expected = _reference_rrf(rankings, k=k, weights=weights)
+    assert [hit.id for hit in fused] == [doc for doc, _ in expected]
+    assert [hit.score for hit in fused] == pytest.approx([score for _, score in expected])
+
+
+def test_rrf_hand_checked_order_and_scores():
+    fused = fuse_rankings({"bm25": BM25, "dense": DENSE})
+    # a: 1/61 + 1/62, c: 1/63 + 1/61, b: 1/62, d: 1/63
+    assert [(hit.id, hit.score) for hit in fused] == [
+        ("a", pytest.approx(1 / 61 + 1 / 62)),
+        ("c", pytest.approx(1 / 63 + 1 / 61)),
+        ("b", pytest.approx(1 / 62)),
+        ("d", pytest.approx(1 / 63)),
+    ]
+
+
+def test_rrf_uses_k():
+    fused = fuse_rankings({"bm25": BM25, "dense": DENSE}, k=0)
+    # a: 1/1 + 1/2, c: 1/3 + 1/1, b: 1/2, d: 1/3
+    assert [hit.score for hit in fused] == pytest.approx([1.5, 4 / 3, 0.5, 1 / 3])
+
+
+def test_rrf_weights_reorder_hits():
+    fused = fuse_rankings({"bm25": BM25, "dense": DENSE}, weights={"dense": 2.0})
+    # c: 1/63 + 2/61 = 0.048660 > a: 1/61 + 2/62 = 0.048651; d: 2/63 = 0.0317 > b: 1/62 = 0.0161
+    assert [hit.id for hit in fused] == ["c", "a", "d", "b"]
+    assert fused[0].score == pytest.approx(1 / 63 + 2 / 61)
+
+
+def test_weights_for_absent_legs_are_ignored():
+    plain = fuse_rankings({"bm25": BM25, "dense": DENSE})
+    assert fuse_rankings({"bm25": BM25, "dense": DENSE}, weights={"sparse": 5.0}) == plain
+
+
+def test_hits_report_rank_and_raw_score_per_leg():
+    hits = {hit.id: hit for hit in fuse_rankings({"bm25": BM25, "dense": DENSE})}
+    assert hits["a"].legs == {"bm25": (1, 12.0), "dense": (2, 0.8)}
+    assert hits["d"].legs == {"dense": (3, 0.1)}
+
+
+def test_repeated_id_in_a_leg_keeps_its_first_rank():
+    (hit, _) = fuse_rankings({"bm25": [("a", 3.0), ("b", 2.0), ("a", 1.0)]})
+    assert (hit.id, hit.score, hit.legs) == ("a", pytest.approx(1 / 61), {"bm25": (1, 3.0)})
+
+
+def test_ranks_count_distinct_ids():
+    hits = fuse_rankings({"bm25": [("a", 3.0), ("b", 2.0), ("a", 1.0), ("c", 0.5)]})
+    assert {hit.id: hit.legs["bm25"] for hit in hits}["c"] == (3, 0.5)
+
+
+def test_ties_break_on_best_rank_before_id():
+    rankings = {
+        "one": [("zeta", 1.0)],
+        "two": [("x1", 1.0), ("alpha", 0.5)],
+        "three": [("x2", 1.0), ("alpha", 0.5)],
+    }
+    # k=0: zeta, x1, x2 each 1/1; alpha 1/2 + 1/2 = 1 too, but its best rank is 2, not 1.
+    fused = fuse_rankings(rankings, k=0)
+    assert [hit.score for hit in fused] == [1.0, 1.0, 1.0, 1.0]
+    assert [hit.id for hit in fused] == ["x1", "x2", "zeta", "alpha"]
+
+
+def test_ties_are_exact_not_left_to_float_rounding():
+    rankings = {
+        "one": [(f"one{i}", 1.0) for i in range(5)] + [("zz", 1.0)],  # zz at rank 6
+        "two": [(f"two{i}", 1.0) for i in range(9)] + [("aa", 1.0)],  # aa at rank 10
+        "three": [(f"three{i}", 1.0) for i in range(14)] + [("aa", 1.0)],  # and at rank 15
+    }
+    # k=0: zz 1/6, aa 1/10 + 1/15 = 1/6 exactly (in floats the sum comes out one bit higher),
+    # so the tie goes to zz's better best rank.
+    hits = {hit.id: (position, hit) for position, hit in enumerate(fuse_rankings(rankings, k=0))}
+    assert hits["zz"][1].score == hits["aa"][1].score == 1 / 6
+    assert hits["zz"][0] < hits["aa"][0]
+
+
+def test_ties_on_score_and_rank_break_on_id_whatever_the_leg_order():
+    first = fuse_rankings({"bm25": [("b", 1.0)], "dense": [("a", 1.0)]})
+    second = fuse_rankings({"dense": [("a", 1.0)], "bm25": [("b", 1.0)]})
+    assert [hit.id for hit in first] == [hit.id for hit in second] == ["a", "b"]
+
+
+def test_score_fusion_sums_min_max_normalised_scores():
+    rankings = {
+        "bm25": [("a", 10.0), ("b", 6.0), ("c", 2.0)],  # normalised: a 1.0, b 0.5, c 0.0
+        "dense": [("c", 0.8), ("d", 0.5), ("a", 0.4)],  # normalised: c 1.0, d 0.25, a 0.0
+    }
+    fused = fuse_rankings(rankings, method="score")
+    # a: 1.0 + 0.0 and c: 0.0 + 1.0 tie on score and best rank (1), so id decides.
+    assert [(hit.id, hit.score) for hit in fused] == [
+        ("a", pytest.approx(1.0)),
+        ("c", pytest.approx(1.0)),
+        ("b", pytest.approx(0.5)),
+        ("d", pytest.approx(0.25)),
+    ]
+
+
+def test_score_fusion_is_a_weighted_sum():
+    rankings = {
+        "bm25": [("a", 10.0), ("b", 6.0), ("c", 2.0)],
+        "dense": [("c", 0.8), ("d", 0.5), ("a", 0.4)],
+    }
+    fused = fuse_rankings(rankings, method="score", weights={"bm25": 0.3, "dense": 0.7})
+    # a: 0.3 * 1.0, c: 0.7 * 1.0, b: 0.3 * 0.5, d: 0.7 * 0.25
+    assert [(hit.id, hit.score) for hit in fused] == [
+        ("c", pytest.approx(0.7)),
+        ("a", pytest.approx(0.3)),
+        ("d", pytest.approx(0.175)),
+        ("b", pytest.approx(0.15)),
+    ]
+
+
+def test_score_fusion_gives_a_leg_of_equal_scores_full_weight():
+    fused = fuse_rankings({"dense": [("x", 0.5), ("y", 0.5)], "bm25": [("z", 4.0)]}, method="score")
+    assert [(hit.id, hit.score) for hit in fused] == [("x", 1.0), ("z", 1.0), ("y", 1.0)]
+
+
+def test_score_fusion_rejects_non_finite_scores():
+    with pytest.raises(
+        ValueError, match="leg 'dense': score of 'x' is nan — scores must be finite"
+    ):
+        fuse_rankings({"dense": [("y", 0.5), ("x", float("nan"))]}, method="score")
+
+
+def test_limit_keeps_the_best_hits():
+    fused = fuse_rankings({"bm25": BM25, "dense": DENSE}, limit=2)
+    assert [hit.id for hit in fused] == ["a", "c"]
+
+
+def test_limit_zero_returns_nothing():
+    assert fuse_rankings({"bm25": BM25}, limit=0) == []
+
+
+@pytest.mark.parametrize("rankings", [{}, {"bm25": []}, {"bm25": [], "dense": []}])
+@pytest.mark.parametrize("method", ["rrf", "score"])
+def test_empty_legs_give_no_hits(rankings, method):
+    assert fuse_rankings(rankings, method=method) == []
+
+
+def test_an_empty_leg_does_not_change_the_others():
+    assert fuse_rankings({"bm25": BM25, "dense": []}) == fuse_rankings({"bm25": BM25})
+
+
+def test_unknown_method_is_rejected():
+    with pytest.raises(ValueError, match=r"unknown fusion method 'max' \(supported: rrf, score\)"):
+        fuse_rankings({"bm25": BM25}, method="max")  # type: ignore[arg-type]
+
+
+def test_negative_k_is_rejected():
+    with pytest.raises(ValueError, match="RRF constant k must be 0 or more, got -1"):
+        fuse_rankings({"bm25": BM25}, k=-1)
+
+
+def test_negative_limit_is_rejected():
+    with pytest.raises(ValueError, match="limit must be 0 or more, got -3"):
+        fuse_rankings({"bm25": BM25}, limit=-3)
+
+
+def test_fused_hit_is_frozen():
+    (hit, *_) = fuse_rankings({"bm25": BM25})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hit.score = 1.0  # type: ignore[misc]
+
+
+def test_fused_hit_is_hashable():
+    twins = {FusedHit("a", 0.5, {"bm25": (1, 2.0)}), FusedHit("a", 0.5, {"bm25": (1, 2.0)})}
+    assert len(twins) == 1

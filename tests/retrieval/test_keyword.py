@@ -1,0 +1,182 @@
+"""The Tantivy keyword index: upserts, deletes, persistence and forgiving BM25 queries."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from retrieval.errors import RetrievalError
+from retrieval.keyword import KeywordDoc, KeywordIndex, query_terms
+
+DOCS = [
+    KeywordDoc("lamp-1", "Lighthouse keeping", "The keeper runs up the stairs to trim the wick."),
+    KeywordDoc("lamp-2", "Lighthouse keeping", "Brass fittings are polished every evening."),
+    KeywordDoc("bees-1", "Beekeeping > Hives", "Bees store honey in wax combs over the summer."),
+    KeywordDoc("sail-1", "Sailing", "A sloop carries one mast; a ketch carries two masts."),
+]
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[KeywordIndex]:
+    with KeywordIndex(tmp_path / "keyword") as idx:
+        idx.upsert(DOCS)
+        idx.commit()
+        yield idx
+
+
+def ids(hits: list[tuple[str, float]]) -> list[str]:
+    return [chunk_id for chunk_id, _ in hits]
+
+
+def test_search_finds_the_matching_chunk_first(index: KeywordIndex) -> None:
+    hits = index.search("honey combs")
+    assert ids(hits) == ["bees-1"]
+    assert hits[0][1] > 0
+
+
+def test_stemming_matches_other_word_forms(index: KeywordIndex) -> None:
+    assert ids(index.search("running"))[0] == "lamp-1"  # "runs" in the text
+    assert ids(index.search("mast")) == ["sail-1"]  # "mast" and "masts"
+
+
+def test_results_are_ordered_best_first(index: KeywordIndex) -> None:
+    hits = index.search("lighthouse keeper stairs")
+    assert ids(hits) == ["lamp-1", "lamp-2"]
+    assert hits[0][1] > hits[1][1]
+
+
+def test_title_words_match(index: KeywordIndex) -> None:
+    assert ids(index.search("beekeeping")) == ["bees-1"]
+    assert ids(index.search("hives")) == ["bees-1"]
+
+
+def test_limit_caps_results(index: KeywordIndex) -> None:
+    assert len(index.search("lighthouse", limit=1)) == 1
+    assert index.search("lighthouse", limit=0) == []
+
+
+def test_natural_language_question_ignores_stopwords(index: KeywordIndex) -> None:
+    # Without stopword removal "the", "are", "in" ... would match every document.
+    question = "What are the bees doing in the summer with all of their honey?"
+    assert ids(index.search(question)) == ["bees-1"]
+
+
+def test_query_terms_are_stemmed_without_stopwords() -> None:
+    assert query_terms("What is the Keeper RUNNING to?") == ["keeper", "run"]
+    assert query_terms("don't stop") == ["stop"]
+
+
+def test_stopword_only_query_returns_nothing(index: KeywordIndex) -> None:
+    assert index.search("the and of it is to") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["C++ (unclosed", '"unterminated', "AND", "(((", "", "   ", "title:", "-", "*", "wick~2^"],
+)
+def test_odd_query_text_never_raises(index: KeywordIndex, text: str) -> None:
+    hits = index.search(text)
+    assert all(chunk_id in {d.chunk_id for d in DOCS} for chunk_id in ids(hits))
+
+
+def test_query_syntax_characters_are_treated_as_words(index: KeywordIndex) -> None:
+    assert ids(index.search('(("wick" AND')) == ["lamp-1"]
+    assert ids(index.search("body:ketch")) == ["sail-1"]
+
+
+def test_upsert_twice_keeps_one_document(index: KeywordIndex) -> None:
+    index.upsert(DOCS)
+    index.commit()
+    assert index.count() == len(DOCS)
+    assert ids(index.search("honey")) == ["bees-1"]
+
+
+def test_upsert_replaces_text_of_an_existing_id(index: KeywordIndex) -> None:
+    index.upsert([KeywordDoc("bees-1", "Beekeeping", "Smoke calms the colony.")])
+    index.commit()
+    assert index.search("honey") == []
+    assert ids(index.search("smoke colony")) == ["bees-1"]
+    assert index.count() == len(DOCS)
+
+
+def test_last_of_repeated_ids_in_one_batch_wins(tmp_path: Path) -> None:
+    with KeywordIndex(tmp_path / "kw") as idx:
+        idx.upsert([KeywordDoc("a", "", "first version"), KeywordDoc("a", "", "second version")])
+        idx.commit()
+        assert idx.count() == 1
+        assert idx.search("first") == []
+        assert ids(idx.search("second")) == ["a"]
+
+
+def test_delete_removes_documents(index: KeywordIndex) -> None:
+    index.delete(["bees-1", "no-such-id"])
+    index.commit()
+    assert index.search("honey") == []
+    assert index.count() == len(DOCS) - 1
+
+
+def test_changes_are_invisible_until_commit(index: KeywordIndex) -> None:
+    index.upsert([KeywordDoc("new-1", "", "Foghorns sound in thick weather.")])
+    index.delete(["sail-1"])
+    assert index.search("foghorn") == []
+    assert ids(index.search("ketch")) == ["sail-1"]
+    index.commit()
+    assert ids(index.search("foghorn")) == ["new-1"]
+    assert index.search("ketch") == []
+
+
+def test_chunk_ids_follow_changes(index: KeywordIndex) -> None:
+    assert index.chunk_ids() == {"lamp-1", "lamp-2", "bees-1", "sail-1"}
+    index.delete(["lamp-2"])
+    index.upsert([KeywordDoc("sail-2", "Sailing", "Reefing the mainsail."), DOCS[0]])
+    index.commit()
+    assert index.chunk_ids() == {"lamp-1", "bees-1", "sail-1", "sail-2"}
+    assert index.count() == 4
+
+
+def test_clear_removes_committed_and_pending_documents(index: KeywordIndex) -> None:
+    index.upsert([KeywordDoc("pending", "", "Uncommitted foghorn text.")])
+    index.clear()
+    assert index.count() == 0
+    assert index.chunk_ids() == set()
+    assert index.search("foghorn honey") == []
+    index.upsert([DOCS[2]])
+    index.commit()
+    assert index.chunk_ids() == {"bees-1"}
+
+
+def test_reopen_from_disk_keeps_documents(tmp_path: Path) -> None:
+    path = tmp_path / "keyword"
+    with KeywordIndex(path) as idx:
+        idx.upsert(DOCS)
+        idx.commit()
+    with KeywordIndex(path) as reopened:
+        assert reopened.count() == len(DOCS)
+        assert ids(reopened.search("honey")) == ["bees-1"]
+        reopened.delete(["bees-1"])  # the first writer's lock was released by close()
+        reopened.commit()
+        assert reopened.count() == len(DOCS) - 1
+
+
+def test_close_discards_uncommitted_changes(tmp_path: Path) -> None:
+    path = tmp_path / "keyword"
+    with KeywordIndex(path) as idx:
+        idx.upsert(DOCS[:1])
+        idx.commit()
+        idx.upsert(DOCS[1:])
+    with KeywordIndex(path) as reopened:
+        assert reopened.chunk_ids() == {"lamp-1"}
+
+
+def test_second_writer_gets_a_clear_error(index: KeywordIndex) -> None:
+    other = KeywordIndex(index.path)
+    assert ids(other.search("honey")) == ["bees-1"]  # reading needs no lock
+    with pytest.raises(RetrievalError, match="locked by another writer"):
+        other.upsert(DOCS[:1])
+
+
+def test_search_on_an_empty_index_returns_nothing(tmp_path: Path) -> None:
+    with KeywordIndex(tmp_path / "empty") as idx:
+        assert idx.search("anything") == []
+        assert idx.count() == 0
+        assert idx.chunk_ids() == set()
