@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from ingest.document import Block
@@ -47,7 +48,8 @@ class TokenCounter:
 
     Counting runs the model's tokenizer once per distinct whitespace-separated word and sums
     cached counts: the tokenizer splits at whitespace before anything else, so the sum equals
-    the whole-text count at a fraction of the cost of re-tokenizing every page.
+    the whole-text count at a fraction of the cost of re-tokenizing every page. Windows are
+    cut between words for the same reason, so their counts are exact too.
     """
 
     _CACHE_LIMIT = 500_000
@@ -72,15 +74,41 @@ class TokenCounter:
         if len(self._word_tokens) + len(new) > self._CACHE_LIMIT:
             self._word_tokens.clear()
             new = list(words)
-        encodings = self._tokenizer.encode_batch_fast(new, add_special_tokens=False)
-        self._word_tokens.update((w, len(e.ids)) for w, e in zip(new, encodings, strict=True))
+        # One call over all new words joined by spaces, far cheaper than one call per word;
+        # each token is credited to the word its first character falls in.
+        word_starts = np.cumsum([0] + [len(word) + 1 for word in new[:-1]])
+        offsets = self._tokenizer.encode(" ".join(new), add_special_tokens=False).offsets
+        token_starts = np.fromiter((start for start, _ in offsets), dtype=np.int64)
+        owners = np.searchsorted(word_starts, token_starts, side="right") - 1
+        counts = np.bincount(owners, minlength=len(new))
+        self._word_tokens.update(zip(new, counts.tolist(), strict=True))
 
     def windows(self, text: str, size: int) -> list[str]:
-        """Cut text into consecutive pieces of at most `size` tokens, at token boundaries."""
+        """Cut text into consecutive pieces of at most `size` tokens, between words."""
+        words = text.split()
+        self._learn(set(words))
+        pieces: list[str] = []
+        current: list[str] = []
+        used = 0
+        for word in words:
+            tokens = self._word_tokens[word]
+            if tokens > size:  # one "word" longer than a chunk: a URL, a blob of data
+                pieces += [" ".join(current), *self._token_windows(word, size)]
+                current, used = [], 0
+            elif used + tokens > size:
+                pieces.append(" ".join(current))
+                current, used = [word], tokens
+            else:
+                current.append(word)
+                used += tokens
+        pieces.append(" ".join(current))
+        return [piece for piece in pieces if piece]
+
+    def _token_windows(self, text: str, size: int) -> list[str]:
         offsets = self._tokenizer.encode(text, add_special_tokens=False).offsets
         starts = [offsets[i][0] for i in range(0, len(offsets), size)]
         ends = starts[1:] + [len(text)]
-        return [text[start:end].strip() for start, end in zip(starts, ends, strict=True)]
+        return [text[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
 def split_blocks(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) -> list[Chunk]:
@@ -105,8 +133,7 @@ def _units(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) ->
             if sentence_tokens <= options.cap:
                 yield _Unit(sentence, sentence_tokens, index, block.page)
                 continue
-            # Cutting at token offsets can re-tokenize a word edge differently: leave room.
-            pieces = counter.windows(sentence, options.cap - 8)
+            pieces = counter.windows(sentence, options.cap)
             for piece, piece_tokens in zip(pieces, counter.count(pieces), strict=True):
                 yield _Unit(piece, piece_tokens, index, block.page)
 
