@@ -1,18 +1,29 @@
 """The `archivist` command line."""
 
-import json
-import sys
-from pathlib import Path
-from typing import Any
+import os
 
-import click
-from tqdm import tqdm
+# Before numpy loads: OpenBLAS's idle worker spins on 2-core machines and doubles query latency;
+# the tokenizer's own threads would fight the conversion workers; no hub may be contacted.
+for _name, _value in (
+    ("OPENBLAS_NUM_THREADS", "1"),
+    ("TOKENIZERS_PARALLELISM", "false"),
+    ("HF_HUB_OFFLINE", "1"),
+):
+    os.environ.setdefault(_name, _value)
 
-from api import pipeline
-from api.settings import Settings
-from ingest.errors import IngestError, StoreError
-from ingest.ingester import FileResult, IngestReport
-from retrieval.errors import RetrievalError
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from api import pipeline  # noqa: E402
+from api.settings import Settings  # noqa: E402
+from ingest.errors import IngestError, StoreError  # noqa: E402
+from ingest.ingester import IngestReport  # noqa: E402
+from retrieval.errors import RetrievalError  # noqa: E402
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
 
@@ -28,33 +39,67 @@ def cli(context: click.Context) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--force", is_flag=True, help="Convert every file again, even if unchanged.")
+@click.option("--no-index", is_flag=True, help="Only convert and store; index on a later run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
 @click.pass_obj
-def ingest(settings: Settings, paths: tuple[Path, ...], force: bool, as_json: bool) -> int:
-    """Add files and folders (recursively) to the assistant.
+def ingest(
+    settings: Settings, paths: tuple[Path, ...], force: bool, no_index: bool, as_json: bool
+) -> int:
+    """Add files and folders (recursively) to the assistant, then index them for search.
 
     Unchanged files are skipped; changed files are converted again; files that were removed
     from an ingested folder are forgotten.
 
     Example: archivist ingest data/inbox ~/Documents/manuals report.pdf
     """
-    bar = tqdm(unit="file", disable=as_json or None, file=sys.stderr, dynamic_ncols=True)
-
-    def on_start(total: int) -> None:
-        bar.reset(total=total)
-
-    def on_file(result: FileResult) -> None:
-        bar.update()
-
-    try:
-        report = pipeline.ingest(settings, paths, force=force, on_start=on_start, on_file=on_file)
-    finally:
-        bar.close()
+    with _progress("files", as_json) as bar:
+        report = pipeline.ingest(
+            settings, paths, force=force, on_start=bar.reset, on_file=lambda _: bar.update()
+        )
+    output = _report_json(report)
+    if not no_index:
+        output["index"] = _sync(settings, as_json)
     if as_json:
-        click.echo(json.dumps(_report_json(report), ensure_ascii=False))
+        click.echo(json.dumps(output, ensure_ascii=False))
     else:
         _print_report(report)
     return EXIT_SOME_FAILED if report.summary()["failed"] else EXIT_OK
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@click.pass_obj
+def reindex(settings: Settings, as_json: bool) -> int:
+    """Rebuild both search indexes from the SQLite store alone.
+
+    Example: archivist reindex
+    """
+    pipeline.rebuild(settings)
+    counts = _sync(settings, as_json)
+    if as_json:
+        click.echo(json.dumps({"index": counts}))
+    else:
+        click.echo(f"Indexed {counts['upserted']} chunks.")
+    return EXIT_OK
+
+
+def _sync(settings: Settings, quiet: bool) -> dict[str, int]:
+    """Drain the index queue with a progress bar; returns what was done."""
+    with _progress("chunks", quiet, desc="indexing") as bar:
+
+        def on_progress(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.reset(total=total)
+            bar.n = done
+            bar.refresh()
+
+        report = pipeline.sync(settings, on_progress=on_progress)
+    return {"upserted": report.upserted, "deleted": report.deleted}
+
+
+def _progress(unit: str, quiet: bool, desc: str | None = None) -> tqdm:
+    """A progress bar on stderr, shown only on a terminal and never with --json."""
+    return tqdm(unit=unit, desc=desc, disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
 
 
 @cli.command()
@@ -65,11 +110,7 @@ def status(settings: Settings, as_json: bool) -> int:
 
     Example: archivist status --json
     """
-    store = pipeline.open_store(settings)
-    try:
-        summary = store.summary()
-    finally:
-        store.close()
+    summary = pipeline.status(settings)
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
         return EXIT_OK
@@ -78,6 +119,12 @@ def status(settings: Settings, as_json: bool) -> int:
     click.echo(f"Documents:   {documents['ingested']} ingested, {documents['failed']} failed")
     click.echo(f"Chunks:      {summary['chunks']}")
     click.echo(f"Index work:  {summary['pending_index_work']} pending")
+    stores = summary["stores"]
+    agreement = "in sync" if stores["in_sync"] else "NOT in sync: run `archivist reindex`"
+    click.echo(
+        f"Stores:      SQLite {stores['sqlite']}, Tantivy {stores['tantivy']}, "
+        f"Qdrant {stores['qdrant']} chunks ({agreement})"
+    )
     if summary["failed"]:
         click.echo("\nFailed files:")
         for failure in summary["failed"]:
@@ -98,6 +145,12 @@ def serve(settings: Settings, host: str, port: int) -> int:
 
     run_server(settings, host, port)
     return EXIT_OK
+
+
+from api.cli_search import eval_command, search_command  # noqa: E402
+
+cli.add_command(search_command)
+cli.add_command(eval_command)
 
 
 def _report_json(report: IngestReport) -> dict[str, Any]:

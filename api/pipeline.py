@@ -2,7 +2,9 @@
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from api.indexes import Indexes, SyncReport, rebuild_indexes, sync_indexes
 from api.settings import Settings
 from ingest.chunker import ChunkOptions
 from ingest.convert import Limits
@@ -69,5 +71,53 @@ def ingest(
         return ingest_paths(
             store, conversion_pool(settings), paths, force=force, on_start=on_start, on_file=on_file
         )
+    finally:
+        store.close()
+
+
+def open_indexes(settings: Settings, store: ChunkStore) -> Indexes:
+    """The keyword and dense indexes (rebuilt when the embedding model changed)."""
+    return Indexes(settings, store)
+
+
+def sync(
+    settings: Settings, *, on_progress: Callable[[int, int], None] | None = None
+) -> SyncReport:
+    """Bring both indexes in line with SQLite by draining the index queue."""
+    store = open_store(settings)
+    try:
+        indexes = open_indexes(settings, store)
+        try:
+            return sync_indexes(store, indexes, on_progress=on_progress)
+        finally:
+            indexes.close()
+    finally:
+        store.close()
+
+
+def rebuild(settings: Settings) -> None:
+    """Empty both indexes and queue every chunk again (the next sync refills them)."""
+    store = open_store(settings)
+    try:
+        indexes = open_indexes(settings, store)
+        try:
+            rebuild_indexes(store, indexes)
+        finally:
+            indexes.close()
+    finally:
+        store.close()
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """What the store holds, plus each store's chunk count and whether they agree."""
+    store = open_store(settings)
+    try:
+        summary = store.summary()
+        indexes = open_indexes(settings, store)
+        try:
+            summary["stores"] = indexes.counts(store)
+        finally:
+            indexes.close()
+        return summary
     finally:
         store.close()

@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,20 @@ class Settings(BaseSettings):
     max_expand_mb: int = Field(
         1024, description="Office/EPUB archives that unpack larger than this are refused."
     )
+
+    qdrant_url: str | None = Field(
+        None,
+        description="A Qdrant server or cluster (http://host:6333); unset: the embedded engine.",
+    )
+    embed_batch_size: int = Field(64, description="Chunks per embedding batch.")
+    embed_device: str | None = Field(None, description="torch device; default: cuda if present.")
+    search_candidates: int = Field(50, description="Candidates each search leg contributes.")
+    fusion: Literal["rrf", "score"] = Field(
+        "rrf", description="rrf: reciprocal rank fusion; score: min-max normalized score sum."
+    )
+    rrf_k: int = Field(60, description="Reciprocal rank fusion constant.")
+    bm25_weight: float = Field(1.0, description="Weight of the BM25 leg in fusion.")
+    dense_weight: float = Field(1.0, description="Weight of the dense leg in fusion.")
 
     @property
     def inbox(self) -> Path:

@@ -112,9 +112,12 @@ class TokenCounter:
 
 
 def split_blocks(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) -> list[Chunk]:
-    """Pack blocks into chunks; a chunk never crosses a heading boundary."""
+    """Pack blocks into chunks; a chunk never crosses a heading or a page boundary.
+
+    Staying within one page makes every PDF citation a single page.
+    """
     chunks: list[Chunk] = []
-    for heading_path, section in groupby(blocks, key=lambda block: block.heading_path):
+    for (heading_path, _), section in groupby(blocks, key=lambda b: (b.heading_path, b.page)):
         units = list(_units(list(section), counter, options))
         for packed in _pack(units, options):
             chunks.append(_chunk(len(chunks), heading_path, packed))

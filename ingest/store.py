@@ -16,7 +16,7 @@ from ingest.chunker import Chunk
 from ingest.errors import StoreError
 from ingest.migrations import migrate
 
-PIPELINE_VERSION = 1  # bump when conversion or chunking changes, to redo stored files
+PIPELINE_VERSION = 2  # bump when conversion or chunking changes, to redo stored files
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class FileState:
 class DocumentRecord:
     """One row of `documents`."""
 
+    id: int
     path: str
     sha256: str
     size: int
@@ -132,6 +133,45 @@ class ChunkStore:
         """Number of stored chunks."""
         return int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
 
+    def chunk_ids(self) -> set[str]:
+        """Every stored chunk id (for consistency checks against the indexes)."""
+        return {row[0] for row in self.db.execute("SELECT id FROM chunks")}
+
+    def chunk_ids_where(
+        self, *, path_glob: str | None = None, kind: str | None = None, document: int | None = None
+    ) -> set[str]:
+        """Ids of chunks of ingested documents matching every given filter."""
+        where, params = ["d.status = 'ingested'"], []
+        for clause, value in (("d.path GLOB ?", path_glob), ("d.type = ?", kind),
+                              ("d.id = ?", document)):  # fmt: skip
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        rows = self.db.execute(
+            "SELECT DISTINCT c.id FROM chunks c JOIN documents d ON d.sha256 = c.sha256 "
+            f"WHERE {' AND '.join(where)}",
+            params,
+        )
+        return {row[0] for row in rows}
+
+    def paths_of(self, sha256s: Iterable[str]) -> dict[str, list[str]]:
+        """The ingested paths holding each content hash, sorted."""
+        wanted = list(set(sha256s))
+        marks = ",".join("?" * len(wanted))
+        rows = self.db.execute(
+            f"SELECT sha256, path FROM documents WHERE status = 'ingested' AND sha256 IN ({marks}) "
+            "ORDER BY path",
+            wanted,
+        )
+        paths: dict[str, list[str]] = {}
+        for sha256, path in rows:
+            paths.setdefault(sha256, []).append(path)
+        return paths
+
+    def pending_count(self) -> int:
+        """Number of index operations not yet done."""
+        return int(self.db.execute("SELECT count(*) FROM index_queue").fetchone()[0])
+
     def pending_work(self, limit: int = 1000) -> list[Work]:
         """The oldest pending index operations."""
         rows = self.db.execute(
@@ -155,7 +195,7 @@ class ChunkStore:
                 "failed": by_status.get("failed", 0),
             },
             "chunks": self.chunk_count(),
-            "pending_index_work": self.db.execute("SELECT count(*) FROM index_queue").fetchone()[0],
+            "pending_index_work": self.pending_count(),
             "failed": [
                 {"path": d.path, "reason": d.reason, "error": d.error}
                 for d in self._documents("status = 'failed' ORDER BY path", [])
@@ -163,6 +203,16 @@ class ChunkStore:
         }
 
     # Writing: each method is one transaction.
+
+    def requeue_all(self) -> None:
+        """Replace the queue by an upsert of every chunk (to rebuild indexes from SQLite)."""
+        with self.db.conn:
+            self.db.execute("DELETE FROM index_queue")
+            self.db.execute(
+                "INSERT INTO index_queue (chunk_id, op, enqueued_at) "
+                "SELECT id, 'upsert', ? FROM chunks ORDER BY sha256, ordinal",
+                [datetime.now(UTC).isoformat(timespec="seconds")],
+            )
 
     def record_chunks(
         self,

@@ -1,6 +1,7 @@
 """Conversion in separate processes: both cores busy, and a file that hangs, crashes or eats
 memory costs only its own worker, which is replaced."""
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -138,10 +139,8 @@ class _Worker:
     def stop(self) -> None:
         self._connection.close()
         if self._process.is_alive() and self._process.pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self._process.join(5)
 
 

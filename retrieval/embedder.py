@@ -46,24 +46,49 @@ def max_sequence_tokens(name: str) -> int:
     return 512
 
 
+def model_dimension(name: str) -> int:
+    """Vector size the model produces, read from its files (no need to load it)."""
+    folder = resolve_model_path(name)
+    size = None
+    modules = folder / "modules.json"
+    for module in json.loads(modules.read_text()) if modules.is_file() else []:
+        config = folder / module.get("path", "") / "config.json"
+        if module.get("path") and config.is_file():
+            settings = json.loads(config.read_text())
+            size = settings.get("out_features", settings.get("word_embedding_dimension", size))
+    if size is None:
+        size = json.loads((folder / "config.json").read_text()).get("hidden_size")
+    if not size:
+        raise ModelNotFound(f"embedding model '{name}': cannot tell its vector size from {folder}")
+    return int(size)
+
+
 class Embedder:
     """Encodes texts to normalized vectors with a sentence-transformers model."""
 
     def __init__(self, name: str, *, device: str | None = None, batch_size: int = 64) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        import transformers
         from sentence_transformers import SentenceTransformer
+
+        transformers.logging.disable_progress_bar()
 
         self.name = name
         self.batch_size = batch_size
         self._model: Any = SentenceTransformer(
             str(resolve_model_path(name)), device=device or _device()
         )
-        self.dimension = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.dimension = int(self._model.get_embedding_dimension() or 0)
 
     def encode(self, texts: list[str]) -> Any:
         """Vectors (numpy float32, one row per text, unit length)."""
         return self._model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
 
 

@@ -3,14 +3,13 @@
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Literal
 
 FusionMethod = Literal["rrf", "score"]
 _METHODS = ("rrf", "score")
 
 _Positions = dict[str, tuple[int, float]]  # id -> (1-based rank, raw score) within one leg
-_Terms = dict[str, dict[str, Fraction]]  # id -> leg -> that leg's unweighted contribution
+_Terms = dict[str, dict[str, float]]  # id -> leg -> that leg's unweighted contribution
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def fuse_rankings(
     _check_arguments(method, k, limit)
     legs = {name: _first_occurrences(ranking) for name, ranking in rankings.items()}
     contributions = _rrf_terms(legs, k) if method == "rrf" else _normalised_scores(legs)
-    leg_weights = {leg: Fraction(float((weights or {}).get(leg, 1.0))) for leg in legs}
+    leg_weights = {leg: float((weights or {}).get(leg, 1.0)) for leg in legs}
     hits = [
         FusedHit(doc_id, _weighted_sum(terms, leg_weights), _positions(doc_id, legs))
         for doc_id, terms in contributions.items()
@@ -79,7 +78,7 @@ def _rrf_terms(legs: Mapping[str, _Positions], k: int) -> _Terms:
     terms: _Terms = {}
     for leg, positions in legs.items():
         for doc_id, (rank, _) in positions.items():
-            terms.setdefault(doc_id, {})[leg] = Fraction(1, k + rank)
+            terms.setdefault(doc_id, {})[leg] = 1.0 / (k + rank)
     return terms
 
 
@@ -87,24 +86,24 @@ def _normalised_scores(legs: Mapping[str, _Positions]) -> _Terms:
     """Per id, each leg's score min-max normalised to [0, 1] within that leg."""
     terms: _Terms = {}
     for leg, positions in legs.items():
-        scores = {doc_id: _exact(leg, doc_id, score) for doc_id, (_, score) in positions.items()}
-        low = min(scores.values(), default=Fraction(0))
+        scores = {doc_id: _finite(leg, doc_id, score) for doc_id, (_, score) in positions.items()}
+        low = min(scores.values(), default=0.0)
         span = max(scores.values(), default=low) - low
         for doc_id, score in scores.items():
-            terms.setdefault(doc_id, {})[leg] = (score - low) / span if span else Fraction(1)
+            terms.setdefault(doc_id, {})[leg] = (score - low) / span if span else 1.0
     return terms
 
 
-def _exact(leg: str, doc_id: str, score: float) -> Fraction:
+def _finite(leg: str, doc_id: str, score: float) -> float:
     if not math.isfinite(score):
         raise ValueError(f"leg '{leg}': score of '{doc_id}' is {score} — scores must be finite")
-    return Fraction(score)
+    return score
 
 
-def _weighted_sum(terms: Mapping[str, Fraction], weights: Mapping[str, Fraction]) -> float:
-    # Summed exactly, then rounded once, so equal fused scores are bit-equal and reach the
-    # rank/id tie-breakers: added in floats, 1/15 + 1/10 and 1/6 differ in the last bit.
-    return float(sum((weights[leg] * term for leg, term in terms.items()), Fraction(0)))
+def _weighted_sum(terms: Mapping[str, float], weights: Mapping[str, float]) -> float:
+    # Rounded so that equal fused scores compare equal and reach the rank/id tie-breakers:
+    # added in floats, 1/15 + 1/10 and 1/6 differ in the last bit.
+    return round(math.fsum(weights[leg] * term for leg, term in terms.items()), 12)
 
 
 def _positions(doc_id: str, legs: Mapping[str, _Positions]) -> dict[str, tuple[int, float]]:

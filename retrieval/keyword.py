@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -137,11 +137,24 @@ class KeywordIndex:
         writer.delete_all_documents()
         self.commit()
 
-    def search(self, query: str, limit: int = 50) -> list[tuple[str, float]]:
-        """Return (chunk_id, BM25 score) pairs, best first; never raises on odd query text."""
+    def search(
+        self, query: str, limit: int = 50, *, only_ids: Collection[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """Return (chunk_id, BM25 score) pairs, best first; never raises on odd query text.
+
+        `only_ids` restricts the search to those chunks (for filters).
+        """
         built = self._build_query(query)
-        if built is None or limit <= 0:  # Tantivy panics on limit 0.
-            return []
+        if built is None or limit <= 0 or (only_ids is not None and not only_ids):
+            return []  # (Tantivy panics on limit 0.)
+        if only_ids is not None:
+            allowed = tantivy.Query.term_set_query(self._schema, _ID, list(only_ids))
+            built = tantivy.Query.boolean_query(
+                [
+                    (tantivy.Occur.Must, built),
+                    (tantivy.Occur.Must, tantivy.Query.const_score_query(allowed, 0.0)),
+                ]
+            )
         searcher = self._index.searcher()
         hits = searcher.search(built, limit, count=False).hits
         return [(searcher.doc(address)[_ID][0], float(score)) for score, address in hits]

@@ -64,7 +64,7 @@ def test_status_lists_documents_chunks_and_failures(tmp_path: Path) -> None:
     summary = json.loads(archivist(tmp_path / "data", "status", "--json").stdout)
     assert summary["documents"] == {"ingested": 1, "failed": 1}
     assert summary["chunks"] == 1
-    assert summary["pending_index_work"] == 1
+    assert summary["pending_index_work"] == 0
 
 
 def test_bad_setting_is_a_clear_error_with_exit_1(tmp_path: Path) -> None:
@@ -75,3 +75,34 @@ def test_bad_setting_is_a_clear_error_with_exit_1(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "ARCHIVIST_CHUNK_MAX_TOKENS=999 is over what all-MiniLM-L6-v2 reads" in done.stderr
+
+
+def test_search_json_returns_hits_with_citations(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bread.md").write_text("# Bread\n\nBake the sourdough loaf until 96 degrees inside.\n")
+    (docs / "bikes.md").write_text("# Bikes\n\nOil the chain every two weeks.\n")
+    assert archivist(tmp_path / "data", "ingest", str(docs)).returncode == 0
+    done = archivist(
+        tmp_path / "data", "search", "sourdough temperature", "-k", "1", "--json", "--explain"
+    )
+    assert done.returncode == 0, done.stderr
+    (hit,) = json.loads(done.stdout)["hits"]
+    assert Path(hit["path"]).name == "bread.md"
+    assert hit["section"] == "Bread" and hit["page"] is None
+    assert set(hit) >= {"chunk_id", "path", "page", "section", "score", "snippet"}
+    assert hit["legs"]["bm25"]["rank"] == 1
+    text = archivist(tmp_path / "data", "search", "oil the chain")
+    assert "bikes.md — Bikes" in text.stdout
+
+
+def test_status_reports_each_store_and_agreement(tmp_path: Path) -> None:
+    note = tmp_path / "n.md"
+    note.write_text("A note.\n")
+    archivist(tmp_path / "data", "ingest", str(note))
+    stores = json.loads(archivist(tmp_path / "data", "status", "--json").stdout)["stores"]
+    assert stores == {"sqlite": 1, "tantivy": 1, "qdrant": 1, "pending": 0, "in_sync": True}
+    assert (
+        "SQLite 1, Tantivy 1, Qdrant 1 chunks (in sync)"
+        in archivist(tmp_path / "data", "status").stdout
+    )

@@ -59,9 +59,9 @@ def test_a_chunk_never_spans_two_sections(counter: TokenCounter) -> None:
     ]
 
 
-def test_page_span_covers_the_pages_a_chunk_draws_from(counter: TokenCounter) -> None:
-    blocks = [Block(f"Page {n} words here.", page=n) for n in (1, 2, 3)]
+def test_a_chunk_stays_on_one_page(counter: TokenCounter) -> None:
+    blocks = [Block(f"Page {n} words here.", page=n) for n in (1, 1, 2, 3)]
     chunks = split_blocks(blocks, counter, OPTIONS)
-    assert [(c.page_start, c.page_end) for c in chunks] == [(1, 3)]
+    assert [(c.page_start, c.page_end) for c in chunks] == [(1, 1), (2, 2), (3, 3)]
     many = split_blocks(blocks * 10, counter, OPTIONS)
     assert len(many) > 1 and [c.ordinal for c in many] == list(range(len(many)))

@@ -180,3 +180,15 @@ def test_search_on_an_empty_index_returns_nothing(tmp_path: Path) -> None:
         assert idx.search("anything") == []
         assert idx.count() == 0
         assert idx.chunk_ids() == set()
+
+
+def test_search_can_be_restricted_to_some_chunks(tmp_path: Path) -> None:
+    index = KeywordIndex(tmp_path / "kw")
+    index.upsert([KeywordDoc(f"c{n}", "", f"lighthouse lens number {n}") for n in range(5)])
+    index.commit()
+    unrestricted = index.search("lighthouse lens", 10)
+    restricted = index.search("lighthouse lens", 10, only_ids={"c1", "c3"})
+    assert {cid for cid, _ in restricted} == {"c1", "c3"}
+    assert dict(restricted) == {cid: s for cid, s in unrestricted if cid in {"c1", "c3"}}
+    assert index.search("lighthouse", 10, only_ids=set()) == []
+    index.close()

@@ -1,0 +1,148 @@
+"""`archivist search` and `archivist eval`."""
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from api import pipeline
+from api.evaluation import load_dataset, run_eval
+from api.search import MODES, Filters, SearchHit, search
+from api.settings import Settings
+
+
+@click.command("search")
+@click.argument("query")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
+@click.option("--path", "path_glob", help="Only files whose path matches this glob.")
+@click.option("--type", "kind", help="Only files of this type (pdf, docx, md, ...).")
+@click.option("--document", type=int, help="Only the document with this id.")
+@click.option("--explain", is_flag=True, help="Show each leg's rank and score.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@click.pass_obj
+def search_command(
+    settings: Settings,
+    query: str,
+    k: int,
+    mode: str,
+    path_glob: str | None,
+    kind: str | None,
+    document: int | None,
+    explain: bool,
+    as_json: bool,
+) -> int:
+    """Find the passages that best match QUERY (BM25 and embeddings, fused).
+
+    Example: archivist search "how often is the lens cleaned" -k 5 --explain
+    """
+    filters = Filters(
+        path_glob=path_glob, kind=kind and kind.lstrip(".").lower(), document=document
+    )
+    store = pipeline.open_store(settings)
+    try:
+        indexes = pipeline.open_indexes(settings, store)
+        try:
+            hits = search(store, indexes, settings, query, k=k, mode=mode, filters=filters)  # type: ignore[arg-type]
+        finally:
+            indexes.close()
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"hits": [_hit_json(h, explain) for h in hits]}, ensure_ascii=False))
+        return 0
+    if not hits:
+        click.echo("No matches.")
+    for number, hit in enumerate(hits, 1):
+        click.echo(f"{number}. {_where(hit)}  (score {hit.score:.4f})")
+        if explain:
+            legs = ", ".join(
+                f"{leg} #{rank} ({score:.4f})" for leg, (rank, score) in hit.legs.items()
+            )
+            click.echo(f"   {legs}")
+        click.echo(f"   {hit.snippet}\n")
+    return 0
+
+
+@click.command("eval")
+@click.argument("dataset_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--max-queries", type=click.IntRange(1), help="Evaluate a fixed sample of queries.")
+@click.option(
+    "--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the evaluation's data folder here (reused, so reruns skip ingestion).",
+)  # fmt: skip
+@click.option("--mode", "modes", multiple=True, type=click.Choice(MODES), help="Only these modes.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@click.pass_obj
+def eval_command(
+    settings: Settings,
+    dataset_dir: Path,
+    max_queries: int | None,
+    data_dir: Path | None,
+    modes: tuple[str, ...],
+    as_json: bool,
+) -> int:
+    """Measure search quality on a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv).
+
+    Prints nDCG@10, Recall@10, Recall@100, MRR@10 and query latency for each mode.
+
+    Example: archivist eval ../shared/eval/cisi
+    """
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        if not (dataset_dir / name).is_file():
+            raise click.UsageError(f"{dataset_dir} has no {name} (expected the BEIR layout)")
+    dataset = load_dataset(dataset_dir, max_queries)
+    with tempfile.TemporaryDirectory(prefix="archivist-eval-") as scratch:
+        folder = data_dir or Path(scratch)
+        eval_settings = settings.model_copy(update={"data": folder})
+        report = run_eval(
+            eval_settings,
+            dataset,
+            modes=modes or MODES,  # type: ignore[arg-type]
+            on_stage=None if as_json else lambda s: click.echo(f"{dataset.name}: {s}", err=True),
+        )
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        _print_eval(report)
+    return 0
+
+
+def _print_eval(report: dict[str, Any]) -> None:
+    click.echo(
+        f"\n{report['dataset']}: {report['queries']} queries, "
+        f"index built in {report['index_seconds']} s\n"
+    )
+    columns = ["ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms_p50", "latency_ms_p95"]
+    click.echo(f"{'mode':8}" + "".join(f"{c:>16}" for c in columns))
+    for mode, scores in report["results"].items():
+        click.echo(f"{mode:8}" + "".join(f"{scores[c]:>16.3f}" for c in columns))
+
+
+def _where(hit: SearchHit) -> str:
+    place = hit.path
+    if hit.page_start is not None:
+        pages = (
+            hit.page_start if hit.page_start == hit.page_end else f"{hit.page_start}-{hit.page_end}"
+        )
+        place += f", page {pages}"
+    if hit.section:
+        place += f" — {' > '.join(hit.section)}"
+    return place
+
+
+def _hit_json(hit: SearchHit, explain: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "chunk_id": hit.chunk_id,
+        "path": hit.path,
+        "page": hit.page_start,
+        "page_end": hit.page_end,
+        "section": " > ".join(hit.section) or None,
+        "score": hit.score,
+        "snippet": hit.snippet,
+    }
+    if explain:
+        item["legs"] = {leg: {"rank": r, "score": s} for leg, (r, s) in hit.legs.items()}
+    return item

@@ -1,0 +1,143 @@
+"""The two search indexes derived from SQLite, and the sync step that keeps them in line."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from api.settings import Settings
+from ingest.store import ChunkStore, StoredChunk
+from retrieval.dense import DenseIndex, open_dense_index
+from retrieval.embedder import Embedder, model_dimension
+from retrieval.errors import IndexMismatch
+from retrieval.keyword import KeywordDoc, KeywordIndex
+
+log = logging.getLogger(__name__)
+SYNC_BATCH = 256
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What one sync did."""
+
+    upserted: int
+    deleted: int
+
+
+class Indexes:
+    """Tantivy (BM25) and Qdrant (dense) indexes under the data folder, plus the embedder.
+
+    The embedding model loads on first use, so commands with nothing to embed start fast.
+    Opening with a different embedding model than the dense index was built with recreates
+    it and queues every chunk again, so vectors are never mixed.
+    """
+
+    def __init__(self, settings: Settings, store: ChunkStore) -> None:
+        self._settings = settings
+        self.model = settings.embed_model
+        self.dimension = model_dimension(self.model)
+        state = settings.state_dir
+        self.keyword = KeywordIndex(state / "keyword")
+        self.dense = self._open_dense(store)
+        self._embedder: Embedder | None = None
+
+    def _open_dense(self, store: ChunkStore) -> DenseIndex:
+        where = self._settings.state_dir / "dense"
+        url = self._settings.qdrant_url
+        try:
+            return open_dense_index(where, model=self.model, dimension=self.dimension, url=url)
+        except IndexMismatch as mismatch:
+            log.warning("%s — rebuilding the indexes", mismatch)
+            dense = open_dense_index(
+                where, model=self.model, dimension=self.dimension, url=url, recreate=True
+            )
+            self.keyword.clear()
+            store.requeue_all()
+            return dense
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding model, loaded on first use."""
+        if self._embedder is None:
+            self._embedder = Embedder(
+                self.model,
+                device=self._settings.embed_device,
+                batch_size=self._settings.embed_batch_size,
+            )
+        return self._embedder
+
+    def close(self) -> None:
+        """Release both indexes (and their locks)."""
+        self.keyword.close()
+        self.dense.close()
+
+    def counts(self, store: ChunkStore) -> dict[str, Any]:
+        """Chunk counts per store and whether the indexes hold exactly SQLite's chunks."""
+        chunks = store.chunk_ids()
+        keyword, dense = self.keyword.chunk_ids(), self.dense.ids()
+        pending = store.pending_count()
+        return {
+            "sqlite": len(chunks),
+            "tantivy": len(keyword),
+            "qdrant": len(dense),
+            "pending": pending,
+            "in_sync": pending == 0 and chunks == keyword == dense,
+        }
+
+
+def embedding_text(chunk: StoredChunk) -> str:
+    """What the dense index embeds: the chunk, led by its section path when not already there."""
+    if not chunk.heading_path or chunk.text.startswith(chunk.heading_path[-1]):
+        return chunk.text
+    return " > ".join(chunk.heading_path) + "\n" + chunk.text
+
+
+def sync_indexes(
+    store: ChunkStore,
+    indexes: Indexes,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    batch_size: int = SYNC_BATCH,
+    max_batches: int | None = None,
+) -> SyncReport:
+    """Drain the queue into both indexes; work is marked done only after both committed.
+
+    Every step is idempotent (an upsert replaces, a delete of a missing id is a no-op), so a
+    sync cut short at any point is finished by the next one. `on_progress(done, total)`
+    reports chunks handled; `max_batches` stops early (used to test interruption).
+    """
+    total, done = store.pending_count(), 0
+    upserted = deleted = batches = 0
+    while (work := store.pending_work(limit=batch_size)) and (
+        max_batches is None or batches < max_batches
+    ):
+        latest = {item.chunk_id: item.op for item in work}  # later operations win
+        wanted = [cid for cid, op in latest.items() if op == "upsert"]
+        chunks = store.chunks(wanted)
+        gone = [cid for cid in latest if cid not in {c.id for c in chunks}]
+        if chunks:
+            vectors = indexes.embedder.encode([embedding_text(c) for c in chunks])
+            indexes.dense.upsert([c.id for c in chunks], vectors)
+            indexes.keyword.upsert(
+                [KeywordDoc(c.id, " > ".join(c.heading_path), c.text) for c in chunks]
+            )
+        if gone:
+            indexes.dense.delete(gone)
+            indexes.keyword.delete(gone)
+        indexes.dense.flush()
+        indexes.keyword.commit()
+        store.complete_work(item.seq for item in work)
+        upserted, deleted, batches = upserted + len(chunks), deleted + len(gone), batches + 1
+        done += len(work)
+        if on_progress:
+            on_progress(done, total)
+    if batches:
+        indexes.dense.optimize()
+    return SyncReport(upserted, deleted)
+
+
+def rebuild_indexes(store: ChunkStore, indexes: Indexes) -> None:
+    """Empty both indexes and queue every chunk again: `archivist reindex` from SQLite alone."""
+    indexes.keyword.clear()
+    indexes.dense.clear()
+    store.requeue_all()

@@ -1,0 +1,124 @@
+"""Hybrid search: BM25 and dense legs, fused, resolved to files, pages and sections."""
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from api.indexes import Indexes
+from api.settings import Settings
+from ingest.store import ChunkStore, StoredChunk
+from retrieval.fusion import fuse_rankings
+
+Mode = Literal["hybrid", "bm25", "dense"]
+MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
+_SNIPPET_CHARS = 240
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict a search to documents by path glob, file type or document id."""
+
+    path_glob: str | None = None
+    kind: str | None = None
+    document: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.path_glob, self.kind, self.document))
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result: the chunk, where it comes from, its score and each leg's (rank, score)."""
+
+    chunk_id: str
+    path: str
+    page_start: int | None
+    page_end: int | None
+    section: tuple[str, ...]
+    score: float
+    text: str
+    snippet: str
+    legs: dict[str, tuple[int, float]] = field(default_factory=dict, hash=False)
+
+
+def search(
+    store: ChunkStore,
+    indexes: Indexes,
+    settings: Settings,
+    query: str,
+    *,
+    k: int = 10,
+    mode: Mode = "hybrid",
+    filters: Filters | None = None,
+) -> list[SearchHit]:
+    """The `k` best chunks for a query, best first."""
+    only = (
+        store.chunk_ids_where(
+            path_glob=filters.path_glob, kind=filters.kind, document=filters.document
+        )
+        if filters
+        else None
+    )
+    limit = max(k, settings.search_candidates)
+    legs: dict[str, list[tuple[str, float]]] = {}
+    if mode in ("hybrid", "bm25"):
+        legs["bm25"] = indexes.keyword.search(query, limit, only_ids=only)
+    if mode in ("hybrid", "dense"):
+        vector = indexes.embedder.encode([query])[0]
+        legs["dense"] = indexes.dense.search(vector, limit, only_ids=only)
+    if mode == "hybrid":
+        fused = fuse_rankings(
+            legs,
+            method=settings.fusion,
+            k=settings.rrf_k,
+            weights={"bm25": settings.bm25_weight, "dense": settings.dense_weight},
+            limit=k,
+        )
+        ranked = [(hit.id, hit.score, hit.legs) for hit in fused]
+    else:
+        ((leg, ranking),) = legs.items()
+        ranked = [(cid, score, {leg: (n, score)}) for n, (cid, score) in enumerate(ranking, 1)]
+    return _resolve(store, query, ranked[:k], filters)
+
+
+def _resolve(
+    store: ChunkStore,
+    query: str,
+    ranked: list[tuple[str, float, dict[str, tuple[int, float]]]],
+    filters: Filters | None,
+) -> list[SearchHit]:
+    """Attach file, page, section and snippet to ranked chunk ids (skipping vanished ones)."""
+    chunks = {c.id: c for c in store.chunks([cid for cid, _, _ in ranked])}
+    paths = store.paths_of(c.sha256 for c in chunks.values())
+    hits = []
+    for chunk_id, score, legs in ranked:
+        chunk = chunks.get(chunk_id)
+        if chunk is None or not paths.get(chunk.sha256):
+            continue  # deleted since the index was last synced
+        path = _pick_path(paths[chunk.sha256], filters)
+        hits.append(
+            SearchHit(
+                chunk_id, path, chunk.page_start, chunk.page_end, chunk.heading_path, score,
+                chunk.text, snippet(chunk, query), legs,
+            )
+        )  # fmt: skip
+    return hits
+
+
+def _pick_path(paths: list[str], filters: Filters | None) -> str:
+    if filters and filters.path_glob:
+        matching = [p for p in paths if fnmatch.fnmatchcase(p, filters.path_glob)]
+        return (matching or paths)[0]
+    return paths[0]
+
+
+def snippet(chunk: StoredChunk, query: str) -> str:
+    """About 240 characters of the chunk, from the sentence holding the first query word."""
+    text = " ".join(chunk.text.split())
+    lowered = text.lower()
+    found = [i for i in (lowered.find(w) for w in re.findall(r"\w{4,}", query.lower())) if i >= 0]
+    start = text.rfind(". ", 0, min(found)) + 2 if found else 0
+    start = 0 if start < 40 else start
+    end = start + _SNIPPET_CHARS
+    return ("…" if start else "") + text[start:end].rstrip() + ("…" if end < len(text) else "")

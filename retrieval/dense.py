@@ -1,0 +1,378 @@
+"""The dense vector index: Qdrant's engine in-process, or a Qdrant server through qdrant-client.
+
+Both take chunk ids (UUID strings, given back lowercase and hyphenated) and unit float32
+vectors, and record which embedding model and dimension built them. Opening an index built by
+another model raises IndexMismatch; open it with `recreate=True` and re-embed to start over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Collection, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, Self
+
+import numpy as np
+import qdrant_edge as qe
+from qdrant_client import QdrantClient, models
+
+from retrieval.errors import IndexMismatch, RetrievalError
+
+VECTOR_NAME = "dense"
+DEFAULT_COLLECTION = "archivist_chunks"
+# Below this many points the embedded index scans every vector (recall 1.0, a few ms on two
+# cores); above it, HNSW with a raised ef. Measured figures: EdgeDenseIndex's docstring.
+EXACT_SEARCH_LIMIT = 20_000
+HNSW_EF = 256  # Qdrant's default ef (the result limit) misses many true neighbours
+_BATCH = 1_000
+_PAGE = 10_000
+
+
+class DenseIndex(Protocol):
+    """Chunk ids to unit vectors, searched by cosine similarity; records the model that built it."""
+
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def dimension(self) -> int: ...
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None: ...
+    def delete(self, ids: Iterable[str]) -> None: ...
+    def search(
+        self, vector: np.ndarray, limit: int = 50, *, only_ids: Collection[str] | None = None
+    ) -> list[tuple[str, float]]: ...
+    def count(self) -> int: ...
+    def ids(self) -> set[str]: ...
+    def optimize(self) -> None: ...
+    def flush(self) -> None: ...
+    def clear(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_dense_index(
+    path: Path, *, model: str, dimension: int, url: str | None = None, recreate: bool = False
+) -> DenseIndex:
+    """The embedded index under `path`, or the collection on the Qdrant server at `url`."""
+    if url:
+        return ClientDenseIndex.connect(url, model=model, dimension=dimension, recreate=recreate)
+    return EdgeDenseIndex(path, model=model, dimension=dimension, recreate=recreate)
+
+
+class _BaseIndex:
+    """Checks ids and shapes and batches writes; subclasses talk to Qdrant."""
+
+    model: str
+    dimension: int
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Insert or replace the vectors of these chunk ids."""
+        point_ids = [_point_id(i) for i in ids]
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.shape != (len(point_ids), self.dimension):
+            raise ValueError(
+                f"expected {len(point_ids)} vectors of {self.dimension} dimensions, "
+                f"got shape {matrix.shape}"
+            )
+        for start in range(0, len(point_ids), _BATCH):
+            self._put(point_ids[start : start + _BATCH], matrix[start : start + _BATCH].tolist())
+
+    def delete(self, ids: Iterable[str]) -> None:
+        """Remove these chunk ids; unknown ids are ignored."""
+        point_ids = [_point_id(i) for i in ids]
+        if point_ids:
+            self._remove(point_ids)
+
+    def search(
+        self, vector: np.ndarray, limit: int = 50, *, only_ids: Collection[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """The `limit` nearest chunk ids with their cosine similarity, best first."""
+        query = np.asarray(vector, dtype=np.float32)
+        if query.shape != (self.dimension,):
+            raise ValueError(f"expected a {self.dimension}-dimension query, got {query.shape}")
+        if limit <= 0 or (only_ids is not None and not only_ids):
+            return []
+        allowed = None if only_ids is None else [_point_id(i) for i in only_ids]
+        return self._nearest(query.tolist(), limit, allowed)
+
+    def ids(self) -> set[str]:
+        """Every stored chunk id."""
+        found: set[str] = set()
+        offset: Any = None
+        while True:
+            page, offset = self._page(offset)
+            found.update(page)
+            if offset is None:
+                return found
+
+    def _put(self, ids: list[str], rows: list[list[float]]) -> None:
+        raise NotImplementedError
+
+    def _remove(self, ids: list[str]) -> None:
+        raise NotImplementedError
+
+    def _nearest(
+        self, query: list[float], limit: int, allowed: list[str] | None
+    ) -> list[tuple[str, float]]:
+        raise NotImplementedError
+
+    def _page(self, offset: Any) -> tuple[list[str], Any]:
+        raise NotImplementedError
+
+
+class EdgeDenseIndex(_BaseIndex):
+    """Qdrant's engine in-process: one shard under `path`, opened by one process at a time.
+
+    `path/index.json` records the model and dimension; `path/shard/` belongs to Qdrant.
+    """
+
+    def __init__(self, path: Path, *, model: str, dimension: int, recreate: bool = False) -> None:
+        self.path, self.model, self.dimension = Path(path), model, dimension
+        self._shard_dir = self.path / "shard"
+        self._closed = False
+        exists = (self._shard_dir / "edge_config.json").exists()
+        if exists and recreate:
+            # Opening first takes the lock, so an index open elsewhere is never deleted.
+            old = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)), damaged_ok=True)
+            if old is not None:
+                old.close()
+            shutil.rmtree(self._shard_dir)
+        elif exists:
+            _check_built_by(str(self.path), _read_json(self.path / "index.json"), model, dimension)
+            self._shard = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)))
+            return
+        self._shard = self._create()
+
+    def count(self) -> int:
+        """Number of stored vectors."""
+        return self._shard.count(qe.CountRequest(exact=True))
+
+    def optimize(self) -> None:
+        """Merge segments and build HNSW graphs (blocking): call it after large batches."""
+        self._shard.optimize()
+
+    def flush(self) -> None:
+        """Make every write durable on disk."""
+        self._shard.flush()
+
+    def clear(self) -> None:
+        """Remove every vector, keeping the model and dimension."""
+        self._shard.close()
+        shutil.rmtree(self._shard_dir)
+        self._shard = self._create()
+
+    def close(self) -> None:
+        """Flush and release the shard and its lock; closing twice is harmless."""
+        if not self._closed:
+            self._closed = True
+            self._shard.flush()
+            self._shard.close()
+
+    def _put(self, ids: list[str], rows: list[list[float]]) -> None:
+        points = [qe.Point(i, {VECTOR_NAME: row}) for i, row in zip(ids, rows, strict=True)]
+        self._shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def _remove(self, ids: list[str]) -> None:
+        point_ids: list[qe.PointId] = list(ids)  # the alias exists only in the stubs
+        self._shard.update(qe.UpdateOperation.delete_points(point_ids))
+
+    def _nearest(
+        self, query: list[float], limit: int, allowed: list[str] | None
+    ) -> list[tuple[str, float]]:
+        exact = self._shard.info().points_count < EXACT_SEARCH_LIMIT  # info() costs microseconds
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(query, using=VECTOR_NAME),
+            filter=None if allowed is None else qe.Filter(must=[qe.HasIdCondition(set(allowed))]),
+            params=qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=HNSW_EF),
+        )
+        return [(str(p.id), float(p.score)) for p in self._shard.query(request)]
+
+    def _page(self, offset: Any) -> tuple[list[str], Any]:
+        request = qe.ScrollRequest(offset=offset, limit=_PAGE, with_payload=False)
+        records, offset = self._shard.scroll(request)
+        return [str(r.id) for r in records], offset
+
+    def _create(self) -> qe.EdgeShard:
+        # Metadata first: a crash before the shard exists leaves a folder that is just recreated.
+        _write_json(self.path / "index.json", {"model": self.model, "dimension": self.dimension})
+        params = qe.EdgeVectorParams(size=self.dimension, distance=qe.Distance.Cosine)
+        config = qe.EdgeConfig(vectors={VECTOR_NAME: params})
+        return self._open(lambda: qe.EdgeShard.create(str(self._shard_dir), config))
+
+    def _open(self, opener: Callable[[], qe.EdgeShard], damaged_ok: bool = False) -> Any:
+        try:
+            return opener()
+        except Exception as exc:  # the bindings raise plain Exception
+            if "WouldBlock" in str(exc):
+                raise _locked_error(self.path) from None
+            if damaged_ok:
+                return None
+            raise RetrievalError(
+                f"the dense index at {self.path} cannot be opened ({exc}) — run `archivist reindex`"
+            ) from exc
+
+
+class ClientDenseIndex(_BaseIndex):
+    """A collection on a Qdrant server, or in qdrant-client's local mode, via qdrant-client.
+
+    The collection's `metadata` records the model and dimension. `close()` closes the client.
+    """
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str = DEFAULT_COLLECTION,
+        *,
+        model: str,
+        dimension: int,
+        recreate: bool = False,
+    ) -> None:
+        self.client, self.collection = client, collection
+        self.model, self.dimension = model, dimension
+        options = client.init_options
+        # Local mode always scans every vector, and warns when given search parameters.
+        local = bool(options.get("path")) or options.get("location") == ":memory:"
+        self._params = None if local else models.SearchParams(hnsw_ef=HNSW_EF)
+        if recreate:
+            client.delete_collection(collection)
+        if not client.collection_exists(collection):
+            self._create()
+            return
+        config = client.get_collection(collection).config
+        built = dict(config.metadata or {})
+        vectors = config.params.vectors
+        if isinstance(vectors, dict) and VECTOR_NAME in vectors:
+            built.setdefault("dimension", vectors[VECTOR_NAME].size)
+        _check_built_by(f"collection '{collection}'", built, model, dimension)
+
+    @classmethod
+    def connect(
+        cls,
+        location: str,
+        collection: str = DEFAULT_COLLECTION,
+        *,
+        model: str,
+        dimension: int,
+        recreate: bool = False,
+        api_key: str | None = None,
+    ) -> Self:
+        """Open `collection` on the server at an http(s) URL, or in local mode in a folder."""
+        remote = location.startswith(("http://", "https://"))
+        try:
+            client = QdrantClient(url=location, api_key=api_key) if remote else None
+            client = client or QdrantClient(path=location)
+        except RuntimeError as exc:  # local mode: "Storage folder ... is already accessed"
+            raise _locked_error(Path(location)) from exc
+        try:
+            return cls(client, collection, model=model, dimension=dimension, recreate=recreate)
+        except Exception as exc:
+            client.close()
+            if isinstance(exc, RetrievalError) or not remote:
+                raise
+            raise RetrievalError(
+                f"Qdrant at {location} is not usable ({exc}) — start the server, or fix or "
+                "unset ARCHIVIST_QDRANT_URL (unset means the embedded index)"
+            ) from exc
+
+    def count(self) -> int:
+        """Number of stored vectors."""
+        return self.client.count(self.collection, exact=True).count
+
+    def optimize(self) -> None:
+        """Nothing to do: a Qdrant server optimizes in the background."""
+
+    def flush(self) -> None:
+        """Nothing to do: the server's WAL and local mode's storage persist every write."""
+
+    def clear(self) -> None:
+        """Remove every vector, keeping the model and dimension."""
+        self.client.delete_collection(self.collection)
+        self._create()
+
+    def close(self) -> None:
+        """Close the client, releasing local mode's folder; closing twice is harmless."""
+        self.client.close()
+
+    def _put(self, ids: list[str], rows: list[list[float]]) -> None:
+        vectors: dict[str, Any] = {VECTOR_NAME: rows}
+        batch = models.Batch(ids=list[models.ExtendedPointId](ids), vectors=vectors)
+        self.client.upsert(self.collection, points=batch, wait=True)
+
+    def _remove(self, ids: list[str]) -> None:
+        selector = models.PointIdsList(points=list[models.ExtendedPointId](ids))
+        self.client.delete(self.collection, points_selector=selector, wait=True)
+
+    def _nearest(
+        self, query: list[float], limit: int, allowed: list[str] | None
+    ) -> list[tuple[str, float]]:
+        flt = None
+        if allowed is not None:
+            has_id = list[models.ExtendedPointId](allowed)
+            flt = models.Filter(must=[models.HasIdCondition(has_id=has_id)])
+        response = self.client.query_points(
+            self.collection,
+            query=query,
+            using=VECTOR_NAME,
+            limit=limit,
+            query_filter=flt,
+            search_params=self._params,
+            with_payload=False,
+        )
+        return [(str(p.id), float(p.score)) for p in response.points]
+
+    def _page(self, offset: Any) -> tuple[list[str], Any]:
+        records, offset = self.client.scroll(
+            self.collection, limit=_PAGE, offset=offset, with_payload=False
+        )
+        return [str(r.id) for r in records], offset
+
+    def _create(self) -> None:
+        params = models.VectorParams(size=self.dimension, distance=models.Distance.COSINE)
+        self.client.create_collection(
+            self.collection,
+            vectors_config={VECTOR_NAME: params},
+            metadata={"model": self.model, "dimension": self.dimension},
+        )
+
+
+def _point_id(chunk_id: str) -> str:
+    """Qdrant's spelling of a chunk id: a lowercase hyphenated UUID."""
+    try:
+        return str(uuid.UUID(chunk_id))
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(f"chunk id {chunk_id!r} is not a UUID") from None
+
+
+def _check_built_by(where: str, built: dict[str, Any] | None, model: str, dimension: int) -> None:
+    built = built or {}
+    if built.get("model") == model and built.get("dimension") == dimension:
+        return
+    raise IndexMismatch(
+        f"the dense index at {where} was built with '{built.get('model') or 'an unknown model'}'"
+        f" ({built.get('dimension') or '?'} dimensions), not '{model}' ({dimension} dimensions)"
+        " — run `archivist reindex` to rebuild it"
+    )
+
+
+def _locked_error(path: Path) -> RetrievalError:
+    return RetrievalError(
+        f"the index at {path} is open in another Archivist process — stop it "
+        "(`archivist serve`, `archivist watch`) or point ARCHIVIST_DATA at another folder"
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)  # atomic: a crash leaves either the old file or the new one

@@ -1,0 +1,62 @@
+"""`archivist eval` on a small BEIR dataset written by the test."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from api.evaluation import load_dataset
+
+ARCHIVIST = str(Path(sys.executable).parent / "archivist")
+DOCS = {
+    "d1": ("Lighthouse", "The lens of the lighthouse is cleaned every Tuesday."),
+    "d2": ("Garden", "Tomatoes are watered every morning before eight."),
+    "d3": ("Ferry", "The last ferry to Gull Island leaves at 17:40."),
+    "d4": ("Bread", "Sourdough is baked until it reaches 96 degrees inside."),
+}
+QUERIES = {"q1": "when is the lighthouse lens cleaned", "q2": "last ferry to Gull Island"}
+QRELS = {"q1": "d1", "q2": "d3"}
+
+
+def write_dataset(folder: Path) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    with (folder / "corpus.jsonl").open("w") as corpus:
+        for doc_id, (title, text) in DOCS.items():
+            corpus.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    with (folder / "queries.jsonl").open("w") as queries:
+        for query_id, text in QUERIES.items():
+            queries.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+    rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, d in QRELS.items()]
+    (folder / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_eval_json_reports_every_mode_with_metrics_and_latency(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "tiny")
+    env = {**os.environ, "ARCHIVIST_DATA": str(tmp_path / "unused")}
+    done = subprocess.run(
+        [ARCHIVIST, "eval", str(dataset), "--json"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["dataset"], report["queries"]) == ("tiny", 2)
+    assert report["index_seconds"] >= 0
+    assert set(report["results"]) == {"hybrid", "bm25", "dense"}
+    for scores in report["results"].values():
+        assert scores["ndcg@10"] == scores["recall@10"] == scores["mrr@10"] == 1.0
+        assert 0 < scores["latency_ms_p50"] <= scores["latency_ms_p95"]
+    assert not (tmp_path / "unused").exists()
+
+
+def test_max_queries_takes_a_fixed_sample(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "tiny")
+    first = load_dataset(dataset, max_queries=1)
+    assert list(first.queries) == list(load_dataset(dataset, max_queries=1).queries)
+    assert len(first.queries) == 1 and set(first.qrels) == set(first.queries)
+
+
+def test_a_folder_without_the_beir_layout_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run([ARCHIVIST, "eval", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "has no corpus.jsonl (expected the BEIR layout)" in done.stderr

@@ -1,0 +1,120 @@
+"""Search over a small generated corpus: each mode, filters, odd queries, citations."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api import pipeline
+from api.indexes import Indexes
+from api.search import Filters, SearchHit, search
+from api.settings import Settings
+from ingest.store import ChunkStore
+from tests.fixtures import make_pdf, make_with_pandoc
+
+GARDEN = """# Allotment Rules
+
+## Watering
+
+Tomatoes are watered every morning before eight o'clock; hoses are banned at midday.
+
+## Compost
+
+Kitchen scraps go in the green bins; woody prunings go to the shredder on Fridays.
+"""
+FERRY = (
+    "<h1>Ferry Timetable</h1><h2>Winter</h2><p>The last boat to Gull Island leaves at 17:40.</p>"
+)
+
+
+@pytest.fixture(scope="module")
+def corpus(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Settings, ChunkStore, Indexes]]:
+    root = tmp_path_factory.mktemp("search")
+    docs = root / "docs"
+    docs.mkdir()
+    make_with_pandoc(docs / "allotment.docx", GARDEN)
+    (docs / "ferry.html").write_text(f"<html><body>{FERRY}</body></html>")
+    make_pdf(
+        docs / "boiler.pdf",
+        ["Boiler manual. Contents.", "The boiler pressure must stay between 1.0 and 1.5 bar.",
+         "Call the installer, Kettleworth Heating, if the red lamp flashes."],
+    )  # fmt: skip
+    (docs / "notes").mkdir()
+    (docs / "notes" / "wifi.md").write_text(
+        "# Wi-Fi\n\nThe router password is on a card by the TV.\n"
+    )
+    settings = Settings(data=root / "data")
+    pipeline.ingest(settings, [docs])
+    pipeline.sync(settings)
+    store = pipeline.open_store(settings)
+    indexes = pipeline.open_indexes(settings, store)
+    yield settings, store, indexes
+    indexes.close()
+    store.close()
+
+
+def find(
+    corpus: tuple[Settings, ChunkStore, Indexes], query: str, **options: object
+) -> list[SearchHit]:
+    settings, store, indexes = corpus
+    return search(store, indexes, settings, query, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
+def test_every_mode_finds_the_right_document(corpus, mode: str) -> None:  # type: ignore[no-untyped-def]
+    hits = find(corpus, "when is the last ferry boat to Gull Island", mode=mode, k=3)
+    assert Path(hits[0].path).name == "ferry.html"
+
+
+def test_dense_finds_a_paraphrase_without_shared_words(corpus) -> None:  # type: ignore[no-untyped-def]
+    hits = find(corpus, "irrigating vegetables in the early day", mode="dense", k=2)
+    assert hits[0].section == ("Allotment Rules", "Watering")
+
+
+def test_bm25_finds_a_rare_exact_name(corpus) -> None:  # type: ignore[no-untyped-def]
+    hits = find(corpus, "Kettleworth", mode="bm25", k=3)
+    assert [(Path(h.path).name, h.page_start) for h in hits] == [("boiler.pdf", 3)]
+
+
+def test_pdf_hits_cite_their_page_and_snippets_show_the_match(corpus) -> None:  # type: ignore[no-untyped-def]
+    hit = find(corpus, "boiler pressure in bar", k=1)[0]
+    assert (Path(hit.path).name, hit.page_start, hit.page_end) == ("boiler.pdf", 2, 2)
+    assert "pressure must stay between 1.0 and 1.5 bar" in hit.snippet
+
+
+def test_hybrid_reports_each_legs_rank(corpus) -> None:  # type: ignore[no-untyped-def]
+    hit = find(corpus, "green bins for kitchen scraps compost", k=1)[0]
+    assert hit.section == ("Allotment Rules", "Compost")
+    assert set(hit.legs) == {"bm25", "dense"} and hit.legs["bm25"][0] == 1
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (Filters(kind="pdf"), {"boiler.pdf"}),
+        (Filters(path_glob="*/notes/*"), {"wifi.md"}),
+        (Filters(kind="md"), {"wifi.md"}),
+    ],
+)
+def test_filters_restrict_results(corpus, filters: Filters, expected: set[str]) -> None:  # type: ignore[no-untyped-def]
+    for mode in ("hybrid", "bm25", "dense"):
+        hits = find(corpus, "password pressure boat tomatoes", mode=mode, k=10, filters=filters)
+        assert {Path(h.path).name for h in hits} == expected, mode
+
+
+def test_filter_by_document_id(corpus) -> None:  # type: ignore[no-untyped-def]
+    _, store, _ = corpus
+    ferry = next(d for d in store.documents() if d.path.endswith("ferry.html"))
+    hits = find(corpus, "tomatoes boat", k=10, filters=Filters(document=ferry.id))
+    assert {Path(h.path).name for h in hits} == {"ferry.html"}
+
+
+@pytest.mark.parametrize(
+    "query", ["C++ (unclosed", '"unterminated', "AND", "(((", "", "the of and"]
+)
+def test_odd_query_text_never_errors(corpus, query: str) -> None:  # type: ignore[no-untyped-def]
+    for mode in ("hybrid", "bm25"):
+        hits = find(corpus, query, mode=mode, k=5)
+        assert len(hits) <= 5

@@ -1,0 +1,226 @@
+"""One contract for every DenseIndex: the embedded Qdrant engine and qdrant-client local mode."""
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.dense import ClientDenseIndex, DenseIndex, open_dense_index
+from retrieval.errors import IndexMismatch, RetrievalError
+
+MODEL = "all-MiniLM-L6-v2"
+DIM = 16
+
+Opener = Callable[..., DenseIndex]
+
+
+def unit_vectors(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
+    """`n` seeded random unit vectors."""
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def chunk_ids(n: int) -> list[str]:
+    """`n` fresh chunk ids."""
+    return [str(uuid.uuid4()) for _ in range(n)]
+
+
+def _open(kind: str, root: Path, model: str, dimension: int, recreate: bool) -> DenseIndex:
+    if kind == "edge":
+        return open_dense_index(root / "dense", model=model, dimension=dimension, recreate=recreate)
+    return ClientDenseIndex.connect(
+        str(root / "qdrant"), model=model, dimension=dimension, recreate=recreate
+    )
+
+
+@pytest.fixture(params=["edge", "client"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens the index under `tmp_path` (again); everything opened is closed afterwards."""
+    opened: list[DenseIndex] = []
+
+    def open_index(model: str = MODEL, dimension: int = DIM, recreate: bool = False) -> DenseIndex:
+        index = _open(request.param, tmp_path, model, dimension, recreate)
+        opened.append(index)
+        return index
+
+    yield open_index
+    for index in opened:
+        index.close()
+
+
+@pytest.fixture
+def index(opener: Opener) -> DenseIndex:
+    """A fresh, empty index."""
+    return opener()
+
+
+def test_identical_vector_is_first_with_score_one(index: DenseIndex) -> None:
+    ids, vectors = chunk_ids(20), unit_vectors(20)
+    index.upsert(ids, vectors)
+
+    hits = index.search(vectors[7], limit=5)
+
+    assert hits[0][0] == ids[7]
+    assert hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert len(hits) == 5
+    scores = [score for _, score in hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_scores_are_cosine_similarities(index: DenseIndex) -> None:
+    ids, vectors = chunk_ids(10), unit_vectors(10)
+    index.upsert(ids, vectors)
+
+    hits = dict(index.search(vectors[0], limit=10))
+
+    expected = vectors @ vectors[0]
+    assert [hits[i] for i in ids] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_upserting_an_id_again_replaces_its_vector(index: DenseIndex) -> None:
+    ids, vectors = chunk_ids(5), unit_vectors(6)
+    index.upsert(ids, vectors[:5])
+
+    index.upsert([ids[0]], vectors[5:6])
+
+    assert index.count() == 5
+    assert index.search(vectors[5], limit=1) == [(ids[0], pytest.approx(1.0, abs=1e-5))]
+    assert index.search(vectors[0], limit=1)[0][1] < 0.99
+
+
+def test_delete_removes_points_and_ignores_unknown_ids(index: DenseIndex) -> None:
+    ids, vectors = chunk_ids(5), unit_vectors(5)
+    index.upsert(ids, vectors)
+
+    index.delete([ids[1], ids[3], str(uuid.uuid4())])
+
+    assert index.count() == 3
+    assert index.ids() == {ids[0], ids[2], ids[4]}
+    assert ids[1] not in [i for i, _ in index.search(vectors[1], limit=5)]
+
+
+def test_only_ids_restricts_the_search(index: DenseIndex) -> None:
+    ids, vectors = chunk_ids(30), unit_vectors(30)
+    index.upsert(ids, vectors)
+    allowed = {ids[2], ids[11], ids[25]}
+
+    hits = index.search(vectors[0], limit=10, only_ids=allowed)
+
+    assert {i for i, _ in hits} == allowed
+
+
+def test_empty_only_ids_finds_nothing(index: DenseIndex) -> None:
+    index.upsert(chunk_ids(3), unit_vectors(3))
+
+    assert index.search(unit_vectors(1)[0], only_ids=set()) == []
+
+
+def test_ids_and_count_agree(index: DenseIndex) -> None:
+    ids = chunk_ids(25)
+    index.upsert(ids, unit_vectors(25))
+
+    assert index.ids() == set(ids)
+    assert index.count() == 25
+
+
+def test_ids_come_back_in_canonical_form(index: DenseIndex) -> None:
+    chunk_id = str(uuid.uuid4())
+    index.upsert([chunk_id.upper()], unit_vectors(1))
+
+    assert index.ids() == {chunk_id}
+    assert index.search(unit_vectors(1)[0])[0][0] == chunk_id
+
+
+def test_a_chunk_id_that_is_not_a_uuid_is_refused(index: DenseIndex) -> None:
+    with pytest.raises(ValueError, match="chunk id 'doc-1:0' is not a UUID"):
+        index.upsert(["doc-1:0"], unit_vectors(1))
+
+
+def test_vectors_of_the_wrong_dimension_are_refused(index: DenseIndex) -> None:
+    with pytest.raises(ValueError, match=f"expected 2 vectors of {DIM} dimensions"):
+        index.upsert(chunk_ids(2), unit_vectors(2, dim=DIM + 1))
+
+
+def test_search_on_an_empty_index_returns_nothing(index: DenseIndex) -> None:
+    assert index.search(unit_vectors(1)[0]) == []
+    assert index.count() == 0
+    assert index.ids() == set()
+
+
+def test_reopening_keeps_points_and_model(opener: Opener) -> None:
+    ids, vectors = chunk_ids(10), unit_vectors(10)
+    first = opener()
+    first.upsert(ids, vectors)
+    first.flush()
+    first.close()
+
+    again = opener()
+
+    assert again.ids() == set(ids)
+    assert again.search(vectors[4], limit=1)[0][0] == ids[4]
+
+
+def test_reopening_with_another_model_raises_index_mismatch(opener: Opener) -> None:
+    opener().close()
+
+    with pytest.raises(IndexMismatch) as raised:
+        opener(model="bge-small-en-v1.5")
+
+    message = str(raised.value)
+    assert f"'{MODEL}' ({DIM} dimensions)" in message
+    assert f"not 'bge-small-en-v1.5' ({DIM} dimensions)" in message
+    assert "run `archivist reindex`" in message
+
+
+def test_reopening_with_another_dimension_raises_index_mismatch(opener: Opener) -> None:
+    opener().close()
+
+    with pytest.raises(IndexMismatch, match=f"'{MODEL}' \\({DIM} dimensions\\), not '{MODEL}' "):
+        opener(dimension=DIM * 2)
+
+
+def test_recreate_starts_an_empty_index_for_the_new_model(opener: Opener) -> None:
+    first = opener()
+    first.upsert(chunk_ids(4), unit_vectors(4))
+    first.close()
+
+    rebuilt = opener(model="bge-small-en-v1.5", dimension=8, recreate=True)
+    rebuilt.upsert(chunk_ids(1), unit_vectors(1, dim=8))
+    rebuilt.close()
+
+    again = opener(model="bge-small-en-v1.5", dimension=8)
+    assert (again.model, again.dimension, again.count()) == ("bge-small-en-v1.5", 8, 1)
+
+
+def test_clear_removes_every_point_and_keeps_the_model(opener: Opener) -> None:
+    index = opener()
+    index.upsert(chunk_ids(6), unit_vectors(6))
+
+    index.clear()
+
+    assert (index.count(), index.ids()) == (0, set())
+    index.close()
+    with pytest.raises(IndexMismatch, match=f"built with '{MODEL}'"):
+        opener(model="bge-small-en-v1.5")
+
+
+def test_a_second_open_of_the_same_index_is_refused(opener: Opener) -> None:
+    opener()
+
+    with pytest.raises(RetrievalError, match="is open in another Archivist process"):
+        opener()
+
+
+def test_each_of_thousands_of_stored_vectors_finds_itself_first(opener: Opener) -> None:
+    index = opener(dimension=384)
+    ids, vectors = chunk_ids(3000), unit_vectors(3000, dim=384, seed=1)
+    index.upsert(ids, vectors)
+    index.optimize()
+
+    sample = range(0, 3000, 50)
+    found = [index.search(vectors[i], limit=1)[0] for i in sample]
+
+    assert [hit_id for hit_id, _ in found] == [ids[i] for i in sample]
+    assert min(score for _, score in found) == pytest.approx(1.0, abs=1e-5)
