@@ -45,7 +45,10 @@ def search_command(
     try:
         indexes = pipeline.open_indexes(settings, store)
         try:
-            hits = search(store, indexes, settings, query, k=k, mode=mode, filters=filters)  # type: ignore[arg-type]
+            hits = search(
+                store, indexes, settings, query, k=k, mode=mode,  # type: ignore[arg-type]
+                filters=filters, reranker=indexes.reranker,
+            )  # fmt: skip
         finally:
             indexes.close()
     finally:

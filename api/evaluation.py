@@ -87,7 +87,9 @@ def run_eval(
             run, latencies = {}, []
             for query_id, text in dataset.queries.items():
                 begun = time.perf_counter()
-                hits = search(store, indexes, settings, text, k=100, mode=mode)
+                hits = search(
+                    store, indexes, settings, text, k=100, mode=mode, reranker=indexes.reranker
+                )
                 latencies.append((time.perf_counter() - begun) * 1000)
                 ranked = dict.fromkeys(doc_ids[h.path] for h in hits if h.path in doc_ids)
                 run[query_id] = list(ranked)

@@ -11,6 +11,7 @@ from retrieval.dense import DenseIndex, open_dense_index
 from retrieval.embedder import Embedder, model_dimension
 from retrieval.errors import IndexMismatch
 from retrieval.keyword import KeywordDoc, KeywordIndex
+from retrieval.rerank import CrossEncoderReranker, Reranker
 
 log = logging.getLogger(__name__)
 SYNC_BATCH = 256
@@ -40,6 +41,7 @@ class Indexes:
         self.keyword = KeywordIndex(state / "keyword")
         self.dense = self._open_dense(store)
         self._embedder: Embedder | None = None
+        self._reranker: Reranker | None = None
 
     def _open_dense(self, store: ChunkStore) -> DenseIndex:
         where = self._settings.state_dir / "dense"
@@ -65,6 +67,14 @@ class Indexes:
                 batch_size=self._settings.embed_batch_size,
             )
         return self._embedder
+
+    @property
+    def reranker(self) -> Reranker | None:
+        """The configured cross-encoder, loaded on first use; None when reranking is off."""
+        name = self._settings.rerank_model
+        if name and self._reranker is None:
+            self._reranker = CrossEncoderReranker(name, device=self._settings.embed_device)
+        return self._reranker
 
     def close(self) -> None:
         """Release both indexes (and their locks)."""

@@ -9,10 +9,12 @@ from api.indexes import Indexes
 from api.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
 from retrieval.fusion import fuse_rankings
+from retrieval.rerank import Reranker, rerank
 
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
 _SNIPPET_CHARS = 240
+_Ranked = tuple[str, float, dict[str, tuple[int, float]]]
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,9 @@ def search(
     k: int = 10,
     mode: Mode = "hybrid",
     filters: Filters | None = None,
+    reranker: Reranker | None = None,
 ) -> list[SearchHit]:
-    """The `k` best chunks for a query, best first."""
+    """The `k` best chunks for a query, best first; a reranker re-scores the top candidates."""
     only = (
         store.chunk_ids_where(
             path_glob=filters.path_glob, kind=filters.kind, document=filters.document
@@ -60,7 +63,8 @@ def search(
         if filters
         else None
     )
-    limit = max(k, settings.search_candidates)
+    keep = max(k, settings.rerank_candidates) if reranker else k
+    limit = max(keep, settings.search_candidates)
     legs: dict[str, list[tuple[str, float]]] = {}
     if mode in ("hybrid", "bm25"):
         legs["bm25"] = indexes.keyword.search(query, limit, only_ids=only)
@@ -73,19 +77,32 @@ def search(
             method=settings.fusion,
             k=settings.rrf_k,
             weights={"bm25": settings.bm25_weight, "dense": settings.dense_weight},
-            limit=k,
+            limit=keep,
         )
         ranked = [(hit.id, hit.score, hit.legs) for hit in fused]
     else:
         ((leg, ranking),) = legs.items()
         ranked = [(cid, score, {leg: (n, score)}) for n, (cid, score) in enumerate(ranking, 1)]
+    if reranker:
+        ranked = _reranked(store, reranker, query, ranked[:keep])
     return _resolve(store, query, ranked[:k], filters)
+
+
+def _reranked(
+    store: ChunkStore, reranker: Reranker, query: str, ranked: list[_Ranked]
+) -> list[_Ranked]:
+    texts = {c.id: c.text for c in store.chunks([cid for cid, _, _ in ranked])}
+    legs = {cid: leg_ranks for cid, _, leg_ranks in ranked}
+    order = rerank(reranker, query, [(cid, texts[cid]) for cid, _, _ in ranked if cid in texts])
+    return [
+        (cid, score, {**legs[cid], "rerank": (n, score)}) for n, (cid, score) in enumerate(order, 1)
+    ]
 
 
 def _resolve(
     store: ChunkStore,
     query: str,
-    ranked: list[tuple[str, float, dict[str, tuple[int, float]]]],
+    ranked: list[_Ranked],
     filters: Filters | None,
 ) -> list[SearchHit]:
     """Attach file, page, section and snippet to ranked chunk ids (skipping vanished ones)."""

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
         "rrf", description="rrf: reciprocal rank fusion; score: min-max normalized score sum."
     )
     rrf_k: int = Field(60, description="Reciprocal rank fusion constant.")
+    rerank_model: str | None = Field(
+        None, description="Cross-encoder (local folder or cached name) to rerank results; off."
+    )
+    rerank_candidates: int = Field(30, description="Fused candidates the reranker re-scores.")
     bm25_weight: float = Field(1.0, description="Weight of the BM25 leg in fusion.")
     dense_weight: float = Field(1.0, description="Weight of the dense leg in fusion.")
 

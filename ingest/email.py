@@ -1,7 +1,7 @@
 """E-mail messages (.eml): headers and the text body; attachments are not read."""
 
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
 
 from ingest.document import Block, Converted
@@ -39,7 +39,7 @@ def convert_email(data: bytes, name: str, *, timeout_s: float, memory_mb: int) -
     return Converted("eml", blocks)
 
 
-def _body_text(part: EmailMessage) -> str:
+def _body_text(part: MIMEPart) -> str:
     try:
         return str(part.get_content())
     except (LookupError, UnicodeError, ValueError):  # unknown or lying charset

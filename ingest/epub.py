@@ -17,9 +17,9 @@ def spine_html(path: Path) -> str:
         assert opf_path is not None
         opf = ElementTree.fromstring(book.read(opf_path))
         base = posixpath.dirname(opf_path)
-        hrefs = {e.get("id"): e.get("href") for e in opf.iter() if _local(e.tag) == "item"}
+        hrefs = {e.get("id"): e.get("href") or "" for e in opf.iter() if _local(e.tag) == "item"}
         spine = [e.get("idref") for e in opf.iter() if _local(e.tag) == "itemref"]
-        files = [hrefs[idref].split("#")[0] for idref in spine if hrefs.get(idref)]
+        files = [hrefs.get(idref, "").split("#")[0] for idref in spine]
         bodies = []
         for href in dict.fromkeys(files):  # in order, each file once
             if href:

@@ -178,7 +178,7 @@ def inline_text(inlines: list[dict[str, Any]]) -> str:
     """Flatten pandoc inlines to plain text (links keep their text, images their alt text)."""
     parts: list[str] = []
     for inline in inlines:
-        kind, content = inline.get("t"), inline.get("c")
+        kind, content = inline.get("t"), inline.get("c", [])
         if kind == "Str":
             parts.append(content)
         elif kind in ("Space", "SoftBreak"):

@@ -294,15 +294,13 @@ class ChunkStore:
             "updated_at": now,
             **fields,
         }
+        documents = self.db.table("documents")
         if old is None:
-            self.db["documents"].insert({**row, "created_at": now})
+            documents.insert({**row, "created_at": now})
         else:
-            self.db["documents"].update(self._document_id(file.path), row)
+            documents.update(old.id, row)
             if old.sha256 != file.sha256 or fields["status"] != "ingested":
                 self._release(old.sha256)
-
-    def _document_id(self, path: str) -> int:
-        return int(self.db.execute("SELECT id FROM documents WHERE path = ?", [path]).fetchone()[0])
 
     def _replace_chunks(self, sha256: str, chunks: list[Chunk]) -> None:
         """Make `chunks` the content's chunk set; queue only ids that appear or disappear."""

@@ -25,8 +25,8 @@ def resolve_model_path(name: str) -> Path:
         return Path(snapshot_download(name, local_files_only=True))
     except Exception:
         raise ModelNotFound(
-            f"embedding model '{name}' is not on this machine — give a local folder in "
-            f"ARCHIVIST_EMBED_MODEL or use the packaged default '{DEFAULT_MODEL}'"
+            f"model '{name}' is not on this machine and nothing is downloaded — give a local "
+            f"folder, or for embeddings use the packaged default '{DEFAULT_MODEL}'"
         ) from None
 
 

@@ -1,10 +1,12 @@
 """SQLite, Tantivy and Qdrant stay in agreement through add, change, delete, rename and crashes."""
 
 import shutil
+import threading
 from pathlib import Path
 
 from api import pipeline
 from api.indexes import sync_indexes
+from api.search import search
 from api.settings import Settings
 from retrieval.embedder import resolve_model_path
 from tests.fixtures import make_pdf
@@ -114,3 +116,37 @@ def test_another_embedding_model_rebuilds_instead_of_mixing_vectors(
         store.close()
     pipeline.sync(switched)
     assert counts(switched)["in_sync"] is True
+
+
+def test_search_runs_while_a_sync_writes(settings: Settings, docs: Path) -> None:
+    (docs / "anchor.md").write_text("# Anchor\n\nThe anchor chain is painted red.\n")
+    ingest_and_sync(settings, docs)
+    for n in range(40):
+        (docs / f"log{n}.md").write_text(f"Log entry {n}: wind {n % 7} knots, sky clear.\n")
+    pipeline.ingest(settings, [docs])
+    store = pipeline.open_store(settings)
+    indexes = pipeline.open_indexes(settings, store)
+    writer_store = pipeline.open_store(settings)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            sync_indexes(writer_store, indexes, batch_size=4)
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    writer = threading.Thread(target=write)
+    try:
+        writer.start()
+        seen = []
+        while writer.is_alive():
+            hits = search(store, indexes, settings, "anchor chain colour", k=1)
+            seen.append(Path(hits[0].path).name)
+        writer.join()
+        assert errors == []
+        assert seen and set(seen) == {"anchor.md"}
+        assert indexes.counts(store)["in_sync"] is True
+    finally:
+        indexes.close()
+        store.close()
+        writer_store.close()

@@ -118,3 +118,21 @@ def test_odd_query_text_never_errors(corpus, query: str) -> None:  # type: ignor
     for mode in ("hybrid", "bm25"):
         hits = find(corpus, query, mode=mode, k=5)
         assert len(hits) <= 5
+
+
+class WordOverlapReranker:
+    """A reranker that scores passages by how many query words they contain."""
+
+    def score(self, query: str, passages: list[str]) -> list[float]:
+        words = set(query.lower().split())
+        return [float(len(words & set(p.lower().split()))) for p in passages]
+
+
+def test_a_reranker_reorders_the_candidates(corpus) -> None:  # type: ignore[no-untyped-def]
+    query = "the router password card"
+    reranked = find(corpus, query, k=4, reranker=WordOverlapReranker())
+    assert Path(reranked[0].path).name == "wifi.md"
+    assert reranked[0].legs["rerank"] == (1, 4.0)
+    scores = [hit.score for hit in reranked]
+    assert scores == sorted(scores, reverse=True)
+    assert {h.chunk_id for h in reranked} <= {h.chunk_id for h in find(corpus, query, k=30)}
