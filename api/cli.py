@@ -120,11 +120,14 @@ def status(settings: Settings, as_json: bool) -> int:
     click.echo(f"Chunks:      {summary['chunks']}")
     click.echo(f"Index work:  {summary['pending_index_work']} pending")
     stores = summary["stores"]
-    agreement = "in sync" if stores["in_sync"] else "NOT in sync: run `archivist reindex`"
-    click.echo(
-        f"Stores:      SQLite {stores['sqlite']}, Tantivy {stores['tantivy']}, "
-        f"Qdrant {stores['qdrant']} chunks ({agreement})"
-    )
+    if "error" in stores:
+        click.echo(f"Stores:      cannot be read now: {stores['error']}")
+    else:
+        agreement = "in sync" if stores["in_sync"] else "NOT in sync: run `archivist reindex`"
+        click.echo(
+            f"Stores:      SQLite {stores['sqlite']}, Tantivy {stores['tantivy']}, "
+            f"Qdrant {stores['qdrant']} chunks ({agreement})"
+        )
     if summary["failed"]:
         click.echo("\nFailed files:")
         for failure in summary["failed"]:

@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ class Indexes:
         self.dense = self._open_dense(store)
         self._embedder: Embedder | None = None
         self._reranker: Reranker | None = None
+        self._query_thread = ThreadPoolExecutor(1, thread_name_prefix="query-embedding")
 
     def _open_dense(self, store: ChunkStore) -> DenseIndex:
         where = self._settings.state_dir / "dense"
@@ -68,6 +70,11 @@ class Indexes:
             )
         return self._embedder
 
+    def embed_query(self, text: str) -> "Future[Any]":
+        """Start embedding a query on a helper thread (the model releases the GIL), so the
+        keyword search can run meanwhile; `.result()` gives the vector."""
+        return self._query_thread.submit(lambda: self.embedder.encode_query(text))
+
     @property
     def reranker(self) -> Reranker | None:
         """The configured cross-encoder, loaded on first use; None when reranking is off."""
@@ -78,6 +85,7 @@ class Indexes:
 
     def close(self) -> None:
         """Release both indexes (and their locks)."""
+        self._query_thread.shutdown()
         self.keyword.close()
         self.dense.close()
 

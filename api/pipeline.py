@@ -12,6 +12,7 @@ from ingest.ingester import FileResult, IngestReport, ingest_paths
 from ingest.store import ChunkStore
 from ingest.workers import ConversionPool
 from retrieval.embedder import max_sequence_tokens, tokenizer_file
+from retrieval.errors import RetrievalError
 
 
 class ConfigError(Exception):
@@ -113,7 +114,11 @@ def status(settings: Settings) -> dict[str, Any]:
     store = open_store(settings)
     try:
         summary = store.summary()
-        indexes = open_indexes(settings, store)
+        try:
+            indexes = open_indexes(settings, store)
+        except RetrievalError as error:  # e.g. the dense index is open in another process
+            summary["stores"] = {"error": str(error)}
+            return summary
         try:
             summary["stores"] = indexes.counts(store)
         finally:

@@ -66,11 +66,11 @@ def search(
     keep = max(k, settings.rerank_candidates) if reranker else k
     limit = max(keep, settings.search_candidates)
     legs: dict[str, list[tuple[str, float]]] = {}
+    vector = indexes.embed_query(query) if mode in ("hybrid", "dense") else None
     if mode in ("hybrid", "bm25"):
         legs["bm25"] = indexes.keyword.search(query, limit, only_ids=only)
-    if mode in ("hybrid", "dense"):
-        vector = indexes.embedder.encode([query])[0]
-        legs["dense"] = indexes.dense.search(vector, limit, only_ids=only)
+    if vector is not None:
+        legs["dense"] = indexes.dense.search(vector.result(), limit, only_ids=only)
     if mode == "hybrid":
         fused = fuse_rankings(
             legs,

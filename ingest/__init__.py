@@ -1,3 +1,29 @@
 """Converting files to text, chunking, and the SQLite store of documents and chunks."""
 
-__all__: list[str] = []
+from ingest.chunker import Chunk, ChunkOptions, TokenCounter, split_blocks
+from ingest.convert import SUPPORTED_SUFFIXES, Limits, convert_file
+from ingest.errors import IngestError, StoreError
+from ingest.ingester import FileResult, IngestReport, find_files, ingest_paths
+from ingest.store import ChunkStore, DocumentRecord, StoredChunk, Work
+from ingest.workers import ConversionPool
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Chunk",
+    "ChunkOptions",
+    "ChunkStore",
+    "ConversionPool",
+    "DocumentRecord",
+    "FileResult",
+    "IngestError",
+    "IngestReport",
+    "Limits",
+    "StoreError",
+    "StoredChunk",
+    "TokenCounter",
+    "Work",
+    "convert_file",
+    "find_files",
+    "ingest_paths",
+    "split_blocks",
+]

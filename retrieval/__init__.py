@@ -1,14 +1,42 @@
-"""Embedding, dense and keyword indexes, fusion and evaluation metrics."""
+"""Embedding, dense and keyword indexes, fusion, reranking and evaluation metrics."""
 
-from retrieval.embedder import Embedder, max_sequence_tokens, resolve_model_path, tokenizer_file
+from retrieval.dense import ClientDenseIndex, DenseIndex, EdgeDenseIndex, open_dense_index
+from retrieval.embedder import (
+    Embedder,
+    max_sequence_tokens,
+    model_dimension,
+    resolve_model_path,
+    tokenizer_file,
+)
 from retrieval.errors import IndexMismatch, ModelNotFound, RetrievalError
+from retrieval.fusion import FusedHit, fuse_rankings
+from retrieval.keyword import KeywordDoc, KeywordIndex
+from retrieval.metrics import evaluate, mrr_at_k, ndcg_at_k, percentile, recall_at_k
+from retrieval.rerank import CrossEncoderReranker, Reranker, rerank
 
 __all__ = [
+    "ClientDenseIndex",
+    "CrossEncoderReranker",
+    "DenseIndex",
+    "EdgeDenseIndex",
     "Embedder",
+    "FusedHit",
     "IndexMismatch",
+    "KeywordDoc",
+    "KeywordIndex",
     "ModelNotFound",
+    "Reranker",
     "RetrievalError",
+    "evaluate",
+    "fuse_rankings",
     "max_sequence_tokens",
+    "model_dimension",
+    "mrr_at_k",
+    "ndcg_at_k",
+    "open_dense_index",
+    "percentile",
+    "recall_at_k",
+    "rerank",
     "resolve_model_path",
     "tokenizer_file",
 ]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol, Self
 
@@ -65,6 +67,11 @@ class _BaseIndex:
 
     model: str
     dimension: int
+    # What each backend provides, with ids already in canonical form.
+    _put: Callable[[list[str], list[list[float]]], None]
+    _remove: Callable[[list[str]], None]
+    _nearest: Callable[[list[float], int, list[str] | None], list[tuple[str, float]]]
+    _page: Callable[[Any], tuple[list[str], Any]]  # (ids, next offset or None)
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         """Insert or replace the vectors of these chunk ids."""
@@ -106,20 +113,6 @@ class _BaseIndex:
             if offset is None:
                 return found
 
-    def _put(self, ids: list[str], rows: list[list[float]]) -> None:
-        raise NotImplementedError
-
-    def _remove(self, ids: list[str]) -> None:
-        raise NotImplementedError
-
-    def _nearest(
-        self, query: list[float], limit: int, allowed: list[str] | None
-    ) -> list[tuple[str, float]]:
-        raise NotImplementedError
-
-    def _page(self, offset: Any) -> tuple[list[str], Any]:
-        raise NotImplementedError
-
 
 class EdgeDenseIndex(_BaseIndex):
     """Qdrant's engine in-process: one shard under `path`, opened by one process at a time.
@@ -127,21 +120,29 @@ class EdgeDenseIndex(_BaseIndex):
     `path/index.json` records the model and dimension; `path/shard/` belongs to Qdrant.
     """
 
-    def __init__(self, path: Path, *, model: str, dimension: int, recreate: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        model: str,
+        dimension: int,
+        recreate: bool = False,
+        exact_limit: int = EXACT_SEARCH_LIMIT,
+    ) -> None:
         self.path, self.model, self.dimension = Path(path), model, dimension
+        self.exact_limit = exact_limit
         self._shard_dir = self.path / "shard"
         self._closed = False
         exists = (self._shard_dir / "edge_config.json").exists()
-        if exists and recreate:
-            # Opening first takes the lock, so an index open elsewhere is never deleted.
-            old = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)), damaged_ok=True)
-            if old is not None:
-                old.close()
-            shutil.rmtree(self._shard_dir)
-        elif exists:
+        if exists and not recreate:
             _check_built_by(str(self.path), _read_json(self.path / "index.json"), model, dimension)
             self._shard = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)))
             return
+        if exists:  # opening takes the lock first, so an index open elsewhere is never deleted
+            old = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)), damaged_ok=True)
+            if old is not None:
+                old.close()
+        shutil.rmtree(self._shard_dir, ignore_errors=True)  # also a half-created shard
         self._shard = self._create()
 
     def count(self) -> int:
@@ -180,7 +181,7 @@ class EdgeDenseIndex(_BaseIndex):
     def _nearest(
         self, query: list[float], limit: int, allowed: list[str] | None
     ) -> list[tuple[str, float]]:
-        exact = self._shard.info().points_count < EXACT_SEARCH_LIMIT  # info() costs microseconds
+        exact = self._shard.info().points_count < self.exact_limit  # info() costs microseconds
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(query, using=VECTOR_NAME),
@@ -195,10 +196,18 @@ class EdgeDenseIndex(_BaseIndex):
         return [str(r.id) for r in records], offset
 
     def _create(self) -> qe.EdgeShard:
-        # Metadata first: a crash before the shard exists leaves a folder that is just recreated.
-        _write_json(self.path / "index.json", {"model": self.model, "dimension": self.dimension})
+        # Metadata first, atomically: a crash before the shard exists leaves a folder that is
+        # simply recreated next time.
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / "index.json.tmp"
+        tmp.write_text(json.dumps({"model": self.model, "dimension": self.dimension}) + "\n")
+        os.replace(tmp, self.path / "index.json")
         params = qe.EdgeVectorParams(size=self.dimension, distance=qe.Distance.Cosine)
-        config = qe.EdgeConfig(vectors={VECTOR_NAME: params})
+        # No HNSW graph for a segment that small searches scan anyway (a graph for 10k points
+        # costs seconds of optimize() on two cores). The threshold is in KB, per segment.
+        threshold = max(1, self.exact_limit * self.dimension * 4 // 1024)
+        optimizers = qe.EdgeOptimizersConfig(indexing_threshold=threshold)
+        config = qe.EdgeConfig(vectors={VECTOR_NAME: params}, optimizers=optimizers)
         return self._open(lambda: qe.EdgeShard.create(str(self._shard_dir), config))
 
     def _open(self, opener: Callable[[], qe.EdgeShard], damaged_ok: bool = False) -> Any:
@@ -232,9 +241,11 @@ class ClientDenseIndex(_BaseIndex):
         self.client, self.collection = client, collection
         self.model, self.dimension = model, dimension
         options = client.init_options
-        # Local mode always scans every vector, and warns when given search parameters.
         local = bool(options.get("path")) or options.get("location") == ":memory:"
+        # Local mode scans every vector and warns about search parameters; it is not safe
+        # to call from several threads at once (FastAPI's thread pool), so calls take turns.
         self._params = None if local else models.SearchParams(hnsw_ef=HNSW_EF)
+        self._turn: AbstractContextManager[Any] = threading.RLock() if local else nullcontext()
         if recreate:
             client.delete_collection(collection)
         if not client.collection_exists(collection):
@@ -261,8 +272,14 @@ class ClientDenseIndex(_BaseIndex):
         """Open `collection` on the server at an http(s) URL, or in local mode in a folder."""
         remote = location.startswith(("http://", "https://"))
         try:
-            client = QdrantClient(url=location, api_key=api_key) if remote else None
-            client = client or QdrantClient(path=location)
+            if remote:
+                client = QdrantClient(url=location, api_key=api_key)
+            else:  # ":memory:" or a folder
+                client = (
+                    QdrantClient(location)
+                    if location == ":memory:"
+                    else QdrantClient(path=location)
+                )
         except RuntimeError as exc:  # local mode: "Storage folder ... is already accessed"
             raise _locked_error(Path(location)) from exc
         try:
@@ -278,7 +295,8 @@ class ClientDenseIndex(_BaseIndex):
 
     def count(self) -> int:
         """Number of stored vectors."""
-        return self.client.count(self.collection, exact=True).count
+        with self._turn:
+            return self.client.count(self.collection, exact=True).count
 
     def optimize(self) -> None:
         """Nothing to do: a Qdrant server optimizes in the background."""
@@ -288,8 +306,9 @@ class ClientDenseIndex(_BaseIndex):
 
     def clear(self) -> None:
         """Remove every vector, keeping the model and dimension."""
-        self.client.delete_collection(self.collection)
-        self._create()
+        with self._turn:
+            self.client.delete_collection(self.collection)
+            self._create()
 
     def close(self) -> None:
         """Close the client, releasing local mode's folder; closing twice is harmless."""
@@ -298,11 +317,13 @@ class ClientDenseIndex(_BaseIndex):
     def _put(self, ids: list[str], rows: list[list[float]]) -> None:
         vectors: dict[str, Any] = {VECTOR_NAME: rows}
         batch = models.Batch(ids=list[models.ExtendedPointId](ids), vectors=vectors)
-        self.client.upsert(self.collection, points=batch, wait=True)
+        with self._turn:
+            self.client.upsert(self.collection, points=batch, wait=True)
 
     def _remove(self, ids: list[str]) -> None:
         selector = models.PointIdsList(points=list[models.ExtendedPointId](ids))
-        self.client.delete(self.collection, points_selector=selector, wait=True)
+        with self._turn:
+            self.client.delete(self.collection, points_selector=selector, wait=True)
 
     def _nearest(
         self, query: list[float], limit: int, allowed: list[str] | None
@@ -311,21 +332,23 @@ class ClientDenseIndex(_BaseIndex):
         if allowed is not None:
             has_id = list[models.ExtendedPointId](allowed)
             flt = models.Filter(must=[models.HasIdCondition(has_id=has_id)])
-        response = self.client.query_points(
-            self.collection,
-            query=query,
-            using=VECTOR_NAME,
-            limit=limit,
-            query_filter=flt,
-            search_params=self._params,
-            with_payload=False,
-        )
+        with self._turn:
+            response = self.client.query_points(
+                self.collection,
+                query=query,
+                using=VECTOR_NAME,
+                limit=limit,
+                query_filter=flt,
+                search_params=self._params,
+                with_payload=False,
+            )
         return [(str(p.id), float(p.score)) for p in response.points]
 
     def _page(self, offset: Any) -> tuple[list[str], Any]:
-        records, offset = self.client.scroll(
-            self.collection, limit=_PAGE, offset=offset, with_payload=False
-        )
+        with self._turn:
+            records, offset = self.client.scroll(
+                self.collection, limit=_PAGE, offset=offset, with_payload=False
+            )
         return [str(r.id) for r in records], offset
 
     def _create(self) -> None:
@@ -369,10 +392,3 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)  # atomic: a crash leaves either the old file or the new one

@@ -92,6 +92,21 @@ class Embedder:
         )
 
 
+    def encode_query(self, text: str) -> Any:
+        """One vector for one text, skipping `encode`'s batching machinery (a few ms per query)."""
+        import torch
+
+        features = self._model.preprocess([text])
+        features = {
+            name: value.to(self._model.device) if isinstance(value, torch.Tensor) else value
+            for name, value in features.items()
+        }
+        with torch.inference_mode():
+            vector = self._model.forward(features)["sentence_embedding"][0]
+        vector = torch.nn.functional.normalize(vector, dim=0)
+        return vector.float().cpu().numpy()
+
+
 def _device() -> str:
     import torch
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.dense import ClientDenseIndex, DenseIndex, open_dense_index
+from retrieval.dense import ClientDenseIndex, DenseIndex, EdgeDenseIndex, open_dense_index
 from retrieval.errors import IndexMismatch, RetrievalError
 
 MODEL = "all-MiniLM-L6-v2"
@@ -224,3 +224,16 @@ def test_each_of_thousands_of_stored_vectors_finds_itself_first(opener: Opener) 
 
     assert [hit_id for hit_id, _ in found] == [ids[i] for i in sample]
     assert min(score for _, score in found) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_edge_hnsw_search_finds_stored_vectors(tmp_path: Path) -> None:
+    ids, vectors = chunk_ids(3000), unit_vectors(3000, dim=384, seed=2)
+    index = EdgeDenseIndex(tmp_path / "dense", model=MODEL, dimension=384, exact_limit=1000)
+    index.upsert(ids, vectors)
+    index.optimize()  # above exact_limit: builds HNSW graphs, and searches use them
+
+    sample = range(0, 3000, 50)
+    found = [index.search(vectors[i], limit=1)[0][0] for i in sample]
+    index.close()
+
+    assert found == [ids[i] for i in sample]

@@ -1,0 +1,130 @@
+"""Hybrid search latency at 10k and 100k chunks, next to the raw cost of its parts.
+
+Run: .venv/bin/python bench/search.py [SIZE ...]   (default: 10000 100000)
+
+Each size gets a fresh data folder holding a real SQLite store, Tantivy index and embedded
+Qdrant shard. Chunk texts are drawn from a Zipf-distributed vocabulary (so BM25 posting lists
+look like natural text); their vectors are random unit vectors, since embedding 100k chunks
+on two CPU cores takes hours (HNSW latency does not depend on where vectors come from).
+Queries are embedded for real. In one loop, every query is timed through the full `search()`
+and through each part on its own: query embedding, Tantivy search, Qdrant search.
+"""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: see NOTES on OpenBLAS
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import random  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from api import pipeline  # noqa: E402
+from api.search import search  # noqa: E402
+from api.settings import Settings  # noqa: E402
+from ingest.chunker import Chunk  # noqa: E402
+from ingest.store import ChunkStore, FileState  # noqa: E402
+from retrieval.keyword import KeywordDoc  # noqa: E402
+from retrieval.metrics import percentile  # noqa: E402
+
+CHUNKS_PER_DOCUMENT = 100
+WORDS_PER_CHUNK = 150
+QUERIES = 300
+
+
+class Vocabulary:
+    """Words with Zipf frequencies: real English words first, then made-up rare ones."""
+
+    def __init__(self, seed: int = 0) -> None:
+        samples = Path(__file__).resolve().parents[1] / "data" / "inbox"
+        real = sorted({w.lower() for p in samples.glob("*.md") for w in p.read_text().split()})
+        self.words = real + [f"term{n}" for n in range(60_000)]
+        weights = 1 / np.arange(1, len(self.words) + 1)
+        self.cumulative = np.cumsum(weights / weights.sum())
+        self.random = np.random.default_rng(seed)
+
+    def sample(self, count: int) -> list[str]:
+        picks = np.searchsorted(self.cumulative, self.random.random(count))
+        return [self.words[min(i, len(self.words) - 1)] for i in picks]
+
+
+def build(settings: Settings, size: int, vocabulary: Vocabulary) -> None:
+    """Fill the store and both indexes with `size` chunks."""
+    store = pipeline.open_store(settings)
+    indexes = pipeline.open_indexes(settings, store)
+    generator = np.random.default_rng(1)
+    for start in range(0, size, CHUNKS_PER_DOCUMENT):
+        count = min(CHUNKS_PER_DOCUMENT, size - start)
+        texts = [" ".join(vocabulary.sample(WORDS_PER_CHUNK)) for _ in range(count)]
+        chunks = [Chunk(n, t, (f"Section {n % 7}",), None, None, WORDS_PER_CHUNK)
+                  for n, t in enumerate(texts)]  # fmt: skip
+        sha = f"{start:064x}"
+        store.record_chunks(FileState(f"/bench/doc{start}.md", sha, 1, 1), "md", chunks)
+        stored = store.chunks([w.chunk_id for w in store.pending_work(limit=count)])
+        vectors = generator.standard_normal((len(stored), indexes.dimension)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        indexes.dense.upsert([c.id for c in stored], vectors)
+        indexes.keyword.upsert([KeywordDoc(c.id, c.heading_path[0], c.text) for c in stored])
+        store.complete_work(w.seq for w in store.pending_work(limit=count))
+    indexes.keyword.commit()
+    indexes.dense.optimize()
+    indexes.close()
+    store.close()
+
+
+def measure(settings: Settings, queries: list[str]) -> dict[str, list[float]]:
+    """Per query: full search, and embedding, Tantivy and Qdrant searches on their own."""
+    store = ChunkStore(settings.database)
+    indexes = pipeline.open_indexes(settings, store)
+    timings: dict[str, list[float]] = {"search": [], "embed": [], "tantivy": [], "qdrant": []}
+    limit = settings.search_candidates
+    for query in queries[:20]:  # warm caches and the model
+        search(store, indexes, settings, query, k=10)
+    for query in queries:
+        started = time.perf_counter()
+        search(store, indexes, settings, query, k=10)
+        timings["search"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        vector = indexes.embedder.encode_query(query)
+        timings["embed"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        indexes.keyword.search(query, limit)
+        timings["tantivy"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        indexes.dense.search(vector, limit)
+        timings["qdrant"].append(time.perf_counter() - started)
+    indexes.close()
+    store.close()
+    return {name: [t * 1000 for t in values] for name, values in timings.items()}
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [10_000, 100_000]
+    vocabulary = Vocabulary()
+    rng = random.Random(0)
+    queries = [" ".join(vocabulary.sample(rng.randint(4, 12))) for _ in range(QUERIES)]
+    print(f"cores: {os.cpu_count()}, {QUERIES} queries of 4-12 words, k=10, 50 candidates per leg")
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="archivist-bench-") as data:
+            settings = Settings(data=Path(data))
+            started = time.perf_counter()
+            build(settings, size, vocabulary)
+            print(f"\n{size:,} chunks (built in {time.perf_counter() - started:.0f} s)")
+            timings = measure(settings, queries)
+        p50 = {name: percentile(values, 50) for name, values in timings.items()}
+        p95 = {name: percentile(values, 95) for name, values in timings.items()}
+        for name in ("embed", "tantivy", "qdrant", "search"):
+            label = "hybrid search" if name == "search" else f"  {name}"
+            print(f"  {label:16} p50 {p50[name]:7.2f} ms   p95 {p95[name]:7.2f} ms")
+        parts = p50["embed"] + p50["tantivy"] + p50["qdrant"]
+        print(f"  sum of parts     p50 {parts:7.2f} ms   overhead {p50['search'] / parts - 1:+.0%}")
+
+
+if __name__ == "__main__":
+    main()
