@@ -45,7 +45,11 @@ class Settings(BaseSettings):
     embed_device: str | None = Field(None, description="torch device; default: cuda if present.")
     search_candidates: int = Field(50, description="Candidates each search leg contributes.")
     fusion: Literal["rrf", "score"] = Field(
-        "rrf", description="rrf: reciprocal rank fusion; score: min-max normalized score sum."
+        "score",
+        description=(
+            "score: convex combination of min-max normalized leg scores (equal weights by "
+            "default); rrf: reciprocal rank fusion with ARCHIVIST_RRF_K."
+        ),
     )
     rrf_k: int = Field(60, description="Reciprocal rank fusion constant.")
     rerank_model: str | None = Field(
