@@ -41,18 +41,11 @@ def search_command(
     filters = Filters(
         path_glob=path_glob, kind=kind and kind.lstrip(".").lower(), document=document
     )
-    store = pipeline.open_store(settings)
-    try:
-        indexes = pipeline.open_indexes(settings, store)
-        try:
-            hits = search(
-                store, indexes, settings, query, k=k, mode=mode,  # type: ignore[arg-type]
-                filters=filters, reranker=indexes.reranker,
-            )  # fmt: skip
-        finally:
-            indexes.close()
-    finally:
-        store.close()
+    with pipeline.opened(settings) as (store, indexes):
+        hits = search(
+            store, indexes, settings, query, k=k, mode=mode,  # type: ignore[arg-type]
+            filters=filters, reranker=indexes.reranker,
+        )  # fmt: skip
     if as_json:
         click.echo(json.dumps({"hits": [_hit_json(h, explain) for h in hits]}, ensure_ascii=False))
         return 0

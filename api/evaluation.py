@@ -78,10 +78,8 @@ def run_eval(
     pipeline.sync(settings)
     index_seconds = time.perf_counter() - started
     results = {}
-    store = pipeline.open_store(settings)
-    indexes = pipeline.open_indexes(settings, store)
-    try:
-        indexes.embedder.encode(["warm up"])
+    with pipeline.opened(settings) as (store, indexes):
+        indexes.embedder.encode_query("warm up")
         for mode in modes:
             say(f"searching: {mode}")
             run, latencies = {}, []
@@ -97,9 +95,6 @@ def run_eval(
             scores["latency_ms_p50"] = percentile(latencies, 50)
             scores["latency_ms_p95"] = percentile(latencies, 95)
             results[mode] = {name: round(value, 4) for name, value in scores.items()}
-    finally:
-        indexes.close()
-        store.close()
     return {
         "dataset": dataset.name,
         "queries": len(dataset.queries),

@@ -1,6 +1,7 @@
 """Wiring: builds the store, converters and (later) indexes from settings, for the CLI and API."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,48 +82,42 @@ def open_indexes(settings: Settings, store: ChunkStore) -> Indexes:
     return Indexes(settings, store)
 
 
+@contextmanager
+def opened(settings: Settings) -> Iterator[tuple[ChunkStore, Indexes]]:
+    """The store and both indexes, closed again on exit."""
+    store = open_store(settings)
+    try:
+        indexes = open_indexes(settings, store)
+        try:
+            yield store, indexes
+        finally:
+            indexes.close()
+    finally:
+        store.close()
+
+
 def sync(
     settings: Settings, *, on_progress: Callable[[int, int], None] | None = None
 ) -> SyncReport:
     """Bring both indexes in line with SQLite by draining the index queue."""
-    store = open_store(settings)
-    try:
-        indexes = open_indexes(settings, store)
-        try:
-            return sync_indexes(store, indexes, on_progress=on_progress)
-        finally:
-            indexes.close()
-    finally:
-        store.close()
+    with opened(settings) as (store, indexes):
+        return sync_indexes(store, indexes, on_progress=on_progress)
 
 
 def rebuild(settings: Settings) -> None:
     """Empty both indexes and queue every chunk again (the next sync refills them)."""
-    store = open_store(settings)
-    try:
-        indexes = open_indexes(settings, store)
-        try:
-            rebuild_indexes(store, indexes)
-        finally:
-            indexes.close()
-    finally:
-        store.close()
+    with opened(settings) as (store, indexes):
+        rebuild_indexes(store, indexes)
 
 
 def status(settings: Settings) -> dict[str, Any]:
     """What the store holds, plus each store's chunk count and whether they agree."""
-    store = open_store(settings)
     try:
-        summary = store.summary()
+        with opened(settings) as (store, indexes):
+            return {**store.summary(), "stores": indexes.counts(store)}
+    except RetrievalError as error:  # e.g. the dense index is open in another process
+        store = open_store(settings)
         try:
-            indexes = open_indexes(settings, store)
-        except RetrievalError as error:  # e.g. the dense index is open in another process
-            summary["stores"] = {"error": str(error)}
-            return summary
-        try:
-            summary["stores"] = indexes.counts(store)
+            return {**store.summary(), "stores": {"error": str(error)}}
         finally:
-            indexes.close()
-        return summary
-    finally:
-        store.close()
+            store.close()
