@@ -117,12 +117,15 @@ def sync_indexes(
     on_progress: Callable[[int, int], None] | None = None,
     batch_size: int = SYNC_BATCH,
     max_batches: int | None = None,
+    optimize: bool = True,
 ) -> SyncReport:
     """Drain the queue into both indexes; work is marked done only after both committed.
 
     Every step is idempotent (an upsert replaces, a delete of a missing id is a no-op), so a
     sync cut short at any point is finished by the next one. `on_progress(done, total)`
     reports chunks handled; `max_batches` stops early (used to test interruption).
+    `optimize` builds the dense index's HNSW graph afterwards: instant below ~20k chunks, but
+    it holds the interpreter while it runs, so a long-running server should defer it.
     """
     total, done = store.pending_count(), 0
     upserted = deleted = batches = 0
@@ -149,7 +152,7 @@ def sync_indexes(
         done += len(work)
         if on_progress:
             on_progress(done, total)
-    if batches:
+    if batches and optimize:
         indexes.dense.optimize()
     return SyncReport(upserted, deleted)
 

@@ -1,6 +1,6 @@
 """Embedding, dense and keyword indexes, fusion, reranking and evaluation metrics."""
 
-from retrieval.dense import ClientDenseIndex, DenseIndex, EdgeDenseIndex, open_dense_index
+from retrieval.dense import DenseIndex, EdgeDenseIndex, open_dense_index
 from retrieval.embedder import (
     Embedder,
     max_sequence_tokens,
@@ -15,7 +15,6 @@ from retrieval.metrics import evaluate, mrr_at_k, ndcg_at_k, percentile, recall_
 from retrieval.rerank import CrossEncoderReranker, Reranker, rerank
 
 __all__ = [
-    "ClientDenseIndex",
     "CrossEncoderReranker",
     "DenseIndex",
     "EdgeDenseIndex",

@@ -91,7 +91,6 @@ class Embedder:
             show_progress_bar=False,
         )
 
-
     def encode_query(self, text: str) -> Any:
         """One vector for one text, skipping `encode`'s batching machinery (a few ms per query)."""
         import torch

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.dense import ClientDenseIndex, DenseIndex, EdgeDenseIndex, open_dense_index
+from retrieval.dense import DenseIndex, EdgeDenseIndex, open_dense_index
+from retrieval.dense_server import ClientDenseIndex
 from retrieval.errors import IndexMismatch, RetrievalError
 
 MODEL = "all-MiniLM-L6-v2"
