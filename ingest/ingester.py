@@ -85,7 +85,11 @@ def ingest_paths(
         elif state:
             waiting.setdefault(state.sha256 + path.suffix.lower(), []).append(state)
 
-    jobs = [Job(key, Path(states[0].path)) for key, states in waiting.items()]
+    # Largest first, so the two workers finish together instead of one waiting on a big file.
+    jobs = sorted(
+        (Job(key, Path(states[0].path)) for key, states in waiting.items()),
+        key=lambda job: -waiting[job.key][0].size,
+    )
     for job, outcome in pool.run(jobs):
         for state in waiting[job.key]:
             done(_record(store, state, _renamed(outcome, job.path, Path(state.path))))

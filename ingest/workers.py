@@ -163,7 +163,10 @@ class ConversionPool:
         self._setup = WorkerSetup(str(tokenizer_file), chunking, limits)
         self._work = work
         self._workers = max(1, workers)
+        # Workers fork from a server process that has already imported the converters, so
+        # starting one costs milliseconds, and none inherits the parent's threads or models.
         self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload([__name__])
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Chunked | Failed]]:
         """Convert every job; yields (job, outcome) as each finishes."""
