@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,6 @@ class Indexes:
         self.dense = self._open_dense(store)
         self._embedder: Embedder | None = None
         self._reranker: Reranker | None = None
-        self._query_thread = ThreadPoolExecutor(1, thread_name_prefix="query-embedding")
 
     def _open_dense(self, store: ChunkStore) -> DenseIndex:
         where = self._settings.state_dir / "dense"
@@ -71,9 +70,9 @@ class Indexes:
         return self._embedder
 
     def embed_query(self, text: str) -> "Future[Any]":
-        """Start embedding a query on a helper thread (the model releases the GIL), so the
-        keyword search can run meanwhile; `.result()` gives the vector."""
-        return self._query_thread.submit(lambda: self.embedder.encode_query(text))
+        """Start embedding a query on the model's thread, so the keyword search can run
+        meanwhile; `.result()` gives the vector."""
+        return self.embedder.submit_query(text)
 
     @property
     def reranker(self) -> Reranker | None:
@@ -85,7 +84,8 @@ class Indexes:
 
     def close(self) -> None:
         """Release both indexes (and their locks)."""
-        self._query_thread.shutdown()
+        if self._embedder is not None:
+            self._embedder.close()
         self.keyword.close()
         self.dense.close()
 
