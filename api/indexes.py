@@ -9,7 +9,7 @@ from typing import Any
 from api.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
 from retrieval.dense import DenseIndex, open_dense_index
-from retrieval.embedder import Embedder, model_dimension
+from retrieval.embedder import Embedder, model_dimension, shared_embedder
 from retrieval.errors import IndexMismatch
 from retrieval.keyword import KeywordDoc, KeywordIndex
 from retrieval.rerank import CrossEncoderReranker, Reranker
@@ -62,10 +62,8 @@ class Indexes:
     def embedder(self) -> Embedder:
         """The embedding model, loaded on first use."""
         if self._embedder is None:
-            self._embedder = Embedder(
-                self.model,
-                device=self._settings.embed_device,
-                batch_size=self._settings.embed_batch_size,
+            self._embedder = shared_embedder(
+                self.model, self._settings.embed_device, self._settings.embed_batch_size
             )
         return self._embedder
 
@@ -84,8 +82,6 @@ class Indexes:
 
     def close(self) -> None:
         """Release both indexes (and their locks)."""
-        if self._embedder is not None:
-            self._embedder.close()
         self.keyword.close()
         self.dense.close()
 

@@ -6,6 +6,7 @@ from retrieval.embedder import (
     max_sequence_tokens,
     model_dimension,
     resolve_model_path,
+    shared_embedder,
     tokenizer_file,
 )
 from retrieval.errors import IndexMismatch, ModelNotFound, RetrievalError
@@ -37,5 +38,6 @@ __all__ = [
     "recall_at_k",
     "rerank",
     "resolve_model_path",
+    "shared_embedder",
     "tokenizer_file",
 ]

@@ -1,5 +1,6 @@
 """Sentence-transformers embeddings, loaded offline; the packaged MiniLM is the default."""
 
+import functools
 import json
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -103,6 +104,13 @@ class Embedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+
+
+@functools.cache
+def shared_embedder(name: str, device: str | None = None, batch_size: int = 64) -> Embedder:
+    """One embedder per model for the whole process: the model loads once, and all torch
+    work stays on a single thread however many indexes are opened and closed."""
+    return Embedder(name, device=device, batch_size=batch_size)
 
 
 def _load(name: str, device: str | None) -> Any:
