@@ -1,7 +1,7 @@
 """Shared fixtures: settings under tmp_path, the packaged tokenizer, a ready ingest call."""
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from api import pipeline  # noqa: E402
 from api.settings import Settings  # noqa: E402
 from ingest.chunker import TokenCounter  # noqa: E402
-from ingest.ingester import IngestReport  # noqa: E402
+from ingest.ingester import FileResult, IngestReport  # noqa: E402
 from ingest.store import ChunkStore  # noqa: E402
 from retrieval.embedder import tokenizer_file  # noqa: E402
 
@@ -53,13 +53,13 @@ def run_ingest(settings: Settings) -> IngestRun:
 
 
 @pytest.fixture
-def store(settings: Settings) -> ChunkStore:
+def store(settings: Settings) -> Iterator[ChunkStore]:
     """The store that `run_ingest` writes to (opened fresh)."""
     opened = pipeline.open_store(settings)
     yield opened
     opened.close()
 
 
-def by_name(report: IngestReport) -> dict[str, Sequence]:
+def by_name(report: IngestReport) -> dict[str, FileResult]:
     """File results keyed by file name."""
     return {Path(result.path).name: result for result in report.files}
