@@ -27,15 +27,14 @@ def convert_email(data: bytes, name: str, *, timeout_s: float, memory_mb: int) -
     )
     blocks = [Block(text, path) for text in (subject, header) if text]
     body = message.get_body(preferencelist=("plain", "html"))
-    if body is not None:
-        text = _body_text(body)
-        if body.get_content_subtype() == "html":
-            ast = run_pandoc(["-f", "html"], text.encode(), name, timeout_s, memory_mb)
-            blocks += [Block(b.text, path) for b in blocks_from_ast(ast)]
-        else:
-            blocks += [Block(p, path) for p in split_paragraphs(text.replace("\r\n", "\n"))]
-    if len(blocks) <= 2 and not (body and _body_text(body).strip()):
+    text = _body_text(body) if body is not None else ""
+    if not text.strip():
         raise NoTextLayer(f"{name}: the message has no text body")
+    if body is not None and body.get_content_subtype() == "html":
+        ast = run_pandoc(["-f", "html"], text.encode(), name, timeout_s, memory_mb)
+        blocks += [Block(b.text, path) for b in blocks_from_ast(ast)]
+    else:
+        blocks += [Block(p, path) for p in split_paragraphs(text.replace("\r\n", "\n"))]
     return Converted("eml", blocks)
 
 
