@@ -1,29 +1,18 @@
-"""The `archivist` command line."""
+"""The `archivist` command line: a thin adapter over the Archivist service."""
 
-import os
+import sys
+from pathlib import Path
+from typing import Any
 
-# Before numpy loads: OpenBLAS's idle worker spins on 2-core machines and doubles query latency;
-# the tokenizer's own threads would fight the conversion workers; no hub may be contacted.
-for _name, _value in (
-    ("OPENBLAS_NUM_THREADS", "1"),
-    ("TOKENIZERS_PARALLELISM", "false"),
-    ("HF_HUB_OFFLINE", "1"),
-):
-    os.environ.setdefault(_name, _value)
+import click
 
-import json  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import click  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from api import pipeline  # noqa: E402
-from api.settings import Settings  # noqa: E402
-from ingest.errors import IngestError, StoreError  # noqa: E402
-from ingest.ingester import IngestReport  # noqa: E402
-from retrieval.errors import RetrievalError  # noqa: E402
+import api  # noqa: F401  (prepares the environment before numpy loads)
+from api.console import counting_bar, echo_json, progress
+from api.errors import USER_ERRORS
+from api.indexes import SyncReport
+from api.service import Archivist
+from api.settings import Settings
+from ingest.ingester import IngestReport
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
 
@@ -52,18 +41,23 @@ def ingest(
 
     Example: archivist ingest data/inbox ~/Documents/manuals report.pdf
     """
-    with _progress("files", as_json) as bar:
-        report = pipeline.ingest(
-            settings, paths, force=force, on_start=bar.reset, on_file=lambda _: bar.update()
-        )
-    output = _report_json(report)
-    if not no_index:
-        output["index"] = _sync(settings, as_json)
+    with (
+        Archivist(settings) as service,
+        progress("files", as_json) as files,
+        progress("chunks", as_json, desc="indexing") as chunks,
+    ):
+        outcome = service.ingest(
+            paths, force=force, index=not no_index, on_start=files.reset,
+            on_file=lambda _: files.update(), on_progress=counting_bar(chunks),
+        )  # fmt: skip
+    output = _report_json(outcome.report)
+    if outcome.index is not None:
+        output["index"] = _sync_json(outcome.index)
     if as_json:
-        click.echo(json.dumps(output, ensure_ascii=False))
+        echo_json(output)
     else:
-        _print_report(report)
-    return EXIT_SOME_FAILED if report.summary()["failed"] else EXIT_OK
+        _print_report(outcome.report)
+    return EXIT_SOME_FAILED if outcome.report.summary()["failed"] else EXIT_OK
 
 
 @cli.command()
@@ -74,60 +68,35 @@ def reindex(settings: Settings, as_json: bool) -> int:
 
     Example: archivist reindex
     """
-    pipeline.rebuild(settings)
-    counts = _sync(settings, as_json)
+    with Archivist(settings) as service, progress("chunks", as_json, desc="indexing") as bar:
+        report = service.reindex(on_progress=counting_bar(bar))
     if as_json:
-        click.echo(json.dumps({"index": counts}))
+        echo_json({"index": _sync_json(report)})
     else:
-        click.echo(f"Indexed {counts['upserted']} chunks.")
+        click.echo(f"Indexed {report.upserted} chunks.")
     return EXIT_OK
-
-
-def _sync(settings: Settings, quiet: bool) -> dict[str, int]:
-    """Drain the index queue with a progress bar; returns what was done."""
-    with _progress("chunks", quiet, desc="indexing") as bar:
-
-        def on_progress(done: int, total: int) -> None:
-            if bar.total != total:
-                bar.reset(total=total)
-            bar.n = done
-            bar.refresh()
-
-        report = pipeline.sync(settings, on_progress=on_progress)
-    return {"upserted": report.upserted, "deleted": report.deleted}
-
-
-def _progress(unit: str, quiet: bool, desc: str | None = None) -> tqdm:
-    """A progress bar on stderr, shown only on a terminal and never with --json."""
-    return tqdm(unit=unit, desc=desc, disable=quiet or None, file=sys.stderr, dynamic_ncols=True)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
 @click.pass_obj
 def status(settings: Settings, as_json: bool) -> int:
-    """Show what the assistant holds: documents by status, chunks, failures with reasons.
+    """Show what the assistant holds: documents, chunks, failures, indexes and the model.
 
     Example: archivist status --json
     """
-    summary = pipeline.status(settings)
+    with Archivist(settings) as service:
+        summary = service.status()
     if as_json:
-        click.echo(json.dumps(summary, ensure_ascii=False))
+        echo_json(summary)
         return EXIT_OK
     documents = summary["documents"]
     click.echo(f"Data folder: {settings.data}")
     click.echo(f"Documents:   {documents['ingested']} ingested, {documents['failed']} failed")
     click.echo(f"Chunks:      {summary['chunks']}")
     click.echo(f"Index work:  {summary['pending_index_work']} pending")
-    stores = summary["stores"]
-    if "error" in stores:
-        click.echo(f"Stores:      cannot be read now: {stores['error']}")
-    else:
-        agreement = "in sync" if stores["in_sync"] else "NOT in sync: run `archivist reindex`"
-        click.echo(
-            f"Stores:      SQLite {stores['sqlite']}, Tantivy {stores['tantivy']}, "
-            f"Qdrant {stores['qdrant']} chunks ({agreement})"
-        )
+    click.echo(f"Stores:      {_stores_line(summary['stores'])}")
+    click.echo(f"Model:       {_llm_line(summary['llm'])}")
     if summary["failed"]:
         click.echo("\nFailed files:")
         for failure in summary["failed"]:
@@ -150,10 +119,39 @@ def serve(settings: Settings, host: str, port: int) -> int:
     return EXIT_OK
 
 
+from api.cli_ask import ask_command, batch_command  # noqa: E402
 from api.cli_search import eval_command, search_command  # noqa: E402
 
-cli.add_command(search_command)
-cli.add_command(eval_command)
+for _command in (search_command, ask_command, batch_command, eval_command):
+    cli.add_command(_command)
+
+
+def _stores_line(stores: dict[str, Any]) -> str:
+    if "error" in stores:
+        return f"cannot be read now: {stores['error']}"
+    if stores.get("stale"):
+        return f"SQLite {stores['sqlite']} chunks; {stores['stale']}"
+    agreement = "in sync" if stores["in_sync"] else "NOT in sync: run `archivist reindex`"
+    return (
+        f"SQLite {stores['sqlite']}, Tantivy {stores['tantivy']}, "
+        f"Qdrant {stores['qdrant']} chunks ({agreement})"
+    )
+
+
+def _llm_line(llm: dict[str, Any]) -> str:
+    line = f"ARCHIVIST_LLM={llm['configured']}"
+    plan = llm.get("memory_plan")
+    if plan:
+        line += (
+            f"; embedded model needs ~{plan['total_bytes'] / 2**20:,.0f} MiB "
+            f"({plan['weights_bytes'] / 2**20:,.0f} weights + {plan['kv_cache_bytes'] / 2**20:,.0f}"
+            f" KV cache for {plan['context_tokens']} tokens x {plan['parallel']})"
+        )
+    return line
+
+
+def _sync_json(report: SyncReport) -> dict[str, int]:
+    return {"upserted": report.upserted, "deleted": report.deleted}
 
 
 def _report_json(report: IngestReport) -> dict[str, Any]:
@@ -202,7 +200,7 @@ def main() -> None:
     except click.ClickException as error:
         error.show()
         code = EXIT_USAGE
-    except (pipeline.ConfigError, StoreError, RetrievalError, IngestError) as error:
+    except USER_ERRORS as error:
         click.echo(f"Error: {error}", err=True)
         code = EXIT_USAGE
     sys.exit(code if isinstance(code, int) else EXIT_OK)

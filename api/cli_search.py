@@ -1,24 +1,25 @@
 """`archivist search` and `archivist eval`."""
 
-import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
-from api import pipeline
+from api.answer_eval import run_answer_eval
+from api.console import counting_bar, echo_json, progress
 from api.evaluation import load_dataset, run_eval
-from api.search import MODES, Filters, SearchHit, search
+from api.search import MODES, Filters, Mode, SearchHit
+from api.service import Archivist
 from api.settings import Settings
 
 
 @click.command("search")
 @click.argument("query")
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("-k", "k", type=click.IntRange(1, 1000), help="Results to show [ARCHIVIST_SEARCH_K].")
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
 @click.option("--path", "path_glob", help="Only files whose path matches this glob.")
-@click.option("--type", "kind", help="Only files of this type (pdf, docx, md, ...).")
+@click.option("--type", "file_type", help="Only files of this type (pdf, docx, md, ...).")
 @click.option("--document", type=int, help="Only the document with this id.")
 @click.option("--explain", is_flag=True, help="Show each leg's rank and score.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
@@ -26,10 +27,10 @@ from api.settings import Settings
 def search_command(
     settings: Settings,
     query: str,
-    k: int,
+    k: int | None,
     mode: str,
     path_glob: str | None,
-    kind: str | None,
+    file_type: str | None,
     document: int | None,
     explain: bool,
     as_json: bool,
@@ -39,15 +40,14 @@ def search_command(
     Example: archivist search "how often is the lens cleaned" -k 5 --explain
     """
     filters = Filters(
-        path_glob=path_glob, kind=kind and kind.lstrip(".").lower(), document=document
+        path_glob=path_glob,
+        file_type=file_type and file_type.lstrip(".").lower(),
+        document=document,
     )
-    with pipeline.opened(settings) as (store, indexes):
-        hits = search(
-            store, indexes, settings, query, k=k, mode=mode,  # type: ignore[arg-type]
-            filters=filters, reranker=indexes.reranker,
-        )  # fmt: skip
+    with Archivist(settings) as service:
+        hits = service.search(query, k=k or settings.search_k, mode=_mode(mode), filters=filters)
     if as_json:
-        click.echo(json.dumps({"hits": [_hit_json(h, explain) for h in hits]}, ensure_ascii=False))
+        echo_json({"hits": [_hit_json(h, explain) for h in hits]})
         return 0
     if not hits:
         click.echo("No matches.")
@@ -70,6 +70,10 @@ def search_command(
     help="Keep the evaluation's data folder here (reused, so reruns skip ingestion).",
 )  # fmt: skip
 @click.option("--mode", "modes", multiple=True, type=click.Choice(MODES), help="Only these modes.")
+@click.option(
+    "--answers", is_flag=True,
+    help="Also answer every question that has gold answers, and score the answers.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
 @click.pass_obj
 def eval_command(
@@ -78,13 +82,15 @@ def eval_command(
     max_queries: int | None,
     data_dir: Path | None,
     modes: tuple[str, ...],
+    answers: bool,
     as_json: bool,
 ) -> int:
     """Measure search quality on a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv).
 
-    Prints nDCG@10, Recall@10, Recall@100, MRR@10 and query latency for each mode.
+    Prints nDCG@10, Recall@10, Recall@100, MRR@10 and query latency for each mode; with
+    --answers also context recall, citation accuracy, answer recall and answer latency.
 
-    Example: archivist eval ../shared/eval/cisi
+    Example: archivist eval ../shared/eval/squad-dev --max-queries 200 --answers
     """
     for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
         if not (dataset_dir / name).is_file():
@@ -92,15 +98,20 @@ def eval_command(
     dataset = load_dataset(dataset_dir, max_queries)
     with tempfile.TemporaryDirectory(prefix="archivist-eval-") as scratch:
         folder = data_dir or Path(scratch)
-        eval_settings = settings.model_copy(update={"data": folder})
-        report = run_eval(
-            eval_settings,
-            dataset,
-            modes=modes or MODES,  # type: ignore[arg-type]
-            on_stage=None if as_json else lambda s: click.echo(f"{dataset.name}: {s}", err=True),
-        )
+        # The evaluation's own data folder; joined models stay where the user's are.
+        eval_settings = settings.model_copy(update={"data": folder, "model_dir": settings.models})
+        say = None if as_json else lambda s: click.echo(f"{dataset.name}: {s}", err=True)
+        with Archivist(eval_settings) as service:
+            report = run_eval(service, dataset, modes=modes or MODES, on_stage=say)  # type: ignore[arg-type]
+            if answers:
+                if not dataset.answers:
+                    raise click.UsageError(f'{dataset_dir}/queries.jsonl has no "answers"')
+                with progress("questions", as_json, desc="answering") as bar:
+                    report["answers"] = run_answer_eval(
+                        service, dataset, on_answer=counting_bar(bar)
+                    )
     if as_json:
-        click.echo(json.dumps(report))
+        echo_json(report)
     else:
         _print_eval(report)
     return 0
@@ -115,6 +126,20 @@ def _print_eval(report: dict[str, Any]) -> None:
     click.echo(f"{'mode':8}" + "".join(f"{c:>16}" for c in columns))
     for mode, scores in report["results"].items():
         click.echo(f"{mode:8}" + "".join(f"{scores[c]:>16.3f}" for c in columns))
+    if "answers" in report:
+        answers = report["answers"]
+        click.echo(
+            f"\nanswers by {answers['backend']} {answers['model'] or ''} on "
+            f"{answers['questions']} questions:"
+        )
+        for name in ("context_recall", "citation_accuracy", "answer_recall", "first_token_ms_p50",
+                     "total_ms_p50"):  # fmt: skip
+            click.echo(f"  {name:20} {answers[name]}")
+
+
+def _mode(name: str) -> Mode:
+    """A --mode value (click has checked it is one of MODES)."""
+    return cast(Mode, name)
 
 
 def _where(hit: SearchHit) -> str:

@@ -6,12 +6,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from api import pipeline
-from api.search import MODES, Mode, search
-from api.settings import Settings
+from api.search import MODES, Mode
 from retrieval.metrics import evaluate, percentile
+
+if TYPE_CHECKING:
+    from api.service import Archivist
 
 SAMPLE_SEED = 0
 
@@ -24,16 +25,19 @@ class Dataset:
     corpus: list[dict[str, str]]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
+    answers: dict[str, list[str]]  # gold answer strings, for sets that have them
 
 
 def load_dataset(folder: Path, max_queries: int | None = None) -> Dataset:
     """Read corpus.jsonl, queries.jsonl and qrels/test.tsv; sample queries with a fixed seed."""
     corpus = [json.loads(line) for line in (folder / "corpus.jsonl").open() if line.strip()]
-    queries = {}
+    queries, answers = {}, {}
     for line in (folder / "queries.jsonl").open():
         if line.strip():
             query = json.loads(line)
             queries[str(query["_id"])] = query["text"]
+            if query.get("answers"):
+                answers[str(query["_id"])] = [str(a) for a in query["answers"]]
     qrels: dict[str, dict[str, int]] = {}
     for row in (folder / "qrels" / "test.tsv").read_text().splitlines()[1:]:
         query_id, doc_id, score = row.split("\t")
@@ -42,7 +46,11 @@ def load_dataset(folder: Path, max_queries: int | None = None) -> Dataset:
     if max_queries is not None and max_queries < len(judged):
         judged = sorted(random.Random(SAMPLE_SEED).sample(judged, max_queries))
     return Dataset(
-        folder.name, corpus, {q: queries[q] for q in judged}, {q: qrels[q] for q in judged}
+        folder.name,
+        corpus,
+        {q: queries[q] for q in judged},
+        {q: qrels[q] for q in judged},
+        {q: answers[q] for q in judged if q in answers},
     )
 
 
@@ -62,7 +70,7 @@ def write_corpus(dataset: Dataset, folder: Path) -> dict[str, str]:
 
 
 def run_eval(
-    settings: Settings,
+    service: "Archivist",
     dataset: Dataset,
     *,
     modes: Sequence[Mode] = MODES,
@@ -71,30 +79,27 @@ def run_eval(
     """Ingest and index the corpus, then score every mode's ranking of every query."""
     say = on_stage or (lambda _: None)
     say(f"writing {len(dataset.corpus)} documents")
-    doc_ids = write_corpus(dataset, settings.data / "corpus")
+    corpus = service.settings.data / "corpus"
+    doc_ids = write_corpus(dataset, corpus)
     started = time.perf_counter()
     say("ingesting and indexing")
-    pipeline.ingest(settings, [settings.data / "corpus"])
-    pipeline.sync(settings)
+    service.ingest([corpus])
     index_seconds = time.perf_counter() - started
     results = {}
-    with pipeline.opened(settings) as (store, indexes):
-        indexes.embedder.encode_query("warm up")
-        for mode in modes:
-            say(f"searching: {mode}")
-            run, latencies = {}, []
-            for query_id, text in dataset.queries.items():
-                begun = time.perf_counter()
-                hits = search(
-                    store, indexes, settings, text, k=100, mode=mode, reranker=indexes.reranker
-                )
-                latencies.append((time.perf_counter() - begun) * 1000)
-                ranked = dict.fromkeys(doc_ids[h.path] for h in hits if h.path in doc_ids)
-                run[query_id] = list(ranked)
-            scores = evaluate(run, dataset.qrels)
-            scores["latency_ms_p50"] = percentile(latencies, 50)
-            scores["latency_ms_p95"] = percentile(latencies, 95)
-            results[mode] = {name: round(value, 4) for name, value in scores.items()}
+    service.indexes.embedder.encode_query("warm up")
+    for mode in modes:
+        say(f"searching: {mode}")
+        run, latencies = {}, []
+        for query_id, text in dataset.queries.items():
+            begun = time.perf_counter()
+            hits = service.search(text, k=100, mode=mode)
+            latencies.append((time.perf_counter() - begun) * 1000)
+            ranked = dict.fromkeys(doc_ids[h.path] for h in hits if h.path in doc_ids)
+            run[query_id] = list(ranked)
+        scores = evaluate(run, dataset.qrels)
+        scores["latency_ms_p50"] = percentile(latencies, 50)
+        scores["latency_ms_p95"] = percentile(latencies, 95)
+        results[mode] = {name: round(value, 4) for name, value in scores.items()}
     return {
         "dataset": dataset.name,
         "queries": len(dataset.queries),

@@ -30,33 +30,57 @@ class Indexes:
     """Tantivy (BM25) and Qdrant (dense) indexes under the data folder, plus the embedder.
 
     The embedding model loads on first use, so commands with nothing to embed start fast.
-    Opening with a different embedding model than the dense index was built with recreates
-    it and queues every chunk again, so vectors are never mixed.
+    Opening never writes: a dense index built by another embedding model is reported as
+    `stale` (by `counts()`, and by the dense leg when searched) until `adopt_model()` rebuilds
+    it, which ingest, serve and reindex do explicitly, so vectors are never mixed.
     """
 
-    def __init__(self, settings: Settings, store: ChunkStore) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.model = settings.embed_model
         self.dimension = model_dimension(self.model)
-        state = settings.state_dir
-        self.keyword = KeywordIndex(state / "keyword")
-        self.dense = self._open_dense(store)
+        self.keyword = KeywordIndex(settings.state_dir / "keyword")
+        self.stale: str | None = None
+        self._dense: DenseIndex | None = None
+        try:
+            self._dense = self._open_dense(recreate=False)
+        except IndexMismatch as mismatch:
+            self.stale = str(mismatch)
+        except BaseException:
+            self.keyword.close()
+            raise
         self._embedder: Embedder | None = None
         self._reranker: Reranker | None = None
 
-    def _open_dense(self, store: ChunkStore) -> DenseIndex:
-        where = self._settings.state_dir / "dense"
-        url = self._settings.qdrant_url
-        try:
-            return open_dense_index(where, model=self.model, dimension=self.dimension, url=url)
-        except IndexMismatch as mismatch:
-            log.warning("%s — rebuilding the indexes", mismatch)
-            dense = open_dense_index(
-                where, model=self.model, dimension=self.dimension, url=url, recreate=True
-            )
-            self.keyword.clear()
-            store.requeue_all()
-            return dense
+    def _open_dense(self, *, recreate: bool) -> DenseIndex:
+        return open_dense_index(
+            self._settings.state_dir / "dense",
+            model=self.model,
+            dimension=self.dimension,
+            url=self._settings.qdrant_url,
+            recreate=recreate,
+        )
+
+    @property
+    def dense(self) -> DenseIndex:
+        """The dense index; raises IndexMismatch while it was built by another model."""
+        if self._dense is None:
+            raise IndexMismatch(self.stale or "the dense index is not open")
+        return self._dense
+
+    def adopt_model(self, store: ChunkStore) -> bool:
+        """Rebuild for the configured embedding model if another one built the dense index.
+
+        Returns whether it rebuilt: both indexes emptied and every chunk queued again.
+        """
+        if self.stale is None:
+            return False
+        log.warning("%s — rebuilding the indexes", self.stale)
+        self._dense = self._open_dense(recreate=True)
+        self.keyword.clear()
+        store.requeue_all()
+        self.stale = None
+        return True
 
     @property
     def embedder(self) -> Embedder:
@@ -83,13 +107,24 @@ class Indexes:
     def close(self) -> None:
         """Release both indexes (and their locks)."""
         self.keyword.close()
-        self.dense.close()
+        if self._dense is not None:
+            self._dense.close()
 
     def counts(self, store: ChunkStore) -> dict[str, Any]:
         """Chunk counts per store and whether the indexes hold exactly SQLite's chunks."""
         chunks = store.chunk_ids()
-        keyword, dense = self.keyword.chunk_ids(), self.dense.ids()
+        keyword = self.keyword.chunk_ids()
         pending = store.pending_count()
+        if self._dense is None:
+            return {
+                "sqlite": len(chunks),
+                "tantivy": len(keyword),
+                "qdrant": None,
+                "pending": pending,
+                "in_sync": False,
+                "stale": self.stale,
+            }
+        dense = self._dense.ids()
         return {
             "sqlite": len(chunks),
             "tantivy": len(keyword),

@@ -22,11 +22,11 @@ class Filters:
     """Restrict a search to documents by path glob, file type or document id."""
 
     path_glob: str | None = None
-    kind: str | None = None
+    file_type: str | None = None
     document: int | None = None
 
     def __bool__(self) -> bool:
-        return any(v is not None for v in (self.path_glob, self.kind, self.document))
+        return any(v is not None for v in (self.path_glob, self.file_type, self.document))
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def search(
     """The `k` best chunks for a query, best first; a reranker re-scores the top candidates."""
     only = (
         store.chunk_ids_where(
-            path_glob=filters.path_glob, kind=filters.kind, document=filters.document
+            path_glob=filters.path_glob, file_type=filters.file_type, document=filters.document
         )
         if filters
         else None

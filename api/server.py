@@ -5,13 +5,18 @@ import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from api import pipeline
+from api.service import Archivist
 from api.settings import Settings
 
 
 def run_server(settings: Settings, host: str, port: int) -> None:
     """Serve until interrupted."""
-    server = ThreadingHTTPServer((host, port), _handler(settings))
+    with Archivist(settings) as service:
+        _serve(service, host, port)
+
+
+def _serve(service: Archivist, host: str, port: int) -> None:
+    server = ThreadingHTTPServer((host, port), _handler(service))
     print(f"Archivist is serving http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
     try:
         server.serve_forever()
@@ -21,15 +26,15 @@ def run_server(settings: Settings, host: str, port: int) -> None:
         server.server_close()
 
 
-def _handler(settings: Settings) -> type[BaseHTTPRequestHandler]:
+def _handler(service: Archivist) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             if self.path == "/health":
                 self._send(200, "application/json", json.dumps({"status": "ok"}))
             elif self.path == "/status":
-                self._send(200, "application/json", json.dumps(_summary(settings)))
+                self._send(200, "application/json", json.dumps(service.status()))
             elif self.path == "/":
-                self._send(200, "text/html; charset=utf-8", _page(_summary(settings)))
+                self._send(200, "text/html; charset=utf-8", _page(service.status()))
             else:
                 self._send(404, "application/json", json.dumps({"detail": "not found"}))
 
@@ -42,14 +47,6 @@ def _handler(settings: Settings) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
-
-
-def _summary(settings: Settings) -> dict[str, Any]:
-    store = pipeline.open_store(settings)
-    try:
-        return store.summary()
-    finally:
-        store.close()
 
 
 def _page(summary: dict[str, Any]) -> str:

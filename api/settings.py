@@ -58,6 +58,61 @@ class Settings(BaseSettings):
     rerank_candidates: int = Field(30, description="Fused candidates the reranker re-scores.")
     bm25_weight: float = Field(1.0, description="Weight of the BM25 leg in fusion.")
     dense_weight: float = Field(1.0, description="Weight of the dense leg in fusion.")
+    search_k: int = Field(10, description="Results `archivist search` shows.")
+
+    llm: Literal["auto", "ollama", "openai", "llamacpp", "none"] = Field(
+        "auto",
+        description=(
+            "Who answers: auto (Ollama if it is running and has the model, else the embedded "
+            "model, else retrieval-only), ollama, openai (an OpenAI-compatible server), "
+            "llamacpp (embedded GGUF), none (passages only)."
+        ),
+    )
+    ollama_url: str = Field("http://127.0.0.1:11434", description="The Ollama server.")
+    ollama_model: str = Field("qwen2.5:7b-instruct", description="The Ollama model to ask.")
+    ollama_keep_alive: str = Field("10m", description="How long Ollama keeps the model loaded.")
+    openai_url: str | None = Field(
+        None,
+        description="An OpenAI-compatible server (llama-server, vLLM, LM Studio): its /v1 URL.",
+    )
+    openai_model: str = Field(
+        "local", description="Model name sent to the OpenAI-compatible server."
+    )
+    openai_api_key: str | None = Field(
+        None, description="API key for that server, if it needs one."
+    )
+    gguf: str = Field(
+        "qwen2.5-coder-1.5b",
+        description=(
+            "Embedded model: a packaged one (qwen2.5-coder-1.5b, qwen2.5-coder-0.5b, "
+            "smollm2-135m) or the path of any chat GGUF file."
+        ),
+    )
+    model_dir: Path | None = Field(
+        None, description="Where packaged models split across packages are joined (data/models)."
+    )
+    llm_context_tokens: int = Field(
+        4096,
+        description=(
+            "Context window asked of the model (capped at what it was trained for); for "
+            "OpenAI-compatible servers, set it to the server's window."
+        ),
+    )
+    llm_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        description="CPU threads of the embedded model.",
+    )
+    llm_parallel: int = Field(1, description="Answers generated at once (parallel contexts).")
+    llm_queue: int = Field(
+        16, description="Questions that may wait for the model; more are refused."
+    )
+    llm_timeout_s: float = Field(120.0, description="Time limit for the model to answer.")
+    answer_tokens: int = Field(384, description="Longest answer, in tokens.")
+    temperature: float = Field(0.1, description="Sampling temperature (0: always the likeliest).")
+    top_p: float = Field(0.9, description="Nucleus sampling.")
+    top_k_sampling: int = Field(40, description="Sample among the k likeliest tokens.")
+    seed: int | None = Field(None, description="Sampling seed, for repeatable answers.")
+    ask_sources: int = Field(3, description="Passages retrieved for each question.")
 
     @property
     def inbox(self) -> Path:
@@ -73,3 +128,13 @@ class Settings(BaseSettings):
     def database(self) -> Path:
         """The SQLite file: the source of truth."""
         return self.state_dir / "archivist.db"
+
+    @property
+    def sessions_database(self) -> Path:
+        """The SQLite file of conversations (kept apart from the documents)."""
+        return self.state_dir / "sessions.db"
+
+    @property
+    def models(self) -> Path:
+        """Where packaged models that arrive in parts are joined and checked."""
+        return self.model_dir or self.data / "models"

@@ -10,26 +10,23 @@ For each folder, in one run:
    fresh data folder, next to the embedding model's raw `encode` throughput on the very same
    chunk texts. Embedding is the bottleneck; everything else should hide behind it.
 """
+# ruff: noqa: E402  (the environment is prepared before numpy loads)
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pypdfium2 as pdfium  # noqa: E402
+import sys
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import os
+import tempfile
+import time
 
-from api import pipeline  # noqa: E402
-from api.indexes import embedding_text  # noqa: E402
-from api.settings import Settings  # noqa: E402
-from retrieval.embedder import Embedder  # noqa: E402
+import pypdfium2 as pdfium
+
+import api  # noqa: F401  (prepares the environment before numpy loads)
+from api.indexes import embedding_text
+from api.service import Archivist
+from api.settings import Settings
+from retrieval.embedder import Embedder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -56,14 +53,14 @@ def pdfium_pages_per_second(folder: Path) -> tuple[int, float]:
 def ingest_folder(folder: Path) -> dict[str, float]:
     """Ingest a folder into a fresh data folder; time it and count what went in."""
     with tempfile.TemporaryDirectory() as data:
-        settings = Settings(data=Path(data))
-        started = time.perf_counter()
-        report = pipeline.ingest(settings, [folder])
-        seconds = time.perf_counter() - started
-        store = pipeline.open_store(settings)
-        pages = sum(d.page_count or 0 for d in store.documents() if d.type == "pdf")
-        chunks = store.chunk_count()
-        store.close()
+        settings = Settings(data=Path(data), llm="none")
+        with Archivist(settings) as service:
+            started = time.perf_counter()
+            report = service.ingest([folder], index=False).report
+            seconds = time.perf_counter() - started
+            store = service.store
+            pages = sum(d.page_count or 0 for d in store.documents() if d.file_type == "pdf")
+            chunks = store.chunk_count()
     summary = report.summary()
     return {"seconds": seconds, "pages": pages, "chunks": chunks, **summary}
 
@@ -71,15 +68,16 @@ def ingest_folder(folder: Path) -> dict[str, float]:
 def pipeline_versus_encode(folder: Path) -> None:
     """Chunks/s through ingest + embed + index, against raw `encode` on the same texts."""
     with tempfile.TemporaryDirectory() as data:
-        settings = Settings(data=Path(data))
-        started = time.perf_counter()
-        pipeline.ingest(settings, [folder])
-        pipeline.sync(settings)
-        seconds = time.perf_counter() - started
-        store = pipeline.open_store(settings)
-        texts = [embedding_text(c) for c in store.chunks(sorted(store.chunk_ids()))]
-        store.close()
-    embedder = Embedder(settings.embed_model, batch_size=settings.embed_batch_size)
+        settings = Settings(data=Path(data), llm="none")
+        with Archivist(settings) as service:
+            started = time.perf_counter()
+            service.ingest([folder])
+            seconds = time.perf_counter() - started
+            store = service.store
+            texts = [embedding_text(c) for c in store.chunks(sorted(store.chunk_ids()))]
+    embedder = Embedder(
+        settings.embed_model, device=settings.embed_device, batch_size=settings.embed_batch_size
+    )
     embedder.encode(texts[:64])  # load and warm, as the pipeline's first batch did
     started = time.perf_counter()
     for start in range(0, len(texts), 256):  # the sync's batch size

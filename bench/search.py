@@ -9,29 +9,28 @@ on two CPU cores takes hours (HNSW latency does not depend on where vectors come
 Queries are embedded for real. In one loop, every query is timed through the full `search()`
 and through each part on its own: query embedding, Tantivy search, Qdrant search.
 """
+# ruff: noqa: E402  (the environment is prepared before numpy loads)
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: see NOTES on OpenBLAS
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import random  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import sys
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import os
+import random
+import tempfile
+import time
 
-from api import pipeline  # noqa: E402
-from api.search import search  # noqa: E402
-from api.settings import Settings  # noqa: E402
-from ingest.chunker import Chunk  # noqa: E402
-from ingest.store import ChunkStore, FileState  # noqa: E402
-from retrieval.keyword import KeywordDoc  # noqa: E402
-from retrieval.metrics import percentile  # noqa: E402
+import numpy as np
+
+import api  # noqa: F401  (prepares the environment before numpy loads)
+from api.indexes import Indexes
+from api.search import search
+from api.service import Archivist
+from api.settings import Settings
+from ingest.chunker import Chunk
+from ingest.store import ChunkStore, FileState
+from retrieval.keyword import KeywordDoc
+from retrieval.metrics import percentile
 
 CHUNKS_PER_DOCUMENT = 100
 WORDS_PER_CHUNK = 150
@@ -56,8 +55,11 @@ class Vocabulary:
 
 def build(settings: Settings, size: int, vocabulary: Vocabulary) -> None:
     """Fill the store and both indexes with `size` chunks."""
-    store = pipeline.open_store(settings)
-    indexes = pipeline.open_indexes(settings, store)
+    with Archivist(settings) as service:
+        _fill(service.store, service.indexes, size, vocabulary)
+
+
+def _fill(store: ChunkStore, indexes: Indexes, size: int, vocabulary: Vocabulary) -> None:
     generator = np.random.default_rng(1)
     for start in range(0, size, CHUNKS_PER_DOCUMENT):
         count = min(CHUNKS_PER_DOCUMENT, size - start)
@@ -74,14 +76,16 @@ def build(settings: Settings, size: int, vocabulary: Vocabulary) -> None:
         store.complete_work(w.seq for w in store.pending_work(limit=count))
     indexes.keyword.commit()
     indexes.dense.optimize()
-    indexes.close()
-    store.close()
 
 
 def measure(settings: Settings, queries: list[str]) -> dict[str, list[float]]:
     """Per query: full search, and embedding, Tantivy and Qdrant searches on their own."""
-    store = ChunkStore(settings.database)
-    indexes = pipeline.open_indexes(settings, store)
+    with Archivist(settings) as service:
+        return _measure(service, queries)
+
+
+def _measure(service: Archivist, queries: list[str]) -> dict[str, list[float]]:
+    store, indexes, settings = service.store, service.indexes, service.settings
     timings: dict[str, list[float]] = {"search": [], "embed": [], "tantivy": [], "qdrant": []}
     limit = settings.search_candidates
     for query in queries[:20]:  # warm caches and the model
@@ -99,8 +103,6 @@ def measure(settings: Settings, queries: list[str]) -> dict[str, list[float]]:
         started = time.perf_counter()
         indexes.dense.search(vector, limit)
         timings["qdrant"].append(time.perf_counter() - started)
-    indexes.close()
-    store.close()
     return {name: [t * 1000 for t in values] for name, values in timings.items()}
 
 
@@ -112,7 +114,7 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, {QUERIES} queries of 4-12 words, k=10, 50 candidates per leg")
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="archivist-bench-") as data:
-            settings = Settings(data=Path(data))
+            settings = Settings(data=Path(data), llm="none")
             started = time.perf_counter()
             build(settings, size, vocabulary)
             print(f"\n{size:,} chunks (built in {time.perf_counter() - started:.0f} s)")

@@ -4,7 +4,7 @@ from ingest.chunker import Chunk, ChunkOptions, TokenCounter, split_blocks
 from ingest.convert import SUPPORTED_SUFFIXES, Limits, convert_file
 from ingest.errors import IngestError, StoreError
 from ingest.ingester import FileResult, IngestReport, find_files, ingest_paths
-from ingest.store import ChunkStore, DocumentRecord, StoredChunk, Work
+from ingest.store import ChunkStore, DocumentRecord, QueuedOp, StoredChunk
 from ingest.workers import ConversionPool
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "ChunkOptions",
     "ChunkStore",
     "ConversionPool",
+    "QueuedOp",
     "DocumentRecord",
     "FileResult",
     "IngestError",
@@ -21,7 +22,6 @@ __all__ = [
     "StoreError",
     "StoredChunk",
     "TokenCounter",
-    "Work",
     "convert_file",
     "find_files",
     "ingest_paths",

@@ -18,9 +18,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 class ChunkOptions:
     """Chunk size in tokens: aim for `target`, never exceed `cap`, repeat about `overlap`."""
 
-    target: int = 200
-    cap: int = 240
-    overlap: int = 32
+    target: int
+    cap: int
+    overlap: int
 
 
 @dataclass(frozen=True)

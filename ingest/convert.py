@@ -21,10 +21,10 @@ SUPPORTED_SUFFIXES = frozenset(
 class Limits:
     """Bounds on one conversion, so a hostile file cannot hang or exhaust the machine."""
 
-    timeout_s: float = 120.0
-    memory_mb: int = 2048
-    max_file_mb: int = 512
-    max_expand_mb: int = 1024
+    timeout_s: float
+    memory_mb: int
+    max_file_mb: int
+    max_expand_mb: int
 
 
 def is_supported(path: Path) -> bool:

@@ -16,7 +16,7 @@ class Block:
 class Converted:
     """A file turned into text blocks, plus what the converter learned about it."""
 
-    kind: str
+    file_type: str
     blocks: list[Block] = field(default_factory=list)
     page_count: int | None = None
     pages_without_text: int = 0

@@ -113,7 +113,7 @@ def _plan(store: ChunkStore, path: Path, force: bool) -> tuple[FileResult | None
     if not is_supported(path):
         state = FileState(str(path), "", stat.st_size, stat.st_mtime_ns)
         error = unsupported(path)
-        store.record_failure(state, _kind(path), error.reason, str(error))
+        store.record_failure(state, _file_type(path), error.reason, str(error))
         return FileResult(str(path), "failed", reason=error.reason, error=str(error)), None
     state = FileState(str(path), _sha256(path), stat.st_size, stat.st_mtime_ns)
     if current and record and record.sha256 == state.sha256:
@@ -142,11 +142,11 @@ def _renamed(outcome: Chunked | Failed, converted: Path, path: Path) -> Chunked 
 
 def _record(store: ChunkStore, state: FileState, outcome: Chunked | Failed) -> FileResult:
     if isinstance(outcome, Failed):
-        store.record_failure(state, _kind(Path(state.path)), outcome.reason, outcome.message)
+        store.record_failure(state, _file_type(Path(state.path)), outcome.reason, outcome.message)
         return FileResult(state.path, "failed", reason=outcome.reason, error=outcome.message)
     store.record_chunks(
         state,
-        outcome.kind,
+        outcome.file_type,
         outcome.chunks,
         page_count=outcome.page_count,
         pages_without_text=outcome.pages_without_text,
@@ -174,5 +174,5 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _kind(path: Path) -> str:
+def _file_type(path: Path) -> str:
     return path.suffix.lower().lstrip(".") or "unknown"

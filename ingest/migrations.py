@@ -51,6 +51,11 @@ def m001_create_tables(db: Database) -> None:
     )
 
 
+def m002_file_type(db: Database) -> None:
+    """One name for a file's type everywhere: `documents.type` becomes `file_type`."""
+    db.execute("ALTER TABLE documents RENAME COLUMN type TO file_type")
+
+
 def _run_statements(db: Database, script: str) -> None:
     # executescript() would commit mid-migration; single statements stay in one transaction.
     for statement in script.split(";"):
@@ -58,7 +63,7 @@ def _run_statements(db: Database, script: str) -> None:
             db.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [m001_create_tables]
+MIGRATIONS: list[Migration] = [m001_create_tables, m002_file_type]
 
 
 def migrate(db: Database) -> None:

@@ -38,7 +38,7 @@ class DocumentRecord:
     sha256: str
     size: int
     mtime_ns: int
-    type: str
+    file_type: str
     status: str
     reason: str | None
     error: str | None
@@ -62,7 +62,7 @@ class StoredChunk:
 
 
 @dataclass(frozen=True)
-class Work:
+class QueuedOp:
     """A pending index operation from the queue."""
 
     seq: int
@@ -138,11 +138,15 @@ class ChunkStore:
         return {row[0] for row in self.db.execute("SELECT id FROM chunks")}
 
     def chunk_ids_where(
-        self, *, path_glob: str | None = None, kind: str | None = None, document: int | None = None
+        self,
+        *,
+        path_glob: str | None = None,
+        file_type: str | None = None,
+        document: int | None = None,
     ) -> set[str]:
         """Ids of chunks of ingested documents matching every given filter."""
         where, params = ["d.status = 'ingested'"], []
-        for clause, value in (("d.path GLOB ?", path_glob), ("d.type = ?", kind),
+        for clause, value in (("d.path GLOB ?", path_glob), ("d.file_type = ?", file_type),
                               ("d.id = ?", document)):  # fmt: skip
             if value is not None:
                 where.append(clause)
@@ -172,12 +176,12 @@ class ChunkStore:
         """Number of index operations not yet done."""
         return int(self.db.execute("SELECT count(*) FROM index_queue").fetchone()[0])
 
-    def pending_work(self, limit: int = 1000) -> list[Work]:
+    def pending_work(self, limit: int = 1000) -> list[QueuedOp]:
         """The oldest pending index operations."""
         rows = self.db.execute(
             "SELECT seq, chunk_id, op FROM index_queue ORDER BY seq LIMIT ?", [limit]
         ).fetchall()
-        return [Work(*row) for row in rows]
+        return [QueuedOp(*row) for row in rows]
 
     def complete_work(self, seqs: Iterable[int]) -> None:
         """Drop index operations that both indexes have committed."""
@@ -217,7 +221,7 @@ class ChunkStore:
     def record_chunks(
         self,
         file: FileState,
-        kind: str,
+        file_type: str,
         chunks: list[Chunk],
         *,
         page_count: int | None = None,
@@ -228,7 +232,7 @@ class ChunkStore:
             self._replace_chunks(file.sha256, chunks)
             self._put_document(
                 file,
-                type=kind,
+                file_type=file_type,
                 status="ingested",
                 reason=None,
                 error=None,
@@ -242,7 +246,7 @@ class ChunkStore:
         with self.db.conn:
             self._put_document(
                 file,
-                type=source.type,
+                file_type=source.file_type,
                 status="ingested",
                 reason=None,
                 error=None,
@@ -251,12 +255,12 @@ class ChunkStore:
                 chunk_count=source.chunk_count,
             )
 
-    def record_failure(self, file: FileState, kind: str, reason: str, error: str) -> None:
+    def record_failure(self, file: FileState, file_type: str, reason: str, error: str) -> None:
         """Store a file that could not be ingested, with the reason."""
         with self.db.conn:
             self._put_document(
                 file,
-                type=kind,
+                file_type=file_type,
                 status="failed",
                 reason=reason,
                 error=error,

@@ -30,7 +30,7 @@ class Job:
 class Chunked:
     """A converted file's chunks and what the converter counted."""
 
-    kind: str
+    file_type: str
     chunks: list[Chunk]
     page_count: int | None
     pages_without_text: int
@@ -53,7 +53,7 @@ class WorkerSetup:
     limits: Limits
 
 
-Work = Callable[[Path, TokenCounter, WorkerSetup], "Chunked | Failed"]
+ConvertFn = Callable[[Path, TokenCounter, WorkerSetup], "Chunked | Failed"]
 
 
 def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
@@ -61,7 +61,7 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> 
     try:
         document = convert_file(path, setup.limits)
         chunks = split_blocks(document.blocks, counter, setup.chunking)
-        return Chunked(document.kind, chunks, document.page_count, document.pages_without_text)
+        return Chunked(document.file_type, chunks, document.page_count, document.pages_without_text)
     except IngestError as error:
         return Failed(error.reason, str(error))
     except OSError as error:
@@ -74,7 +74,7 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> 
         )
 
 
-def _serve(connection: Connection, setup: WorkerSetup, work: Work) -> None:
+def _serve(connection: Connection, setup: WorkerSetup, work: ConvertFn) -> None:
     """Worker process main loop: receive a path, send back its chunks or failure."""
     os.setpgrp()  # so a kill on timeout also reaches pandoc
     limit = setup.limits.memory_mb * 1024 * 1024
@@ -100,7 +100,7 @@ class _Worker:
     """One worker process, restarted after a timeout or a crash."""
 
     def __init__(
-        self, context: multiprocessing.context.BaseContext, setup: WorkerSetup, work: Work
+        self, context: multiprocessing.context.BaseContext, setup: WorkerSetup, work: ConvertFn
     ) -> None:
         self._context = context
         self._setup = setup
@@ -157,8 +157,8 @@ class ConversionPool:
         chunking: ChunkOptions,
         limits: Limits,
         *,
-        workers: int = 2,
-        work: Work = convert_and_chunk,
+        workers: int,
+        work: ConvertFn = convert_and_chunk,
     ) -> None:
         self._setup = WorkerSetup(str(tokenizer_file), chunking, limits)
         self._work = work

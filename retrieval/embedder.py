@@ -2,7 +2,6 @@
 
 import functools
 import json
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -73,7 +72,7 @@ class Embedder:
     embedding about threefold. Callers from any thread just wait for the result.
     """
 
-    def __init__(self, name: str, *, device: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, name: str, *, device: str | None, batch_size: int) -> None:
         self.name = name
         self.batch_size = batch_size
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="embedder")
@@ -107,15 +106,14 @@ class Embedder:
 
 
 @functools.cache
-def shared_embedder(name: str, device: str | None = None, batch_size: int = 64) -> Embedder:
+def shared_embedder(name: str, device: str | None, batch_size: int) -> Embedder:
     """One embedder per model for the whole process: the model loads once, and all torch
     work stays on a single thread however many indexes are opened and closed."""
     return Embedder(name, device=device, batch_size=batch_size)
 
 
 def _load(name: str, device: str | None) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # The caller's process is set up offline (see api/__init__.py); loading is from a folder.
     import transformers
     from sentence_transformers import SentenceTransformer
 

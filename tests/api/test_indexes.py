@@ -4,10 +4,10 @@ import shutil
 import threading
 from pathlib import Path
 
-from api import pipeline
 from api.indexes import sync_indexes
-from api.search import search
+from api.service import Archivist
 from api.settings import Settings
+from ingest.store import ChunkStore
 from retrieval.embedder import resolve_model_path
 from tests.fixtures import make_pdf
 
@@ -16,6 +16,7 @@ NOTES = {
     "bikes.md": "# Bikes\n\nOil the chain every two weeks in wet weather.\n",
     "bread.md": "# Bread\n\nBake the loaf until it reaches 96 degrees inside.\n",
 }
+IN_SYNC_3 = {"sqlite": 3, "tantivy": 3, "qdrant": 3, "pending": 0, "in_sync": True}
 
 
 def write_notes(folder: Path) -> None:
@@ -23,130 +24,127 @@ def write_notes(folder: Path) -> None:
         (folder / name).write_text(text)
 
 
-def counts(settings: Settings) -> dict[str, object]:
-    return pipeline.status(settings)["stores"]
-
-
-def ingest_and_sync(settings: Settings, folder: Path) -> None:
-    pipeline.ingest(settings, [folder])
-    pipeline.sync(settings)
-
-
-def test_sync_indexes_every_chunk_once(settings: Settings, docs: Path) -> None:
+def test_ingest_indexes_every_chunk_once(service: Archivist, docs: Path) -> None:
     write_notes(docs)
     make_pdf(docs / "manual.pdf", ["The pump is serviced in April.", "Spare fuses are in the box."])
-    ingest_and_sync(settings, docs)
-    stores = counts(settings)
+    outcome = service.ingest([docs])
+    assert outcome.index is not None and outcome.index.upserted == 5  # 3 notes, 2 PDF pages
+    stores = service.status()["stores"]
     assert stores["in_sync"] is True
-    assert stores["sqlite"] == stores["tantivy"] == stores["qdrant"] == 5  # 3 notes, 2 PDF pages
+    assert stores["sqlite"] == stores["tantivy"] == stores["qdrant"] == 5
 
 
 def test_change_delete_and_rename_keep_the_stores_in_agreement(
-    settings: Settings, docs: Path
+    service: Archivist, docs: Path
 ) -> None:
     write_notes(docs)
-    ingest_and_sync(settings, docs)
+    service.ingest([docs])
     (docs / "garden.md").write_text("# Garden\n\nWater the beans at dusk.\n")
     (docs / "bikes.md").unlink()
     (docs / "bread.md").rename(docs / "sourdough.md")
-    ingest_and_sync(settings, docs)
-    stores = counts(settings)
+    service.ingest([docs])
+    stores = service.status()["stores"]
     assert stores == {"sqlite": 2, "tantivy": 2, "qdrant": 2, "pending": 0, "in_sync": True}
 
 
-def test_rename_needs_no_new_embedding(settings: Settings, docs: Path) -> None:
+def test_rename_needs_no_new_embedding(service: Archivist, docs: Path) -> None:
     write_notes(docs)
-    ingest_and_sync(settings, docs)
+    service.ingest([docs])
     (docs / "bread.md").rename(docs / "loaf.md")
-    pipeline.ingest(settings, [docs])
-    report = pipeline.sync(settings)
-    assert (report.upserted, report.deleted) == (0, 0)
+    index = service.ingest([docs]).index
+    assert index is not None and (index.upserted, index.deleted) == (0, 0)
 
 
-def test_an_interrupted_sync_is_finished_by_the_next(settings: Settings, docs: Path) -> None:
+def test_remove_forgets_a_file_in_every_store(service: Archivist, docs: Path) -> None:
+    write_notes(docs)
+    service.ingest([docs])
+    assert service.remove([docs / "bikes.md"]) == [str((docs / "bikes.md").resolve())]
+    assert service.status()["stores"] == {**IN_SYNC_3, "sqlite": 2, "tantivy": 2, "qdrant": 2}
+    assert not service.search("oil the chain", k=5, mode="bm25")
+
+
+def test_an_interrupted_sync_is_finished_by_the_next(service: Archivist, docs: Path) -> None:
     for n in range(12):
         (docs / f"note{n}.md").write_text(f"Note number {n} about topic {n * 7}.\n")
-    pipeline.ingest(settings, [docs])
-    store = pipeline.open_store(settings)
-    indexes = pipeline.open_indexes(settings, store)
-    try:
-        first = sync_indexes(store, indexes, batch_size=5, max_batches=1)  # then "crash"
-        assert first.upserted == 5
-        assert store.pending_count() == 7
-    finally:
-        indexes.close()
-        store.close()
-    pipeline.sync(settings)
-    stores = counts(settings)
+    service.ingest([docs], index=False)
+    first = sync_indexes(service.store, service.indexes, batch_size=5, max_batches=1)  # "crash"
+    assert first.upserted == 5
+    assert service.store.pending_count() == 7
+    service.sync()
+    stores = service.status()["stores"]
     assert stores == {"sqlite": 12, "tantivy": 12, "qdrant": 12, "pending": 0, "in_sync": True}
 
 
 def test_reindex_rebuilds_both_indexes_from_sqlite(settings: Settings, docs: Path) -> None:
     write_notes(docs)
-    ingest_and_sync(settings, docs)
+    with Archivist(settings) as service:
+        service.ingest([docs])
     shutil.rmtree(settings.state_dir / "keyword")
-    pipeline.rebuild(settings)
-    assert counts(settings)["pending"] == 3
-    pipeline.sync(settings)
-    assert counts(settings) == {
-        "sqlite": 3,
-        "tantivy": 3,
-        "qdrant": 3,
-        "pending": 0,
-        "in_sync": True,
-    }
+    with Archivist(settings) as service:
+        assert service.status()["stores"]["tantivy"] == 0
+        assert service.reindex().upserted == 3
+        assert service.status()["stores"] == IN_SYNC_3
 
 
-def test_another_embedding_model_rebuilds_instead_of_mixing_vectors(
+def test_another_embedding_model_is_reported_then_rebuilt_by_an_explicit_step(
     settings: Settings, docs: Path, tmp_path: Path
 ) -> None:
     write_notes(docs)
-    ingest_and_sync(settings, docs)
+    with Archivist(settings) as service:
+        service.ingest([docs])
     other = tmp_path / "minilm-copy"
     shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), other)
     switched = settings.model_copy(update={"embed_model": str(other)})
-    store = pipeline.open_store(switched)
-    indexes = pipeline.open_indexes(switched, store)
-    try:
-        assert indexes.dense.count() == 0
-        assert store.pending_count() == 3
-        assert indexes.dense.model == str(other)
-    finally:
-        indexes.close()
-        store.close()
-    pipeline.sync(switched)
-    assert counts(switched)["in_sync"] is True
+    with Archivist(switched) as service:
+        stores = service.status()["stores"]
+        assert stores["in_sync"] is False and "was built with 'all-MiniLM-L6-v2'" in stores["stale"]
+        assert service.store.pending_count() == 0  # status wrote nothing
+        assert service.search("tomatoes", k=1, mode="bm25")  # the keyword leg still answers
+        report = service.sync()
+        assert report.upserted == 3
+        assert service.indexes.dense.model == str(other)
+        assert service.status()["stores"] == IN_SYNC_3
 
 
-def test_search_runs_while_a_sync_writes(settings: Settings, docs: Path) -> None:
+def test_search_runs_while_a_sync_writes(service: Archivist, docs: Path) -> None:
     (docs / "anchor.md").write_text("# Anchor\n\nThe anchor chain is painted red.\n")
-    ingest_and_sync(settings, docs)
+    service.ingest([docs])
     for n in range(40):
         (docs / f"log{n}.md").write_text(f"Log entry {n}: wind {n % 7} knots, sky clear.\n")
-    pipeline.ingest(settings, [docs])
-    store = pipeline.open_store(settings)
-    indexes = pipeline.open_indexes(settings, store)
-    writer_store = pipeline.open_store(settings)
+    service.ingest([docs], index=False)
     errors: list[BaseException] = []
 
     def write() -> None:
         try:
-            sync_indexes(writer_store, indexes, batch_size=4)
+            writer_store = ChunkStore(service.settings.database)
+            sync_indexes(writer_store, service.indexes, batch_size=4)
+            writer_store.close()
         except BaseException as error:  # reported by the assertion below
             errors.append(error)
 
     writer = threading.Thread(target=write)
-    try:
-        writer.start()
-        seen = []
-        while writer.is_alive():
-            hits = search(store, indexes, settings, "anchor chain colour", k=1)
-            seen.append(Path(hits[0].path).name)
-        writer.join()
-        assert errors == []
-        assert seen and set(seen) == {"anchor.md"}
-        assert indexes.counts(store)["in_sync"] is True
-    finally:
-        indexes.close()
-        store.close()
-        writer_store.close()
+    writer.start()
+    seen = []
+    while writer.is_alive():
+        hits = service.search("anchor chain colour", k=1)
+        seen.append(Path(hits[0].path).name)
+    writer.join()
+    assert errors == []
+    assert seen and set(seen) == {"anchor.md"}
+    assert service.status()["stores"]["in_sync"] is True
+
+
+def test_one_service_is_shared_by_threads(service: Archivist, docs: Path) -> None:
+    write_notes(docs)
+    service.ingest([docs])
+    results: list[str] = []
+
+    def ask_search() -> None:
+        results.append(Path(service.search("loaf degrees", k=1)[0].path).name)
+
+    threads = [threading.Thread(target=ask_search) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["bread.md"] * 4

@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from api import pipeline
-from api.indexes import Indexes
 from api.search import Filters, SearchHit, search
+from api.service import Archivist
 from api.settings import Settings
-from ingest.store import ChunkStore
 from tests.fixtures import make_pdf, make_with_pandoc
 
 GARDEN = """# Allotment Rules
@@ -28,9 +26,7 @@ FERRY = (
 
 
 @pytest.fixture(scope="module")
-def corpus(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Settings, ChunkStore, Indexes]]:
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archivist]:
     root = tmp_path_factory.mktemp("search")
     docs = root / "docs"
     docs.mkdir()
@@ -45,21 +41,14 @@ def corpus(
     (docs / "notes" / "wifi.md").write_text(
         "# Wi-Fi\n\nThe router password is on a card by the TV.\n"
     )
-    settings = Settings(data=root / "data")
-    pipeline.ingest(settings, [docs])
-    pipeline.sync(settings)
-    store = pipeline.open_store(settings)
-    indexes = pipeline.open_indexes(settings, store)
-    yield settings, store, indexes
-    indexes.close()
-    store.close()
+    with Archivist(Settings(data=root / "data", llm="none")) as service:
+        service.ingest([docs])
+        yield service
 
 
-def find(
-    corpus: tuple[Settings, ChunkStore, Indexes], query: str, **options: object
-) -> list[SearchHit]:
-    settings, store, indexes = corpus
-    return search(store, indexes, settings, query, **options)  # type: ignore[arg-type]
+def find(corpus: Archivist, query: str, **options: object) -> list[SearchHit]:
+    options.setdefault("k", 10)
+    return search(corpus.store, corpus.indexes, corpus.settings, query, **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
@@ -93,9 +82,9 @@ def test_hybrid_reports_each_legs_rank(corpus) -> None:  # type: ignore[no-untyp
 @pytest.mark.parametrize(
     ("filters", "expected"),
     [
-        (Filters(kind="pdf"), {"boiler.pdf"}),
+        (Filters(file_type="pdf"), {"boiler.pdf"}),
         (Filters(path_glob="*/notes/*"), {"wifi.md"}),
-        (Filters(kind="md"), {"wifi.md"}),
+        (Filters(file_type="md"), {"wifi.md"}),
     ],
 )
 def test_filters_restrict_results(corpus, filters: Filters, expected: set[str]) -> None:  # type: ignore[no-untyped-def]
@@ -105,8 +94,7 @@ def test_filters_restrict_results(corpus, filters: Filters, expected: set[str]) 
 
 
 def test_filter_by_document_id(corpus) -> None:  # type: ignore[no-untyped-def]
-    _, store, _ = corpus
-    ferry = next(d for d in store.documents() if d.path.endswith("ferry.html"))
+    ferry = next(d for d in corpus.store.documents() if d.path.endswith("ferry.html"))
     hits = find(corpus, "tomatoes boat", k=10, filters=Filters(document=ferry.id))
     assert {Path(h.path).name for h in hits} == {"ferry.html"}
 

