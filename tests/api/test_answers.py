@@ -13,7 +13,7 @@ from api.service import Archivist
 from api.settings import Settings
 from generation.backend import estimate_tokens
 from generation.errors import PromptTooLong, QueueFull
-from generation.prompt import MESSAGE_OVERHEAD
+from generation.prompt import MESSAGE_OVERHEAD, pack_prompt
 from tests.fixtures import make_pdf
 from tests.scripted_backend import ScriptedBackend
 
@@ -79,11 +79,14 @@ def test_the_prompt_always_fits_the_window(settings: Settings, library: Path, wi
 def test_a_window_too_small_for_any_passage_is_a_clear_error(
     settings: Settings, library: Path
 ) -> None:
+    question = "When is the lens cleaned?"
+    fixed = pack_prompt(question, [], [], window=10**6, answer_tokens=0, count=estimate_tokens)
+    window = fixed.prompt_tokens + 100 + 20  # the instructions, the answer, and too little else
     with (
-        scripted_service(settings, library, ScriptedBackend("-", window=300)) as service,
-        pytest.raises(PromptTooLong, match="300-token context window leaves no room"),
+        scripted_service(settings, library, ScriptedBackend("-", window=window)) as service,
+        pytest.raises(PromptTooLong, match=f"{window}-token context window leaves no room"),
     ):
-        service.ask("When is the lens cleaned?", AskOptions(max_tokens=100))
+        service.ask(question, AskOptions(max_tokens=100))
 
 
 def test_sampling_options_reach_the_backend(settings: Settings, library: Path) -> None:
