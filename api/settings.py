@@ -82,9 +82,9 @@ class Settings(BaseSettings):
         None, description="API key for that server, if it needs one."
     )
     gguf: str = Field(
-        "qwen2.5-coder-1.5b",
+        "qwen2.5-coder-0.5b",
         description=(
-            "Embedded model: a packaged one (qwen2.5-coder-1.5b, qwen2.5-coder-0.5b, "
+            "Embedded model: a packaged one (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, "
             "smollm2-135m) or the path of any chat GGUF file."
         ),
     )

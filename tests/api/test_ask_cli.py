@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from api.settings import Settings
 from tests.fixtures import make_pdf
 
 ARCHIVIST = str(Path(sys.executable).parent / "archivist")
@@ -65,7 +66,7 @@ def test_ask_json_answers_and_cites_the_file_and_page(ingested: dict[str, str]) 
         "answer", "citations", "backend", "model", "session_id", "retrieval_ms",
         "first_token_ms", "generation_ms", "tokens", "tokens_per_s",
     }  # fmt: skip
-    assert (answer["backend"], answer["model"]) == ("llamacpp", "qwen2.5-coder-1.5b")
+    assert (answer["backend"], answer["model"]) == ("llamacpp", Settings().gguf)
     assert answer["answer"] and answer["tokens"] > 0 and answer["tokens_per_s"] > 0
     cited = {(Path(c["path"]).name, c["page"]) for c in answer["citations"]}
     assert ("keeper-manual.pdf", 2) in cited, answer
@@ -77,7 +78,7 @@ def test_ask_streams_the_answer_then_lists_the_sources(ingested: dict[str, str])
     answer, _, sources = done.stdout.partition("\nSources:\n")
     assert answer.strip()
     assert "keeper-manual.pdf, page 2" in sources
-    assert "llamacpp qwen2.5-coder-1.5b" in done.stderr and "session " in done.stderr
+    assert f"llamacpp {Settings().gguf}" in done.stderr and "session " in done.stderr
 
 
 def test_ask_without_a_model_gives_the_passages_and_says_why(ingested: dict[str, str]) -> None:
