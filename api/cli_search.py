@@ -6,9 +6,8 @@ from typing import Any, cast
 
 import click
 
-from api.answer_eval import run_answer_eval
 from api.console import counting_bar, echo_json, progress
-from api.evaluation import load_dataset, run_eval
+from api.evaluation import load_dataset
 from api.search import MODES, Filters, Mode, SearchHit
 from api.service import Archivist
 from api.settings import Settings
@@ -101,15 +100,16 @@ def eval_command(
         # The evaluation's own data folder; joined models stay where the user's are.
         eval_settings = settings.model_copy(update={"data": folder, "model_dir": settings.models})
         say = None if as_json else lambda s: click.echo(f"{dataset.name}: {s}", err=True)
-        with Archivist(eval_settings) as service:
-            report = run_eval(service, dataset, modes=modes or MODES, on_stage=say)  # type: ignore[arg-type]
-            if answers:
-                if not dataset.answers:
-                    raise click.UsageError(f'{dataset_dir}/queries.jsonl has no "answers"')
-                with progress("questions", as_json, desc="answering") as bar:
-                    report["answers"] = run_answer_eval(
-                        service, dataset, on_answer=counting_bar(bar)
-                    )
+        if answers and not dataset.answers:
+            raise click.UsageError(f'{dataset_dir}/queries.jsonl has no "answers"')
+        with (
+            Archivist(eval_settings) as service,
+            progress("questions", as_json or not answers, desc="answering") as bar,
+        ):
+            report = service.evaluate(
+                dataset, modes=[_mode(m) for m in modes or MODES], answers=answers,
+                on_stage=say, on_answer=counting_bar(bar),
+            )  # fmt: skip
     if as_json:
         echo_json(report)
     else:

@@ -13,8 +13,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from api.answer_eval import run_answer_eval
 from api.answers import Answer, AskOptions, answer_question
 from api.errors import ConfigError
+from api.evaluation import Dataset, run_eval
 from api.indexes import Indexes, SyncReport, rebuild_indexes, sync_indexes
 from api.llm import LLM
 from api.search import Filters, Mode, SearchHit, search
@@ -188,6 +190,21 @@ class Archivist:
     ) -> Answer:
         """Answer a question from the documents, citing file and page; streams to `on_token`."""
         return answer_question(self, question, options or AskOptions(), on_token=on_token)
+
+    def evaluate(
+        self,
+        dataset: Dataset,
+        *,
+        modes: Sequence[Mode],
+        answers: bool = False,
+        on_stage: Callable[[str], None] | None = None,
+        on_answer: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Ingest a dataset into this (scratch) data folder; score search, and answers if asked."""
+        report = run_eval(self, dataset, modes=modes, on_stage=on_stage)
+        if answers:
+            report["answers"] = run_answer_eval(self, dataset, on_answer=on_answer)
+        return report
 
     def status(self) -> dict[str, Any]:
         """What the store holds and whether the indexes agree with it. Never writes."""

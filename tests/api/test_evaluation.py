@@ -60,3 +60,32 @@ def test_a_folder_without_the_beir_layout_is_a_usage_error(tmp_path: Path) -> No
     done = subprocess.run([ARCHIVIST, "eval", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 1
     assert "has no corpus.jsonl (expected the BEIR layout)" in done.stderr
+
+
+def test_eval_answers_scores_the_answers_of_questions_with_gold_answers(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "tiny")
+    lines = [json.loads(line) for line in (dataset / "queries.jsonl").read_text().splitlines()]
+    gold = {"q1": ["every Tuesday"], "q2": ["17:40"]}
+    (dataset / "queries.jsonl").write_text(
+        "".join(json.dumps({**q, "answers": gold[q["_id"]]}) + "\n" for q in lines)
+    )
+    env = {**os.environ, "ARCHIVIST_DATA": str(tmp_path / "unused"), "ARCHIVIST_LLM": "none"}
+    done = subprocess.run(
+        [ARCHIVIST, "eval", str(dataset), "--answers", "--mode", "bm25", "--json"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)["answers"]
+    assert (answers["backend"], answers["model"], answers["questions"]) == ("none", None, 2)
+    # Without a model the answer is the cited passages: each holds its gold answer.
+    assert answers["context_recall"] == answers["citation_accuracy"] == 1.0
+    assert answers["first_token_ms_p50"] is None and answers["total_ms_p50"] > 0
+
+
+def test_eval_answers_needs_a_set_with_answers(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "tiny")
+    done = subprocess.run(
+        [ARCHIVIST, "eval", str(dataset), "--answers"], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert 'queries.jsonl has no "answers"' in done.stderr
