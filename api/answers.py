@@ -202,12 +202,9 @@ def _generate(
 
 def _stream(
     backend: Backend, prompt: Prompt, sampling: Sampling, emit: Callable[[str], None]
-) -> int:
-    count = 0
+) -> None:
     for piece in backend.stream(prompt.messages, sampling):
         emit(piece)
-        count += 1
-    return count
 
 
 def _sampling(service: "Archivist", options: AskOptions) -> Sampling:
