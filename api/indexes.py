@@ -115,23 +115,17 @@ class Indexes:
         chunks = store.chunk_ids()
         keyword = self.keyword.chunk_ids()
         pending = store.pending_count()
-        if self._dense is None:
-            return {
-                "sqlite": len(chunks),
-                "tantivy": len(keyword),
-                "qdrant": None,
-                "pending": pending,
-                "in_sync": False,
-                "stale": self.stale,
-            }
-        dense = self._dense.ids()
-        return {
+        dense = self._dense.ids() if self._dense is not None else None
+        counts: dict[str, Any] = {
             "sqlite": len(chunks),
             "tantivy": len(keyword),
-            "qdrant": len(dense),
+            "qdrant": None if dense is None else len(dense),
             "pending": pending,
             "in_sync": pending == 0 and chunks == keyword == dense,
         }
+        if dense is None:
+            counts["stale"] = self.stale
+        return counts
 
 
 def embedding_text(chunk: StoredChunk) -> str:

@@ -131,7 +131,10 @@ def _pack_sources(sources: Sequence[Source], budget: int, count: Counter) -> lis
     """Sources in rank order while they fit; the first that does not is cut or ends packing."""
     separator = count(_SEPARATOR)
     packed: list[Source] = []
-    readable = [s for s in sources if withhold_instructions(s.text) != WITHHELD]
+    # Withheld once here, not at every count while packing and cutting; a source left with
+    # nothing but the marker is not worth a number.
+    withheld = (Source(s.label, withhold_instructions(s.text), s.ref) for s in sources)
+    readable = [s for s in withheld if s.text != WITHHELD]
     for number, source in enumerate(readable, start=1):
         left = budget - separator
         cost = count(_block(number, source))
@@ -162,7 +165,7 @@ def _cut(number: int, source: Source, limit: int, count: Counter) -> str:
 
 
 def _block(number: int, source: Source) -> str:
-    return f"[{number}] {_defang(source.label)}\n{_defang(withhold_instructions(source.text))}"
+    return f"[{number}] {_defang(source.label)}\n{_defang(source.text)}"
 
 
 def _defang(text: str) -> str:
