@@ -45,6 +45,7 @@ class AskOptions:
     top_k_sampling: int | None = None
     seed: int | None = None
     max_tokens: int | None = None
+    history: tuple[Turn, ...] = ()  # earlier turns given by the caller (used without a session)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def answer_question(
         raise BadRequest("the question is empty — ask something about your documents")
     started = time.perf_counter()
     session_id = _session(options)
-    history = service.sessions.history(session_id) if session_id else []
+    history = service.sessions.history(session_id) if session_id else list(options.history)
     backend = service.llm.backend(options.model)
     query = _standalone_query(service, backend, question, history)
     searched = time.perf_counter()

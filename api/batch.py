@@ -9,14 +9,24 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from api.answers import AskOptions
+from api.answers import Answer, AskOptions
 from api.errors import USER_ERRORS, BadRequest
 from generation.errors import QueueFull
 
-if TYPE_CHECKING:
-    from api.service import Archivist
+
+class Answerer(Protocol):
+    """What a batch needs: the service, or a client of a running server."""
+
+    def ask(
+        self,
+        question: str,
+        options: AskOptions | None = None,
+        *,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Answer: ...
+
 
 FORMATS = (".jsonl", ".csv", ".txt")
 _QUEUE_FULL_PAUSE_S = 0.5
@@ -104,7 +114,7 @@ def _parse(line: bytes) -> dict[str, Any] | None:
 
 
 def run_batch(
-    service: "Archivist",
+    service: Answerer,
     questions: list[Question],
     out: Path,
     *,
@@ -136,7 +146,7 @@ def run_batch(
     return counts
 
 
-def _answer_line(service: "Archivist", question: Question, options: AskOptions) -> dict[str, Any]:
+def _answer_line(service: Answerer, question: Question, options: AskOptions) -> dict[str, Any]:
     while True:
         try:
             answer = service.ask(question.text, options)

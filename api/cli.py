@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
+from api.client import connect, running_server
 from api.console import counting_bar, echo_json, progress
-from api.errors import USER_ERRORS
+from api.errors import USER_ERRORS, ConfigError
 from api.indexes import SyncReport
 from api.service import Archivist
 from api.settings import Settings
@@ -42,7 +43,7 @@ def ingest(
     Example: archivist ingest data/inbox ~/Documents/manuals report.pdf
     """
     with (
-        Archivist(settings) as service,
+        connect(settings) as service,
         progress("files", as_json) as files,
         progress("chunks", as_json, desc="indexing") as chunks,
     ):
@@ -50,7 +51,7 @@ def ingest(
             paths, force=force, index=not no_index, on_start=files.reset,
             on_file=lambda _: files.update(), on_progress=counting_bar(chunks),
         )  # fmt: skip
-    output = _report_json(outcome.report)
+    output = outcome.report.to_json()
     if outcome.index is not None:
         output["index"] = _sync_json(outcome.index)
     if as_json:
@@ -68,6 +69,9 @@ def reindex(settings: Settings, as_json: bool) -> int:
 
     Example: archivist reindex
     """
+    server = running_server(settings)
+    if server:
+        raise ConfigError(f"the server at {server} holds the indexes — stop it, then reindex")
     with Archivist(settings) as service, progress("chunks", as_json, desc="indexing") as bar:
         report = service.reindex(on_progress=counting_bar(bar))
     if as_json:
@@ -85,13 +89,15 @@ def status(settings: Settings, as_json: bool) -> int:
 
     Example: archivist status --json
     """
-    with Archivist(settings) as service:
+    with connect(settings) as service:
         summary = service.status()
     if as_json:
         echo_json(summary)
         return EXIT_OK
     documents = summary["documents"]
     click.echo(f"Data folder: {settings.data}")
+    if "server" in summary:
+        click.echo(f"Server:      {summary['server']}")
     click.echo(f"Documents:   {documents['ingested']} ingested, {documents['failed']} failed")
     click.echo(f"Chunks:      {summary['chunks']}")
     click.echo(f"Index work:  {summary['pending_index_work']} pending")
@@ -105,17 +111,38 @@ def status(settings: Settings, as_json: bool) -> int:
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", help="Address to listen on [ARCHIVIST_HOST: 127.0.0.1].")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port [ARCHIVIST_PORT: 8000].")
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int) -> int:
-    """Serve the status page and /health over HTTP (the full API comes later).
+def serve(settings: Settings, host: str | None, port: int | None) -> int:
+    """Serve the web page and the HTTP API, and watch the inbox for documents.
+
+    Files added to, changed in, moved within or removed from the inbox ($ARCHIVIST_DATA/inbox)
+    are ingested or forgotten within seconds. While it runs, `ingest`, `status`, `search`,
+    `ask` and `batch` go through it. Serving on an address other than loopback needs
+    ARCHIVIST_API_KEY.
 
     Example: archivist serve --port 8000
     """
     from api.server import run_server
 
-    run_server(settings, host, port)
+    run_server(settings, host or settings.host, port or settings.port)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def watch(settings: Settings, folder: Path | None) -> int:
+    """Keep the stores in line with a folder (default: the inbox), without HTTP.
+
+    Changes made while nothing watched are reconciled first. Stop with Ctrl+C.
+
+    Example: archivist watch ~/Documents/manuals
+    """
+    from api.watching import run_watcher
+
+    run_watcher(settings, folder or settings.inbox)
     return EXIT_OK
 
 
@@ -152,23 +179,6 @@ def _llm_line(llm: dict[str, Any]) -> str:
 
 def _sync_json(report: SyncReport) -> dict[str, int]:
     return {"upserted": report.upserted, "deleted": report.deleted}
-
-
-def _report_json(report: IngestReport) -> dict[str, Any]:
-    files = []
-    for result in report.files:
-        item: dict[str, Any] = {
-            "path": result.path,
-            "status": result.status,
-            "chunks": result.chunks,
-        }
-        if result.status == "failed":
-            item["reason"] = result.reason
-            item["error"] = result.error
-        if result.pages_without_text:
-            item["pages_without_text"] = result.pages_without_text
-        files.append(item)
-    return {"summary": report.summary(), "files": files, "removed": report.removed}
 
 
 def _print_report(report: IngestReport) -> None:

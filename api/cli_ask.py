@@ -8,9 +8,9 @@ import click
 
 from api.answers import Answer, AskOptions
 from api.batch import answered_ids, read_questions, run_batch
+from api.client import connect
 from api.console import echo_json, progress
 from api.search import MODES
-from api.service import Archivist
 from api.settings import Settings
 
 
@@ -68,7 +68,7 @@ def ask_command(
         click.echo(piece, nl=False)
         sys.stdout.flush()
 
-    with Archivist(settings) as service:
+    with connect(settings) as service:
         answer = service.ask(question, options, on_token=on_token if stream else None)
     if as_json:
         echo_json(answer.to_json())
@@ -133,7 +133,7 @@ def batch_command(
     questions = read_questions(file)
     answered_ids(out, retry_errors=retry_errors)  # drop torn (and, if asked, failed) lines
     options = _ask_options(None, start_session=False, **values)
-    with Archivist(settings) as service, progress("questions", as_json) as bar:
+    with connect(settings) as service, progress("questions", as_json) as bar:
         bar.reset(total=len(questions))
         bar.update(len(answered_ids(out)))
         counts = run_batch(service, questions, out, concurrency=concurrency, options=options,

@@ -6,6 +6,7 @@ from typing import Any, cast
 
 import click
 
+from api.client import connect
 from api.console import counting_bar, echo_json, progress
 from api.evaluation import load_dataset
 from api.search import MODES, Filters, Mode, SearchHit
@@ -43,7 +44,7 @@ def search_command(
         file_type=file_type and file_type.lstrip(".").lower(),
         document=document,
     )
-    with Archivist(settings) as service:
+    with connect(settings) as service:
         hits = service.search(query, k=k or settings.search_k, mode=_mode(mode), filters=filters)
     if as_json:
         echo_json({"hits": [_hit_json(h, explain) for h in hits]})

@@ -17,5 +17,24 @@ class BadRequest(Exception):
     reason = "bad-request"
 
 
+class ServerError(Exception):
+    """A running Archivist server refused or failed a request; the message is its reason."""
+
+    reason = "server"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason:
+            self.reason = reason
+
+
 # What the CLI turns into "Error: …" and the HTTP API into a JSON error, never a traceback.
-USER_ERRORS = (ConfigError, BadRequest, StoreError, RetrievalError, IngestError, GenerationError)
+USER_ERRORS = (
+    ConfigError,
+    BadRequest,
+    ServerError,
+    StoreError,
+    RetrievalError,
+    IngestError,
+    GenerationError,
+)

@@ -131,6 +131,7 @@ class Archivist:
         *,
         force: bool = False,
         index: bool = True,
+        optimize: bool = True,
         on_start: Callable[[int], None] | None = None,
         on_file: Callable[[FileResult], None] | None = None,
         on_progress: Progress | None = None,
@@ -140,10 +141,10 @@ class Archivist:
             report = ingest_paths(
                 self.store, self.pool, paths, force=force, on_start=on_start, on_file=on_file
             )
-            synced = self.sync(on_progress=on_progress) if index else None
+            synced = self.sync(on_progress=on_progress, optimize=optimize) if index else None
         return IngestOutcome(report, synced)
 
-    def remove(self, paths: Sequence[Path]) -> list[str]:
+    def remove(self, paths: Sequence[Path], *, optimize: bool = True) -> list[str]:
         """Forget these files (or every file under these folders) in every store."""
         removed = []
         with self._writing:
@@ -153,7 +154,7 @@ class Archivist:
                 for record in records:
                     self.store.remove(record.path)
                     removed.append(record.path)
-            self.sync()
+            self.sync(optimize=optimize)
         return removed
 
     def sync(self, *, on_progress: Progress | None = None, optimize: bool = True) -> SyncReport:

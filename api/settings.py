@@ -114,6 +114,22 @@ class Settings(BaseSettings):
     seed: int | None = Field(None, description="Sampling seed, for repeatable answers.")
     ask_sources: int = Field(3, description="Passages retrieved for each question.")
 
+    host: str = Field("127.0.0.1", description="Address `archivist serve` listens on.")
+    port: int = Field(8000, description="Port `archivist serve` listens on.")
+    api_key: str | None = Field(
+        None,
+        description=(
+            "Bearer token the HTTP API requires; needed to serve on any address but loopback."
+        ),
+    )
+    watch_settle_s: float = Field(
+        1.0,
+        description=(
+            "A changed file in the watched folder is read once its size and modification time "
+            "have held still this long (a copy in progress is never read half-written)."
+        ),
+    )
+
     @property
     def inbox(self) -> Path:
         """The watched folder of documents."""

@@ -5,6 +5,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ingest.convert import is_supported, unsupported
 from ingest.store import PIPELINE_VERSION, ChunkStore, DocumentRecord, FileState
@@ -36,6 +37,29 @@ class IngestReport:
         for result in self.files:
             counts[result.status] += 1
         return {**counts, "removed": len(self.removed)}
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as `archivist ingest --json` prints it."""
+        files = []
+        for result in self.files:
+            item: dict[str, Any] = {
+                "path": result.path,
+                "status": result.status,
+                "chunks": result.chunks,
+            }
+            if result.status == "failed":
+                item["reason"] = result.reason
+                item["error"] = result.error
+            if result.pages_without_text:
+                item["pages_without_text"] = result.pages_without_text
+            files.append(item)
+        return {"summary": self.summary(), "files": files, "removed": self.removed}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "IngestReport":
+        """A report read back from `to_json` (a server's answer to `archivist ingest`)."""
+        files = [FileResult(**item) for item in data["files"]]
+        return cls(files, list(data["removed"]))
 
 
 def find_files(paths: Sequence[Path], *, skip: Path | None = None) -> Iterator[Path]:

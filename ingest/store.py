@@ -46,6 +46,7 @@ class DocumentRecord:
     pages_without_text: int
     chunk_count: int
     pipeline_version: int
+    updated_at: str
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,24 @@ class ChunkStore:
             return self._documents("1", [])
         prefix = under.rstrip("/") + "/"
         return self._documents("substr(path, 1, ?) = ?", [len(prefix), prefix])
+
+    def document_by_id(self, document_id: int) -> DocumentRecord | None:
+        """The record with this id, if any."""
+        rows = self._documents("id = ?", [document_id])
+        return rows[0] if rows else None
+
+    def documents_page(
+        self, *, status: str | None, offset: int, limit: int
+    ) -> tuple[list[DocumentRecord], int]:
+        """One page of records ordered by path (optionally of one status), and how many match."""
+        where, params = ("status = ?", [status]) if status else ("1", [])
+        (total,) = self.db.execute(f"SELECT count(*) FROM documents WHERE {where}", params).fetchone()
+        page = self._documents(f"{where} ORDER BY path LIMIT ? OFFSET ?", [*params, limit, offset])
+        return page, total
+
+    def documents_with_content(self, sha256: str) -> list[DocumentRecord]:
+        """Every record (any path, any status) whose file has this content hash."""
+        return self._documents("sha256 = ?", [sha256])
 
     def ingested_content(self, sha256: str) -> DocumentRecord | None:
         """A successfully ingested document with this content, whose chunks can be shared."""

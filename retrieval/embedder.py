@@ -78,6 +78,7 @@ class Embedder:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="embedder")
         self._model: Any = self._thread.submit(_load, name, device).result()
         self.dimension = int(self._model.get_embedding_dimension() or 0)
+        self.texts_encoded = 0  # texts embedded since loading (queries included)
 
     def encode(self, texts: list[str]) -> Any:
         """Vectors (numpy float32, one row per text, unit length)."""
@@ -96,6 +97,7 @@ class Embedder:
         self._thread.shutdown()
 
     def _encode(self, texts: list[str]) -> Any:
+        self.texts_encoded += len(texts)  # only this thread writes it
         return self._model.encode(
             texts,
             batch_size=self.batch_size,

@@ -1,0 +1,195 @@
+"""The HTTP API and the web page: one FastAPI app over one Archivist service.
+
+The app's lifespan opens the service, starts background ingestion and the folder watcher
+(which reconcile the inbox with the stores first), and closes all of it on shutdown.
+Endpoints are thin: they translate HTTP to service calls and service errors to status codes.
+"""
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+
+from api.background import BackgroundIngest
+from api.errors import USER_ERRORS, BadRequest, ConfigError
+from api.service import Archivist
+from api.settings import Settings
+from generation.backend import Backend
+from generation.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    Cancelled,
+    ModelMissing,
+    QueueFull,
+)
+from ingest.errors import StoreError
+from ingest.watch import FolderWatcher
+from retrieval.errors import RetrievalError
+
+WEB = Path(__file__).parent / "web"
+
+
+class HTTPProblem(Exception):
+    """An error the API answers with a status code and `{"detail": ...}`."""
+
+    def __init__(
+        self, status: int, detail: str, headers: dict[str, str] | None = None, reason: str = ""
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers
+        self.reason = reason or _REASONS.get(status, "error")
+
+
+_REASONS = {401: "unauthorized", 404: "not-found", 409: "conflict", 413: "too-large",
+            422: "invalid"}  # fmt: skip
+
+
+@dataclass
+class Running:
+    """What the app holds while it serves."""
+
+    service: Archivist
+    background: BackgroundIngest
+    watcher: FolderWatcher | None
+
+    @property
+    def settings(self) -> Settings:
+        return self.service.settings
+
+    @property
+    def inbox(self) -> Path:
+        return self.service.settings.inbox.resolve()
+
+
+def running(request: Request) -> Running:
+    """The service and workers of the app handling this request."""
+    state: Running = request.app.state.running
+    return state
+
+
+def create_app(
+    settings: Settings, *, backend: Backend | None = None, watch: bool = True
+) -> FastAPI:
+    """The app; `backend` answers every question when given, `watch=False` skips the watcher."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.inbox.mkdir(parents=True, exist_ok=True)
+        service = Archivist(settings, backend=backend)
+        background = BackgroundIngest(service, settings.inbox)
+        watcher = None
+        if watch:
+            watcher = FolderWatcher(
+                settings.inbox.resolve(),
+                lambda changes: background.submit(changes.touched, changes.gone),
+                settle_s=settings.watch_settle_s,
+                skip=settings.state_dir.resolve(),
+            )
+            watcher.start()
+        background.start()  # its first job reconciles the inbox with the stores
+        app.state.running = Running(service, background, watcher)
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            background.stop()
+            service.close()
+
+    app = FastAPI(
+        title="Archivist",
+        summary="Private question answering over your documents, with citations to file and page.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    guard = [Depends(_require_key(settings.api_key))]
+    from api.routes_answers import router as answers
+    from api.routes_documents import router as documents
+    from api.routes_status import router as status
+
+    for router in (answers, documents, status):
+        app.include_router(router, dependencies=guard)
+    _add_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/health", tags=["status"])
+    def health() -> dict[str, str]:
+        """Liveness: answers as soon as the server accepts requests (no key needed)."""
+        return {"status": "ok"}
+
+    return app
+
+
+_bearer = HTTPBearer(auto_error=False, description="ARCHIVIST_API_KEY, when the server has one.")
+
+
+def _require_key(key: str | None) -> Any:
+    """A dependency that checks the bearer token when the server has an API key."""
+
+    def check(
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    ) -> None:
+        if key is None:
+            return
+        given = credentials.credentials if credentials else ""
+        if not secrets.compare_digest(given.encode(), key.encode()):
+            raise HTTPProblem(
+                401,
+                "this server needs its API key: send 'Authorization: Bearer <ARCHIVIST_API_KEY>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
+
+    return check
+
+
+# Service errors by status code; the first matching class wins.
+_STATUS: list[tuple[type[BaseException] | tuple[type[BaseException], ...], int]] = [
+    (QueueFull, 429),
+    ((BackendUnavailable, ModelMissing, BackendTimeout, Cancelled), 503),
+    ((ConfigError, StoreError, RetrievalError), 503),
+    (BadRequest, 400),
+]
+
+
+def status_for(error: BaseException) -> int:
+    """The HTTP status of a service error (400 for bad input, 429 busy, 503 unavailable)."""
+    for kinds, code in _STATUS:
+        if isinstance(error, kinds):
+            return code
+    return 400
+
+
+def _error_body(request: Request, detail: str, reason: str) -> dict[str, Any]:
+    """`{"detail", "reason"}`; under /v1 also OpenAI's `{"error": {...}}` that its clients show."""
+    body: dict[str, Any] = {"detail": detail, "reason": reason}
+    if request.url.path.startswith("/v1/"):
+        body["error"] = {"message": detail, "type": reason, "code": reason}
+    return body
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def problem(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, HTTPProblem)
+        body = _error_body(request, error.detail, error.reason)
+        return JSONResponse(body, error.status, headers=error.headers)
+
+    async def service_error(request: Request, error: Exception) -> JSONResponse:
+        code = status_for(error)
+        headers = {"Retry-After": "1"} if code == 429 else None
+        body = _error_body(request, str(error), getattr(error, "reason", "error"))
+        return JSONResponse(body, code, headers=headers)
+
+    app.add_exception_handler(HTTPProblem, problem)
+    for kind in USER_ERRORS:
+        app.add_exception_handler(kind, service_error)

@@ -1,0 +1,154 @@
+"""Ingestion off the request path: the watcher's changes, uploads and deletions, in order.
+
+One thread applies every change to the stores through the service, so the HTTP server only
+queues work and stays responsive during a large import. Changes that arrive while it works
+are merged and applied next: a file touched three times is ingested once.
+"""
+
+import logging
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from api.errors import USER_ERRORS
+from ingest.ingester import FileResult
+
+if TYPE_CHECKING:
+    from api.service import Archivist
+
+log = logging.getLogger("archivist.background")
+
+
+class BackgroundIngest:
+    """A worker thread that keeps the stores in line with the watched folder."""
+
+    def __init__(self, service: "Archivist", folder: Path) -> None:
+        self.service = service
+        self.folder = folder.resolve()
+        self._wake = threading.Condition()
+        self._touched: dict[Path, None] = {}  # insertion-ordered set
+        self._gone: dict[Path, None] = {}
+        self._forget: dict[Path, None] = {}
+        self._scan = False
+        self._busy = False
+        self._stopping = False
+        self._current: str | None = None
+        self._done = self._total = 0
+        self._last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+
+    def start(self) -> None:
+        """Start the worker; the first job is a full scan of the folder (see `reconcile`)."""
+        self.reconcile()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the file being converted, then stop (what is queued is redone by the next
+        start's scan: the folder, not this queue, is the record of what should be stored)."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def reconcile(self) -> None:
+        """Queue a full scan: files added, changed, moved or removed while nobody watched."""
+        with self._wake:
+            self._scan = True
+            self._wake.notify_all()
+
+    def submit(
+        self, touched: Iterable[Path] = (), gone: Iterable[Path] = (), forget: Iterable[Path] = ()
+    ) -> None:
+        """Queue files to ingest (created, changed, moved here), paths that disappeared (forgotten
+        if they are still gone when their turn comes) and paths to forget even if they exist."""
+        with self._wake:
+            for path in touched:
+                self._touched[path.resolve()] = None
+            for path in gone:
+                self._gone[path.resolve()] = None
+            for path in forget:
+                self._forget[path.resolve()] = None
+            self._wake.notify_all()
+
+    def idle(self) -> bool:
+        """Nothing queued and nothing running."""
+        with self._wake:
+            return not self._queued()
+
+    def _queued(self) -> bool:
+        return bool(self._busy or self._scan or self._touched or self._gone or self._forget)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything queued so far is applied; False if `timeout` passed first."""
+        with self._wake:
+            return self._wake.wait_for(lambda: not self._queued(), timeout)
+
+    def progress(self) -> dict[str, Any]:
+        """For `/status`: what runs, what waits, how far along, and the last failure."""
+        with self._wake:
+            pending = [self._name(p) for p in self._touched]
+            return {
+                "state": "working" if self._busy else "idle",
+                "scan_pending": self._scan,
+                "pending": pending,
+                "pending_removals": len(self._gone) + len(self._forget),
+                "current": self._current,
+                "done": self._done,
+                "total": self._total,
+                "last_error": self._last_error,
+            }
+
+    def _name(self, path: Path) -> str:
+        return str(path.relative_to(self.folder)) if path.is_relative_to(self.folder) else str(path)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._stopping or self._queued())
+                if self._stopping:
+                    return
+                scan, touched = self._scan, list(self._touched)
+                forget = [p for p in self._gone if not p.exists()] + list(self._forget)
+                self._scan, self._busy = False, True
+                self._touched.clear()
+                self._gone.clear()
+                self._forget.clear()
+            try:
+                self._apply(scan, touched, forget)
+            except USER_ERRORS as error:
+                self._last_error = str(error)
+                log.warning("ingestion failed: %s", error)
+            except Exception as error:  # keep serving; the next change or start retries
+                self._last_error = f"{type(error).__name__}: {error}"
+                log.exception("ingestion failed")
+            finally:
+                with self._wake:
+                    self._busy, self._current = False, None
+                    self._wake.notify_all()
+
+    def _apply(self, scan: bool, touched: list[Path], forget: list[Path]) -> None:
+        """Scan or ingest first, forget second: a renamed file's new path takes over the
+        stored chunks of its old one before the old path lets go of them (no re-embedding)."""
+        # The HNSW build holds the interpreter for minutes at 100k chunks, so the server never
+        # runs it here; below EXACT_SEARCH_LIMIT chunks searches scan exactly anyway.
+        self.folder.mkdir(parents=True, exist_ok=True)
+        to_ingest = [self.folder] if scan else [p for p in touched if p.exists()]
+        if to_ingest:
+            self.service.ingest(
+                to_ingest, optimize=False, on_start=self._started, on_file=self._finished
+            )
+        if forget:
+            self.service.remove(forget, optimize=False)
+
+    def _started(self, total: int) -> None:
+        with self._wake:
+            self._done, self._total = 0, total
+
+    def _finished(self, result: FileResult) -> None:
+        with self._wake:
+            self._done += 1
+            self._current = self._name(Path(result.path))
+            if result.status == "failed":
+                self._last_error = result.error

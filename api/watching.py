@@ -1,0 +1,46 @@
+"""`archivist watch [DIR]`: the watched folder without HTTP."""
+
+import threading
+from pathlib import Path
+
+import click
+
+from api.background import BackgroundIngest
+from api.client import running_server
+from api.errors import ConfigError
+from api.service import Archivist
+from api.settings import Settings
+from ingest.watch import Changes, FolderWatcher
+
+
+def run_watcher(settings: Settings, folder: Path, *, stop: threading.Event | None = None) -> None:
+    """Reconcile `folder` with the stores, then apply its changes until Ctrl+C (or `stop`)."""
+    other = running_server(settings)
+    if other:
+        raise ConfigError(f"the server at {other} already watches {settings.inbox} — stop it first")
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    stop = stop or threading.Event()
+    with Archivist(settings) as service:
+        background = BackgroundIngest(service, folder)
+
+        def on_changes(changes: Changes) -> None:
+            for path in sorted(changes.touched):
+                click.echo(f"changed: {path}")
+            for path in sorted(changes.gone):
+                click.echo(f"gone:    {path}")
+            background.submit(changes.touched, changes.gone)
+
+        watcher = FolderWatcher(
+            folder, on_changes, settle_s=settings.watch_settle_s, skip=settings.state_dir.resolve()
+        )
+        click.echo(f"Watching {folder} (Ctrl+C to stop)")
+        watcher.start()
+        background.start()
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            watcher.stop()
+            background.stop()
