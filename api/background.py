@@ -7,6 +7,7 @@ are merged and applied next: a file touched three times is ingested once.
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from api.service import Archivist
 
 log = logging.getLogger("archivist.background")
+_INDEX_EVERY_S = 1.0
 
 
 class BackgroundIngest:
@@ -37,11 +39,15 @@ class BackgroundIngest:
         self._done = self._total = 0
         self._last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        # Indexes catch up while later files convert, so a long import is searchable as it goes.
+        self._converted = threading.Event()
+        self._indexer = threading.Thread(target=self._index_as_we_go, name="index", daemon=True)
 
     def start(self) -> None:
         """Start the worker; the first job is a full scan of the folder (see `reconcile`)."""
         self.reconcile()
         self._thread.start()
+        self._indexer.start()
 
     def stop(self) -> None:
         """Finish the file being converted, then stop (what is queued is redone by the next
@@ -49,8 +55,10 @@ class BackgroundIngest:
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._converted.set()
+        for thread in (self._thread, self._indexer):
+            if thread.is_alive():
+                thread.join()
 
     def reconcile(self) -> None:
         """Queue a full scan: files added, changed, moved or removed while nobody watched."""
@@ -142,6 +150,18 @@ class BackgroundIngest:
         if forget:
             self.service.remove(forget, optimize=False)
 
+    def _index_as_we_go(self) -> None:
+        while True:
+            self._converted.wait()
+            if self._stopping:
+                return
+            time.sleep(_INDEX_EVERY_S)  # a few files per sync, not one sync per file
+            self._converted.clear()
+            try:
+                self.service.sync(optimize=False)
+            except Exception as error:  # the ingestion's own sync retries and reports it
+                log.warning("indexing during ingestion failed: %s", error)
+
     def _started(self, total: int) -> None:
         with self._wake:
             self._done, self._total = 0, total
@@ -152,3 +172,5 @@ class BackgroundIngest:
             self._current = self._name(Path(result.path))
             if result.status == "failed":
                 self._last_error = result.error
+        if result.status == "ingested":
+            self._converted.set()

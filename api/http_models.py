@@ -147,14 +147,16 @@ def file_url(document_id: int | None, page: int | None) -> str | None:
     return f"/documents/{document_id}/file" + (f"#page={page}" if page else "")
 
 
-def document_json(record: DocumentRecord, inbox: Path) -> dict[str, Any]:
-    """One document as GET /documents lists it."""
+def document_json(record: DocumentRecord, inbox: Path, *, indexed: bool) -> dict[str, Any]:
+    """One document as GET /documents lists it; `indexed`: searchable (not waiting in the
+    index queue)."""
     return {
         "id": record.id,
         "name": display_name(record.path, inbox),
         "path": record.path,
         "file_type": record.file_type,
         "status": record.status,
+        "indexed": record.status == "ingested" and indexed,
         "reason": record.reason,
         "error": record.error,
         "chunks": record.chunk_count,

@@ -33,9 +33,14 @@ def list_documents(
     state: Running = Depends(running),  # noqa: B008
 ) -> dict[str, Any]:
     """Documents by path, a page at a time: status, error, chunk and page counts."""
-    page, total = state.service.store.documents_page(status=status, offset=offset, limit=limit)
+    store = state.service.store
+    page, total = store.documents_page(status=status, offset=offset, limit=limit)
+    waiting = store.awaiting_index(record.sha256 for record in page)
     return {
-        "documents": [document_json(record, state.inbox) for record in page],
+        "documents": [
+            document_json(record, state.inbox, indexed=record.sha256 not in waiting)
+            for record in page
+        ],
         "total": total,
         "offset": offset,
         "limit": limit,
@@ -45,7 +50,9 @@ def list_documents(
 @router.get("/documents/{document_id}")
 def get_document(document_id: int, state: Running = Depends(running)) -> dict[str, Any]:  # noqa: B008
     """One document."""
-    return document_json(_record(state, document_id), state.inbox)
+    record = _record(state, document_id)
+    waiting = state.service.store.awaiting_index([record.sha256])
+    return document_json(record, state.inbox, indexed=record.sha256 not in waiting)
 
 
 @router.get("/documents/{document_id}/file", response_class=FileResponse)

@@ -52,7 +52,11 @@ class Archivist:
         self._local = threading.local()
         self._stores: list[ChunkStore] = []
         self._lock = threading.Lock()  # guards lazy opening below
-        self._writing = threading.RLock()  # one writer at a time: ingest, sync, reindex
+        # Files are converted into SQLite under one lock and the indexes are written under
+        # another, so a long import becomes searchable as it goes (the indexes catch up
+        # while later files convert).
+        self._converting = threading.Lock()
+        self._writing = threading.RLock()  # one index writer at a time: sync, reindex
         self._indexes: Indexes | None = None
         self._pool: ConversionPool | None = None
         self._sessions: SessionStore | None = None
@@ -137,24 +141,24 @@ class Archivist:
         on_progress: Progress | None = None,
     ) -> IngestOutcome:
         """Bring the store in line with files and folders, then both indexes with the store."""
-        with self._writing:
+        with self._converting:
             report = ingest_paths(
                 self.store, self.pool, paths, force=force, on_start=on_start, on_file=on_file
             )
-            synced = self.sync(on_progress=on_progress, optimize=optimize) if index else None
+        synced = self.sync(on_progress=on_progress, optimize=optimize) if index else None
         return IngestOutcome(report, synced)
 
     def remove(self, paths: Sequence[Path], *, optimize: bool = True) -> list[str]:
         """Forget these files (or every file under these folders) in every store."""
         removed = []
-        with self._writing:
+        with self._converting:
             for path in (p.resolve() for p in paths):
                 single = self.store.document(str(path))
                 records = [single] if single else self.store.documents(under=str(path))
                 for record in records:
                     self.store.remove(record.path)
                     removed.append(record.path)
-            self.sync(optimize=optimize)
+        self.sync(optimize=optimize)
         return removed
 
     def sync(self, *, on_progress: Progress | None = None, optimize: bool = True) -> SyncReport:
@@ -167,7 +171,7 @@ class Archivist:
 
     def reindex(self, *, on_progress: Progress | None = None) -> SyncReport:
         """Rebuild both indexes from SQLite alone."""
-        with self._writing:
+        with self._converting, self._writing:
             self.indexes.adopt_model(self.store)
             rebuild_indexes(self.store, self.indexes)
             return self.sync(on_progress=on_progress)

@@ -121,7 +121,8 @@ class ChunkStore:
     ) -> tuple[list[DocumentRecord], int]:
         """One page of records ordered by path (optionally of one status), and how many match."""
         where, params = ("status = ?", [status]) if status else ("1", [])
-        (total,) = self.db.execute(f"SELECT count(*) FROM documents WHERE {where}", params).fetchone()
+        count = f"SELECT count(*) FROM documents WHERE {where}"
+        (total,) = self.db.execute(count, params).fetchone()
         page = self._documents(f"{where} ORDER BY path LIMIT ? OFFSET ?", [*params, limit, offset])
         return page, total
 
@@ -190,6 +191,19 @@ class ChunkStore:
         for sha256, path in rows:
             paths.setdefault(sha256, []).append(path)
         return paths
+
+    def awaiting_index(self, sha256s: Iterable[str]) -> set[str]:
+        """Which of these contents still have chunks waiting in the index queue."""
+        wanted = list(set(sha256s))
+        if not wanted:
+            return set()
+        marks = ", ".join("?" * len(wanted))
+        rows = self.db.execute(
+            "SELECT DISTINCT c.sha256 FROM index_queue q JOIN chunks c ON c.id = q.chunk_id "
+            f"WHERE c.sha256 IN ({marks})",
+            wanted,
+        ).fetchall()
+        return {row[0] for row in rows}
 
     def pending_count(self) -> int:
         """Number of index operations not yet done."""

@@ -77,6 +77,10 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> 
 def _serve(connection: Connection, setup: WorkerSetup, work: ConvertFn) -> None:
     """Worker process main loop: receive a path, send back its chunks or failure."""
     os.setpgrp()  # so a kill on timeout also reaches pandoc
+    # Conversion is background work: searches and answers in the parent process come first
+    # (alone on the machine, a lower priority costs a conversion nothing).
+    with contextlib.suppress(OSError):
+        os.nice(10)
     limit = setup.limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
     counter = TokenCounter(setup.tokenizer_file)
