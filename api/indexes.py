@@ -6,6 +6,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from api.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
 from retrieval.dense import DenseIndex, open_dense_index
@@ -143,12 +145,14 @@ def sync_indexes(
     batch_size: int = SYNC_BATCH,
     max_batches: int | None = None,
     optimize: bool = True,
+    stop: Callable[[], bool] | None = None,
 ) -> SyncReport:
     """Drain the queue into both indexes; work is marked done only after both committed.
 
     Every step is idempotent (an upsert replaces, a delete of a missing id is a no-op), so a
     sync cut short at any point is finished by the next one. `on_progress(done, total)`
-    reports chunks handled; `max_batches` stops early (used to test interruption).
+    reports chunks handled; `max_batches` stops early (used to test interruption), and so does
+    `stop()` returning True (checked between batches: a server shutting down).
     `optimize` builds the dense index's HNSW graph afterwards: instant below ~20k chunks, but
     it holds the interpreter while it runs, so a long-running server should defer it.
     """
@@ -157,12 +161,16 @@ def sync_indexes(
     while (work := store.pending_work(limit=batch_size)) and (
         max_batches is None or batches < max_batches
     ):
+        if stop and stop():
+            break
         latest = {item.chunk_id: item.op for item in work}  # later operations win
         wanted = [cid for cid, op in latest.items() if op == "upsert"]
         chunks = store.chunks(wanted)
         gone = [cid for cid in latest if cid not in {c.id for c in chunks}]
         if chunks:
-            vectors = indexes.embedder.encode([embedding_text(c) for c in chunks])
+            vectors = _embed(indexes.embedder, [embedding_text(c) for c in chunks], stop)
+            if vectors is None:
+                break  # stopped mid-batch: nothing of it was written, it stays queued
             indexes.dense.upsert([c.id for c in chunks], vectors)
             indexes.keyword.upsert(
                 [KeywordDoc(c.id, " > ".join(c.heading_path), c.text) for c in chunks]
@@ -180,6 +188,18 @@ def sync_indexes(
     if batches and optimize:
         indexes.dense.optimize()
     return SyncReport(upserted, deleted)
+
+
+def _embed(embedder: Embedder, texts: list[str], stop: Callable[[], bool] | None) -> Any:
+    """Vectors for `texts`, a model batch at a time; None if `stop()` turned True between."""
+    if stop is None:
+        return embedder.encode(texts)
+    parts = []
+    for start in range(0, len(texts), embedder.batch_size):
+        if stop():
+            return None
+        parts.append(embedder.encode(texts[start : start + embedder.batch_size]))
+    return np.concatenate(parts)
 
 
 def rebuild_indexes(store: ChunkStore, indexes: Indexes) -> None:

@@ -57,6 +57,7 @@ class Archivist:
         # while later files convert).
         self._converting = threading.Lock()
         self._writing = threading.RLock()  # one index writer at a time: sync, reindex
+        self._interrupted = threading.Event()
         self._indexes: Indexes | None = None
         self._pool: ConversionPool | None = None
         self._sessions: SessionStore | None = None
@@ -72,6 +73,12 @@ class Archivist:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def interrupt(self) -> None:
+        """Make ingestion and index upkeep stop at the next file or batch (before `close`, so
+        a server shuts down in seconds during a large import). Nothing is lost: the next
+        ingest or sync carries on where they stopped."""
+        self._interrupted.set()
 
     def close(self) -> None:
         """Release the model, the indexes (and their locks) and every database connection."""
@@ -143,8 +150,9 @@ class Archivist:
         """Bring the store in line with files and folders, then both indexes with the store."""
         with self._converting:
             report = ingest_paths(
-                self.store, self.pool, paths, force=force, on_start=on_start, on_file=on_file
-            )
+                self.store, self.pool, paths, force=force, on_start=on_start, on_file=on_file,
+                stop=self._interrupted.is_set,
+            )  # fmt: skip
         synced = self.sync(on_progress=on_progress, optimize=optimize) if index else None
         return IngestOutcome(report, synced)
 
@@ -166,8 +174,9 @@ class Archivist:
         with self._writing:
             self.indexes.adopt_model(self.store)
             return sync_indexes(
-                self.store, self.indexes, on_progress=on_progress, optimize=optimize
-            )
+                self.store, self.indexes, on_progress=on_progress, optimize=optimize,
+                stop=self._interrupted.is_set,
+            )  # fmt: skip
 
     def reindex(self, *, on_progress: Progress | None = None) -> SyncReport:
         """Rebuild both indexes from SQLite alone."""

@@ -82,8 +82,12 @@ def ingest_paths(
     force: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_file: Callable[[FileResult], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> IngestReport:
     """Bring the store in line with files and folders: add, update, skip unchanged, remove gone.
+
+    `stop()` returning True ends the work after the file at hand (a server shutting down);
+    what was not done yet is done by the next run, which finds those files unchanged or not.
 
     Unchanged files (same size and mtime, or same hash) cost no conversion; a file whose
     content is already stored under another path (a rename or a copy) shares its chunks.
@@ -103,6 +107,8 @@ def ingest_paths(
     # identical: an empty .txt and an empty .pdf fail differently).
     waiting: dict[str, list[FileState]] = {}
     for path in files:
+        if stop and stop():
+            return report
         result, state = _plan(store, path, force)
         if result:
             done(result)
@@ -117,6 +123,8 @@ def ingest_paths(
     for job, outcome in pool.run(jobs):
         for state in waiting[job.key]:
             done(_record(store, state, _renamed(outcome, job.path, Path(state.path))))
+        if stop and stop():
+            return report  # the conversions under way are dropped with the workers
 
     seen = {str(path) for path in files}
     for root in (p for p in paths if p.is_dir()):

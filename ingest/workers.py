@@ -74,6 +74,10 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> 
         )
 
 
+def _nothing() -> None:
+    """A process that only proves the fork server runs."""
+
+
 def _serve(connection: Connection, setup: WorkerSetup, work: ConvertFn) -> None:
     """Worker process main loop: receive a path, send back its chunks or failure."""
     os.setpgrp()  # so a kill on timeout also reaches pandoc
@@ -172,6 +176,13 @@ class ConversionPool:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload([__name__])
 
+    def warm(self) -> None:
+        """Start the fork server now (it imports every converter: seconds on first use), so
+        that a long-running process converts its first file without that wait."""
+        process = self._context.Process(target=_nothing)  # type: ignore[attr-defined]
+        process.start()
+        process.join()
+
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Chunked | Failed]]:
         """Convert every job; yields (job, outcome) as each finishes."""
         todo: queue.Queue[Job | None] = queue.Queue()
@@ -187,10 +198,21 @@ class ConversionPool:
         for thread in threads:
             todo.put(None)
             thread.start()
-        for _ in range(count):
-            yield done.get()
-        for thread in threads:
-            thread.join()
+        finished = False
+        try:
+            for _ in range(count):
+                yield done.get()
+            finished = True
+        finally:
+            if not finished:  # the caller stopped early: no new files; the busy ones finish
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        todo.get_nowait()
+                for _ in threads:
+                    todo.put(None)
+        if finished:
+            for thread in threads:
+                thread.join()
 
     def _drain(
         self, todo: "queue.Queue[Job | None]", done: "queue.Queue[tuple[Job, Chunked | Failed]]"

@@ -38,8 +38,10 @@ def serve_app(app: FastAPI, *, start_timeout: float = 30.0) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=120)
         sock.close()
+        # The app's shutdown (closing its stores) must end before anything reopens them.
+        assert not thread.is_alive(), "uvicorn did not shut down within 120 s"
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """A Backend that answers from a script: for protocol edges the real models cannot be steered to."""
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ class ScriptedBackend:
         reply: the answer text, or a function of the messages that returns it.
         window: the context window it reports.
         gate: when given, every answer waits until it is set (to hold the generation queue).
+        word_s: seconds between words (a slow model); `words_sent` counts the words streamed.
     """
 
     name = "scripted"
@@ -25,12 +27,15 @@ class ScriptedBackend:
         *,
         window: int = 4096,
         gate: threading.Event | None = None,
+        word_s: float = 0.0,
     ) -> None:
         self._reply = reply
         self._window = window
         self._gate = gate
         self.requests: list[tuple[list[Message], Sampling]] = []
         self.started = threading.Semaphore(0)
+        self._word_s = word_s
+        self.words_sent = 0
 
     def context_window(self) -> int:
         return self._window
@@ -45,6 +50,9 @@ class ScriptedBackend:
             self._gate.wait(30)
         text = self._reply(messages) if callable(self._reply) else self._reply
         for index, word in enumerate(text.split(" ")):
+            if self._word_s:
+                time.sleep(self._word_s)
+            self.words_sent += 1
             yield word if index == 0 else " " + word
 
     def memory_plan(self) -> dict[str, Any] | None:

@@ -37,12 +37,15 @@ class Live:
 
 
 @contextmanager
-def live_server(settings: Settings, *, backend: Backend | None = None) -> Iterator[Live]:
-    """Serve `settings` (with `backend` answering, if given) until the block ends."""
+def live_server(
+    settings: Settings, *, backend: Backend | None = None, ready_s: float = 60.0
+) -> Iterator[Live]:
+    """Serve `settings` (with `backend` answering, if given) until the block ends; first wait
+    up to `ready_s` for the start-up scan to be applied."""
     app = create_app(settings, backend=backend)
     with serve_app(app) as url, httpx.Client(base_url=url, timeout=180) as http:
         live = Live(url, http, app.state.running)
-        live.settle()  # the start-up scan of the inbox
+        live.settle(ready_s)  # the start-up scan of the inbox
         yield live
 
 

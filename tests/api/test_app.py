@@ -11,7 +11,7 @@ from openai import OpenAI
 from api.errors import ConfigError
 from api.server import is_loopback, run_server
 from api.settings import Settings
-from tests.api.live import live_server
+from tests.api.live import live_server, wait_until
 from tests.fixtures import make_pdf
 from tests.scripted_backend import ScriptedBackend
 
@@ -191,6 +191,18 @@ def test_a_full_generation_queue_answers_429(seeded: Settings) -> None:
         assert streamed.status_code == 429
         assert first["answer"] == "It is cleaned every fourteen days [1]."
         assert first["citations"][0]["name"] == "manual.pdf"
+
+
+def test_a_client_that_goes_away_stops_the_generation(seeded: Settings) -> None:
+    backend = ScriptedBackend(" ".join(["word"] * 400) + " [1]", word_s=0.02)
+    with live_server(seeded, backend=backend) as live:
+        body = {"question": "When is the lens cleaned?", "stream": True}
+        with live.http.stream("POST", "/ask", json=body) as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: token"
+        queue = live.running.service.llm.queue
+        wait_until(lambda: queue.running() == 0, 10, "the generation stops")
+        assert backend.words_sent < 200  # 400 words at 20 ms each would take 8 s
 
 
 def test_upload_saves_safe_names_and_never_overwrites(settings: Settings) -> None:

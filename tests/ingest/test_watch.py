@@ -197,9 +197,15 @@ def test_a_moved_folder_is_reported_touched_and_its_old_name_gone(root: Path, wa
     (root / "a" / "b" / "c.md").write_text("# Deep\n")
     recorder = watch()
     (root / "a").rename(root / "z")
-    assert wait_for(lambda: root / "z" in recorder.touched())
-    [report] = recorder.reports_touching(root / "z")
-    assert report.changes.gone == {root / "a"}
+    assert wait_for(lambda: root / "z" in recorder.touched() and root / "a" in recorder.gone())
+    reports = recorder.reports
+    touched_at = next(n for n, r in enumerate(reports) if root / "z" in r.changes.touched)
+    gone_at = next(n for n, r in enumerate(reports) if root / "a" in r.changes.gone)
+    # Normally one report; when watchdog cannot pair the two halves of the move in time (a
+    # busy machine), the old name comes after the new one — never before, so a consumer
+    # that ingests the new name first never embeds the content again.
+    assert gone_at >= touched_at
+    assert recorder.gone() == {root / "a"}
 
 
 def test_a_folder_moved_in_is_reported_touched(root: Path, tmp_path: Path, watch: Start) -> None:

@@ -1,0 +1,94 @@
+"""While a server runs, the other commands go through it instead of the locked stores."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from api.client import announce, running_server, server_file, withdraw
+from api.settings import Settings
+from tests.api.live import live_server
+from tests.api.test_ask_cli import ARCHIVIST
+
+LENS = "# Lens\n\nThe Vellmar lighthouse lens is cleaned every fourteen days.\n"
+
+
+def _run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ARCHIVIST_DATA": str(settings.data), "ARCHIVIST_LLM": "none",
+           "ARCHIVIST_WORKERS": "1"}  # fmt: skip
+    return subprocess.run(
+        [ARCHIVIST, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def _json(done: subprocess.CompletedProcess[str]) -> dict:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def seeded(settings: Settings) -> Settings:
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "lens.md").write_text(LENS)
+    return settings
+
+
+def test_commands_talk_to_the_running_server(seeded: Settings, tmp_path: Path) -> None:
+    outside = tmp_path / "bell.md"
+    outside.write_text("# Bell\n\nThe Vellmar bell weighs 300 kg.\n")
+    questions = tmp_path / "questions.txt"
+    questions.write_text("How often is the lens cleaned?\nHow heavy is the bell?\n")
+    with live_server(seeded) as live:
+        announce(seeded, live.url)
+        status = _json(_run(seeded, "status", "--json"))
+        assert status["server"] == live.url and status["documents"]["ingested"] == 1
+
+        ingested = _json(_run(seeded, "ingest", str(outside), "--json"))
+        assert ingested["summary"]["ingested"] == 1
+        assert str(outside) in live.names()  # the server itself holds it now
+
+        hits = _json(_run(seeded, "search", "how heavy is the bell", "--json"))["hits"]
+        assert hits[0]["path"] == str(outside)
+        plain = _run(seeded, "search", "lens cleaned", "--explain")
+        assert "lens.md" in plain.stdout and "bm25 #" in plain.stdout
+
+        answer = _json(_run(seeded, "ask", "How often is the lens cleaned?", "--json"))
+        assert answer["backend"] == "none" and answer["citations"][0]["path"].endswith("lens.md")
+        streamed = _run(seeded, "ask", "How often is the lens cleaned?")
+        assert streamed.returncode == 0 and "fourteen days" in streamed.stdout
+
+        batch = _json(_run(seeded, "batch", str(questions), "--json"))
+        assert (batch["answered"], batch["failed"]) == (2, 0)
+        lines = Path(batch["output"]).read_text().splitlines()
+        assert len(lines) == 2 and all(json.loads(line)["citations"] for line in lines)
+
+        refused = _run(seeded, "reindex")
+        assert refused.returncode == 1 and live.url in refused.stderr
+        withdraw(seeded)
+    assert not server_file(seeded).exists()
+
+
+def test_without_a_server_commands_open_the_stores_themselves(seeded: Settings) -> None:
+    announce(seeded, "http://127.0.0.1:9")  # this test process: never taken for a server
+    assert running_server(seeded) is None
+    server_file(seeded).write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": 2**22 + 7}))
+    assert running_server(seeded) is None  # no such process: a stale file
+    ingested = _json(_run(seeded, "ingest", str(seeded.inbox), "--json"))
+    assert ingested["summary"]["ingested"] == 1
+    status = _json(_run(seeded, "status", "--json"))
+    assert "server" not in status and status["stores"]["in_sync"]
+
+
+def test_an_api_key_server_tells_the_cli_to_send_the_key(seeded: Settings) -> None:
+    keyed = seeded.model_copy(update={"api_key": "s3cret"})
+    with live_server(keyed) as live:
+        announce(keyed, live.url)
+        refused = _run(keyed, "status")
+        assert refused.returncode == 1 and "ARCHIVIST_API_KEY" in refused.stderr
+        env_key = {**os.environ, "ARCHIVIST_DATA": str(keyed.data), "ARCHIVIST_API_KEY": "s3cret"}
+        allowed = subprocess.run([ARCHIVIST, "status", "--json"], capture_output=True,
+                                 text=True, env=env_key, timeout=300, check=False)  # fmt: skip
+        assert _json(allowed)["server"] == live.url
+        withdraw(keyed)
