@@ -1,6 +1,7 @@
 """`archivist serve`: the HTTP API, the web page and the watched folder, in one process."""
 
 import ipaddress
+import socket
 
 import uvicorn
 
@@ -31,16 +32,31 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     other = running_server(settings)
     if other:
         raise ConfigError(f"a server already runs on this data folder at {other} — stop it first")
+    listening = _listen(host, port)  # before loading anything: a taken port fails at once
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="warning",
-        timeout_graceful_shutdown=5,
-    )  # fmt: skip
+    config = uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     print(f"Archivist is serving {url}/ — the API at {url}/docs (Ctrl+C to stop)", flush=True)
     print(f"Watching {settings.inbox.resolve()} for documents.", flush=True)
     announce(settings, url)
     try:
-        server.run()
+        server.run(sockets=[listening])
     finally:
         withdraw(settings)
+        listening.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({error.strerror}) — is another server running "
+            "there? Choose another with --port or ARCHIVIST_PORT"
+        ) from None
+    listening.listen(2048)
+    return listening

@@ -1,6 +1,7 @@
 """The HTTP API through the real app on a live uvicorn: real stores, real conversions."""
 
 import json
+import socket
 import threading
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from api.server import is_loopback, run_server
 from api.settings import Settings
 from tests.api.live import live_server, wait_until
 from tests.fixtures import make_pdf
+from tests.llm_servers import free_port
 from tests.scripted_backend import ScriptedBackend
 
 LENS = "The Vellmar lighthouse lens is cleaned every fourteen days by the keeper on duty."
@@ -193,6 +195,17 @@ def test_a_full_generation_queue_answers_429(seeded: Settings) -> None:
         assert first["citations"][0]["name"] == "manual.pdf"
 
 
+def test_an_unreachable_model_server_answers_503(seeded: Settings) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    settings = seeded.model_copy(update={"llm": "ollama", "ollama_url": closed})
+    with live_server(settings) as live:
+        for body in ({"question": "lens?"}, {"question": "lens?", "stream": True}):
+            refused = live.http.post("/ask", json=body)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["reason"] == "backend-unavailable"
+            assert closed in refused.json()["detail"]
+
+
 def test_a_client_that_goes_away_stops_the_generation(seeded: Settings) -> None:
     backend = ScriptedBackend(" ".join(["word"] * 400) + " [1]", word_s=0.02)
     with live_server(seeded, backend=backend) as live:
@@ -299,3 +312,12 @@ def test_serving_off_loopback_needs_an_api_key(settings: Settings) -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
     with pytest.raises(ConfigError, match="ARCHIVIST_API_KEY"):
         run_server(settings, "0.0.0.0", 8000)
+
+
+def test_a_taken_port_is_a_clear_error(settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}.*--port"):
+            run_server(settings, "127.0.0.1", port)
