@@ -8,7 +8,8 @@ import click
 
 from api.client import connect
 from api.console import counting_bar, echo_json, progress
-from api.evaluation import load_dataset
+from api.evaluation import Dataset, load_dataset
+from api.page_evaluation import PageDataset, is_page_dataset, load_page_dataset
 from api.search import MODES, Filters, Mode, SearchHit
 from api.service import Archivist
 from api.settings import Settings
@@ -85,23 +86,34 @@ def eval_command(
     answers: bool,
     as_json: bool,
 ) -> int:
-    """Measure search quality on a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv).
+    """Measure search quality on a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv)
+    or on documents with page-level questions (pdfs/ and questions.jsonl with "doc", "pages").
 
-    Prints nDCG@10, Recall@10, Recall@100, MRR@10 and query latency for each mode; with
-    --answers also context recall, citation accuracy, answer recall and answer latency.
+    Prints nDCG@10, Recall@10, Recall@100, MRR@10 and query latency for each mode (page-level
+    sets: document recall@1/@5, page recall@1/@5/@10, page MRR@10); with --answers also context
+    recall, citation accuracy, answer recall and answer latency.
 
     Example: archivist eval ../shared/eval/squad-dev --max-queries 200 --answers
     """
-    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
-        if not (dataset_dir / name).is_file():
-            raise click.UsageError(f"{dataset_dir} has no {name} (expected the BEIR layout)")
-    dataset = load_dataset(dataset_dir, max_queries)
+    dataset: Dataset | PageDataset
+    if is_page_dataset(dataset_dir):
+        dataset = load_page_dataset(dataset_dir, max_queries)
+    else:
+        for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+            if not (dataset_dir / name).is_file():
+                raise click.UsageError(
+                    f"{dataset_dir} has no {name}: expected the BEIR layout, or pdfs/ and "
+                    "questions.jsonl"
+                )
+        dataset = load_dataset(dataset_dir, max_queries)
     with tempfile.TemporaryDirectory(prefix="archivist-eval-") as scratch:
         folder = data_dir or Path(scratch)
         # The evaluation's own data folder; joined models stay where the user's are.
         eval_settings = settings.model_copy(update={"data": folder, "model_dir": settings.models})
         say = None if as_json else lambda s: click.echo(f"{dataset.name}: {s}", err=True)
-        if answers and not dataset.answers:
+        if answers and isinstance(dataset, PageDataset):
+            raise click.UsageError("--answers scores BEIR sets (queries with answers) only")
+        if answers and isinstance(dataset, Dataset) and not dataset.answers:
             raise click.UsageError(f'{dataset_dir}/queries.jsonl has no "answers"')
         with (
             Archivist(eval_settings) as service,
@@ -123,7 +135,10 @@ def _print_eval(report: dict[str, Any]) -> None:
         f"\n{report['dataset']}: {report['queries']} queries, "
         f"index built in {report['index_seconds']} s\n"
     )
-    columns = ["ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms_p50", "latency_ms_p95"]
+    first: dict[str, float] = next(iter(report["results"].values()), {})
+    columns = [c for c in first if not c.startswith("latency")] + [
+        "latency_ms_p50", "latency_ms_p95",
+    ]  # fmt: skip
     click.echo(f"{'mode':8}" + "".join(f"{c:>16}" for c in columns))
     for mode, scores in report["results"].items():
         click.echo(f"{mode:8}" + "".join(f"{scores[c]:>16.3f}" for c in columns))

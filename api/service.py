@@ -15,10 +15,11 @@ from typing import Any
 
 from api.answer_eval import run_answer_eval
 from api.answers import Answer, AskOptions, answer_question
-from api.errors import ConfigError
+from api.errors import BadRequest, ConfigError
 from api.evaluation import Dataset, run_eval
 from api.indexes import Indexes, SyncReport, rebuild_indexes, sync_indexes
 from api.llm import LLM
+from api.page_evaluation import PageDataset, run_page_eval
 from api.search import Filters, Mode, SearchHit, search
 from api.sessions import SessionStore
 from api.settings import Settings
@@ -207,14 +208,19 @@ class Archivist:
 
     def evaluate(
         self,
-        dataset: Dataset,
+        dataset: Dataset | PageDataset,
         *,
         modes: Sequence[Mode],
         answers: bool = False,
         on_stage: Callable[[str], None] | None = None,
         on_answer: Progress | None = None,
     ) -> dict[str, Any]:
-        """Ingest a dataset into this (scratch) data folder; score search, and answers if asked."""
+        """Ingest a dataset into this (scratch) data folder; score search, and answers if asked
+        (BEIR sets score documents; page-level sets score files and evidence pages)."""
+        if isinstance(dataset, PageDataset):
+            if answers:
+                raise BadRequest(f"{dataset.name}: answers are scored on BEIR sets only")
+            return run_page_eval(self, dataset, modes=modes, on_stage=on_stage)
         report = run_eval(self, dataset, modes=modes, on_stage=on_stage)
         if answers:
             report["answers"] = run_answer_eval(self, dataset, on_answer=on_answer)

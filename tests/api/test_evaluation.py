@@ -59,7 +59,7 @@ def test_max_queries_takes_a_fixed_sample(tmp_path: Path) -> None:
 def test_a_folder_without_the_beir_layout_is_a_usage_error(tmp_path: Path) -> None:
     done = subprocess.run([ARCHIVIST, "eval", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 1
-    assert "has no corpus.jsonl (expected the BEIR layout)" in done.stderr
+    assert "has no corpus.jsonl: expected the BEIR layout" in done.stderr
 
 
 def test_eval_answers_scores_the_answers_of_questions_with_gold_answers(tmp_path: Path) -> None:
