@@ -8,7 +8,6 @@ Endpoints are thin: they translate HTTP to service calls and service errors to s
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,10 @@ from fastapi.staticfiles import StaticFiles
 
 from api.background import BackgroundIngest
 from api.errors import USER_ERRORS, BadRequest, ConfigError
+from api.http_common import HTTPProblem, Running
+from api.routes_answers import router as answers
+from api.routes_documents import router as documents
+from api.routes_status import router as status
 from api.service import Archivist
 from api.settings import Settings
 from generation.backend import Backend
@@ -34,44 +37,6 @@ from ingest.watch import FolderWatcher
 from retrieval.errors import RetrievalError
 
 WEB = Path(__file__).parent / "web"
-
-
-class HTTPProblem(Exception):
-    """An error the API answers with a status code and `{"detail": ...}`."""
-
-    def __init__(
-        self, status: int, detail: str, headers: dict[str, str] | None = None, reason: str = ""
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.headers = status, detail, headers
-        self.reason = reason or _REASONS.get(status, "error")
-
-
-_REASONS = {401: "unauthorized", 404: "not-found", 409: "conflict", 413: "too-large",
-            422: "invalid"}  # fmt: skip
-
-
-@dataclass
-class Running:
-    """What the app holds while it serves."""
-
-    service: Archivist
-    background: BackgroundIngest
-    watcher: FolderWatcher | None
-
-    @property
-    def settings(self) -> Settings:
-        return self.service.settings
-
-    @property
-    def inbox(self) -> Path:
-        return self.service.settings.inbox.resolve()
-
-
-def running(request: Request) -> Running:
-    """The service and workers of the app handling this request."""
-    state: Running = request.app.state.running
-    return state
 
 
 def create_app(
@@ -110,10 +75,6 @@ def create_app(
         lifespan=lifespan,
     )
     guard = [Depends(_require_key(settings.api_key))]
-    from api.routes_answers import router as answers
-    from api.routes_documents import router as documents
-    from api.routes_status import router as status
-
     for router in (answers, documents, status):
         app.include_router(router, dependencies=guard)
     _add_error_handlers(app)

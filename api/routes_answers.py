@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.answers import Answer
-from api.app import HTTPProblem, Running, running
+from api.http_common import HTTPProblem, Running, running
 from api.http_models import AskBody, ChatBody, FiltersBody, Locator
 from api.sessions import check_session_id
 from api.streaming import sse, start_answer

@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.app import HTTPProblem, Running, running
 from api.errors import BadRequest
+from api.http_common import HTTPProblem, Running, running
 from api.http_models import display_name, document_json
 from ingest.store import DocumentRecord
 

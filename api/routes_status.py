@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from api.app import Running, running
+from api.http_common import Running, running
 
 router = APIRouter(tags=["status"])
 

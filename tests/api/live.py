@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from api.app import Running, create_app
+from api.app import create_app
+from api.http_common import Running
 from api.settings import Settings
 from generation.backend import Backend
 from tests.llm_servers import serve_app

@@ -1,0 +1,49 @@
+"""What the app's routes share: the running service and workers, and the API's own errors."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Request
+
+from api.background import BackgroundIngest
+from api.service import Archivist
+from api.settings import Settings
+from ingest.watch import FolderWatcher
+
+
+class HTTPProblem(Exception):
+    """An error the API answers with a status code and `{"detail": ...}`."""
+
+    def __init__(
+        self, status: int, detail: str, headers: dict[str, str] | None = None, reason: str = ""
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers
+        self.reason = reason or _REASONS.get(status, "error")
+
+
+_REASONS = {401: "unauthorized", 404: "not-found", 409: "conflict", 413: "too-large",
+            422: "invalid"}  # fmt: skip
+
+
+@dataclass
+class Running:
+    """What the app holds while it serves."""
+
+    service: Archivist
+    background: BackgroundIngest
+    watcher: FolderWatcher | None
+
+    @property
+    def settings(self) -> Settings:
+        return self.service.settings
+
+    @property
+    def inbox(self) -> Path:
+        return self.service.settings.inbox.resolve()
+
+
+def running(request: Request) -> Running:
+    """The service and workers of the app handling this request."""
+    state: Running = request.app.state.running
+    return state
