@@ -59,6 +59,13 @@ class Citation:
     chunk_id: str
     snippet: str
 
+    def place(self, *, name_only: bool = False) -> str:
+        """Where it points, for people: "file, page N — section"."""
+        where = Path(self.path).name if name_only else self.path
+        if self.page is not None:
+            where += f", page {self.page}"
+        return where + (f" — {self.section}" if self.section else "")
+
 
 @dataclass(frozen=True)
 class Answer:

@@ -33,7 +33,6 @@ from generation.errors import (
     QueueFull,
 )
 from ingest.errors import StoreError
-from ingest.watch import FolderWatcher
 from retrieval.errors import RetrievalError
 
 WEB = Path(__file__).parent / "web"
@@ -51,11 +50,8 @@ def create_app(
         background = BackgroundIngest(service, settings.inbox)
         watcher = None
         if watch:
-            watcher = FolderWatcher(
-                settings.inbox.resolve(),
-                lambda changes: background.submit(changes.touched, changes.gone),
-                settle_s=settings.watch_settle_s,
-                skip=settings.state_dir.resolve(),
+            watcher = background.watcher(
+                settle_s=settings.watch_settle_s, skip=settings.state_dir.resolve()
             )
             watcher.start()
         background.start()  # its first job reconciles the inbox with the stores

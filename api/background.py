@@ -8,12 +8,14 @@ are merged and applied next: a file touched three times is ingested once.
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.errors import USER_ERRORS
+from api.http_models import display_name
 from ingest.ingester import FileResult
+from ingest.watch import Changes, FolderWatcher
 
 if TYPE_CHECKING:
     from api.service import Archivist
@@ -63,6 +65,19 @@ class BackgroundIngest:
             if thread.is_alive():
                 thread.join()
 
+    def watcher(
+        self, *, settle_s: float, skip: Path, report: Callable[[Changes], None] | None = None
+    ) -> FolderWatcher:
+        """A watcher of this folder whose settled changes are queued here (`report` hears of
+        them first)."""
+
+        def queue(changes: Changes) -> None:
+            if report:
+                report(changes)
+            self.submit(changes.touched, changes.gone)
+
+        return FolderWatcher(self.folder, queue, settle_s=settle_s, skip=skip)
+
     def reconcile(self) -> None:
         """Queue a full scan: files added, changed, moved or removed while nobody watched."""
         with self._wake:
@@ -99,7 +114,7 @@ class BackgroundIngest:
     def progress(self) -> dict[str, Any]:
         """For `/status`: what runs, what waits, how far along, and the last failure."""
         with self._wake:
-            pending = [self._name(p) for p in self._touched]
+            pending = [display_name(str(p), self.folder) for p in self._touched]
             return {
                 "state": "working" if self._busy else "idle",
                 "scan_pending": self._scan,
@@ -110,9 +125,6 @@ class BackgroundIngest:
                 "total": self._total,
                 "last_error": self._last_error,
             }
-
-    def _name(self, path: Path) -> str:
-        return str(path.relative_to(self.folder)) if path.is_relative_to(self.folder) else str(path)
 
     def _run(self) -> None:
         self._warm_up()
@@ -187,7 +199,7 @@ class BackgroundIngest:
     def _finished(self, result: FileResult) -> None:
         with self._wake:
             self._done += 1
-            self._current = self._name(Path(result.path))
+            self._current = display_name(result.path, self.folder)
             if result.status == "failed":
                 self._last_error = result.error
         if result.status == "ingested":

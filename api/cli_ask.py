@@ -84,12 +84,7 @@ def _print_sources(answer: Answer) -> None:
     if answer.citations:
         click.echo("Sources:")
     for citation in answer.citations:
-        where = citation.path
-        if citation.page is not None:
-            where += f", page {citation.page}"
-        if citation.section:
-            where += f" — {citation.section}"
-        click.echo(f"  [{citation.n}] {where}")
+        click.echo(f"  [{citation.n}] {citation.place()}")
     if answer.unknown_citations:
         numbers = ", ".join(f"[{n}]" for n in answer.unknown_citations)
         click.echo(f"  (the answer cites {numbers}, which match no source)", err=True)

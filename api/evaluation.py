@@ -3,12 +3,12 @@
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from api.search import MODES, Mode
+from api.search import MODES, Mode, SearchHit
 from retrieval.metrics import evaluate, percentile
 
 if TYPE_CHECKING:
@@ -69,6 +69,29 @@ def write_corpus(dataset: Dataset, folder: Path) -> dict[str, str]:
     return paths
 
 
+def timed_searches(
+    service: "Archivist", queries: Iterable[str], *, k: int, mode: Mode, latencies: list[float]
+) -> Iterator[list[SearchHit]]:
+    """Each query's hits in turn (one search at a time); each search's time in ms is appended
+    to `latencies`."""
+    for text in queries:
+        begun = time.perf_counter()
+        hits = service.search(text, k=k, mode=mode)
+        latencies.append((time.perf_counter() - begun) * 1000)
+        yield hits
+
+
+def latency_scores(latencies: Sequence[float]) -> dict[str, float]:
+    """The p50 and p95 of search times, as reports name them."""
+    return {"latency_ms_p50": percentile(latencies, 50),
+            "latency_ms_p95": percentile(latencies, 95)}  # fmt: skip
+
+
+def rounded(scores: dict[str, float]) -> dict[str, float]:
+    """Scores as reports print them."""
+    return {name: round(value, 4) for name, value in scores.items()}
+
+
 def run_eval(
     service: "Archivist",
     dataset: Dataset,
@@ -89,17 +112,15 @@ def run_eval(
     service.indexes.embedder.encode_query("warm up")
     for mode in modes:
         say(f"searching: {mode}")
-        run, latencies = {}, []
-        for query_id, text in dataset.queries.items():
-            begun = time.perf_counter()
-            hits = service.search(text, k=100, mode=mode)
-            latencies.append((time.perf_counter() - begun) * 1000)
-            ranked = dict.fromkeys(doc_ids[h.path] for h in hits if h.path in doc_ids)
-            run[query_id] = list(ranked)
-        scores = evaluate(run, dataset.qrels)
-        scores["latency_ms_p50"] = percentile(latencies, 50)
-        scores["latency_ms_p95"] = percentile(latencies, 95)
-        results[mode] = {name: round(value, 4) for name, value in scores.items()}
+        latencies: list[float] = []
+        found = timed_searches(
+            service, dataset.queries.values(), k=100, mode=mode, latencies=latencies
+        )
+        run = {
+            query_id: list(dict.fromkeys(doc_ids[h.path] for h in hits if h.path in doc_ids))
+            for query_id, hits in zip(dataset.queries, found, strict=True)
+        }
+        results[mode] = rounded({**evaluate(run, dataset.qrels), **latency_scores(latencies)})
     return {
         "dataset": dataset.name,
         "queries": len(dataset.queries),

@@ -1,6 +1,7 @@
 """What the app's routes share: the running service and workers, and the API's own errors."""
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from fastapi import Request
@@ -38,8 +39,9 @@ class Running:
     def settings(self) -> Settings:
         return self.service.settings
 
-    @property
+    @cached_property
     def inbox(self) -> Path:
+        """The watched folder, resolved once (requests name files relative to it)."""
         return self.service.settings.inbox.resolve()
 
 

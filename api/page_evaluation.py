@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.errors import BadRequest
+from api.evaluation import latency_scores, rounded, timed_searches
 from api.search import MODES, Mode, SearchHit
-from retrieval.metrics import percentile
 
 if TYPE_CHECKING:
     from api.service import Archivist
@@ -119,19 +119,16 @@ def run_page_eval(
     results = {}
     for mode in modes:
         say(f"searching: {mode}")
+        latencies: list[float] = []
+        texts = (q.text for q in dataset.questions)
+        found = timed_searches(service, texts, k=DEPTH, mode=mode, latencies=latencies)
         totals: dict[str, float] = {}
-        latencies = []
-        for question in dataset.questions:
-            begun = time.perf_counter()
-            hits = service.search(question.text, k=DEPTH, mode=mode)
-            latencies.append((time.perf_counter() - begun) * 1000)
+        for question, hits in zip(dataset.questions, found, strict=True):
             for name, value in page_scores(hits, question).items():
                 totals[name] = totals.get(name, 0.0) + value
         count = max(1, len(dataset.questions))
-        scores = {name: total / count for name, total in totals.items()}
-        scores["latency_ms_p50"] = percentile(latencies, 50)
-        scores["latency_ms_p95"] = percentile(latencies, 95)
-        results[mode] = {name: round(value, 4) for name, value in scores.items()}
+        means = {name: total / count for name, total in totals.items()}
+        results[mode] = rounded({**means, **latency_scores(latencies)})
     summary = outcome.report.summary()
     return {
         "dataset": dataset.name,

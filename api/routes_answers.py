@@ -4,7 +4,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -190,12 +189,5 @@ def _with_sources(answer: Answer) -> str:
     """The answer text followed by the sources it cites, for clients that show only text."""
     if not answer.citations:
         return answer.answer
-    lines = []
-    for citation in answer.citations:
-        where = Path(citation.path).name
-        if citation.page is not None:
-            where += f", page {citation.page}"
-        if citation.section:
-            where += f" — {citation.section}"
-        lines.append(f"[{citation.n}] {where}")
+    lines = [f"[{c.n}] {c.place(name_only=True)}" for c in answer.citations]
     return answer.answer + "\n\nSources:\n" + "\n".join(lines)

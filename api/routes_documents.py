@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 from api.errors import BadRequest
 from api.http_common import HTTPProblem, Running, running
 from api.http_models import display_name, document_json
+from ingest.ingester import is_temporary
 from ingest.store import DocumentRecord
 
 router = APIRouter(tags=["documents"])
@@ -160,7 +161,7 @@ def safe_name(filename: str | None) -> str:
     name = unicodedata.normalize("NFC", raw.replace("\\", "/").rsplit("/", 1)[-1].strip())
     if name in ("", ".", ".."):
         raise BadRequest(f"{raw[:80]!r} is not a file name")
-    if name.startswith((".", "~$", "~")) or name.endswith(("~", ".part", ".crdownload", ".tmp")):
+    if is_temporary(name):
         raise BadRequest(f"{name!r} looks like a hidden or temporary file — rename it first")
     if len(name.encode()) > _MAX_NAME_BYTES:
         raise BadRequest(f"the file name is longer than {_MAX_NAME_BYTES} bytes")

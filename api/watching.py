@@ -10,7 +10,7 @@ from api.client import running_server
 from api.errors import ConfigError
 from api.service import Archivist
 from api.settings import Settings
-from ingest.watch import Changes, FolderWatcher
+from ingest.watch import Changes
 
 
 def run_watcher(settings: Settings, folder: Path, *, stop: threading.Event | None = None) -> None:
@@ -24,15 +24,14 @@ def run_watcher(settings: Settings, folder: Path, *, stop: threading.Event | Non
     with Archivist(settings) as service:
         background = BackgroundIngest(service, folder)
 
-        def on_changes(changes: Changes) -> None:
+        def echo(changes: Changes) -> None:
             for path in sorted(changes.touched):
                 click.echo(f"changed: {path}")
             for path in sorted(changes.gone):
                 click.echo(f"gone:    {path}")
-            background.submit(changes.touched, changes.gone)
 
-        watcher = FolderWatcher(
-            folder, on_changes, settle_s=settings.watch_settle_s, skip=settings.state_dir.resolve()
+        watcher = background.watcher(
+            settle_s=settings.watch_settle_s, skip=settings.state_dir.resolve(), report=echo
         )
         click.echo(f"Watching {folder} (Ctrl+C to stop)")
         watcher.start()

@@ -1,5 +1,6 @@
 """The one ingestion function: files and folders in, documents and chunks in SQLite out."""
 
+import fnmatch
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -62,8 +63,20 @@ class IngestReport:
         return cls(files, list(data["removed"]))
 
 
+# Files being written by another program: Office's lock files (~$x.docx), downloads in
+# progress (*.part, *.crdownload), editors' temporaries and backups (*.tmp, *.swp, x~).
+TEMPORARY_NAMES = ("~$*", "*.part", "*.crdownload", "*.tmp", "*.swp", "*~")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is a hidden or temporary file's, which folders are read without."""
+    lowered = name.lower()
+    return name.startswith(".") or any(fnmatch.fnmatchcase(lowered, p) for p in TEMPORARY_NAMES)
+
+
 def find_files(paths: Sequence[Path], *, skip: Path | None = None) -> Iterator[Path]:
-    """Files named directly, and every non-hidden file under folders (but not under `skip`)."""
+    """Files named directly, and every file under folders but hidden and temporary ones (and
+    none under `skip`): the same files the folder watcher reports."""
     for path in paths:
         if path.is_file():
             yield path
@@ -71,7 +84,7 @@ def find_files(paths: Sequence[Path], *, skip: Path | None = None) -> Iterator[P
         for folder, dirs, files in os.walk(path):
             here = Path(folder)
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and here / d != skip)
-            yield from (here / name for name in sorted(files) if not name.startswith("."))
+            yield from (here / name for name in sorted(files) if not is_temporary(name))
 
 
 def ingest_paths(

@@ -1,6 +1,5 @@
 """Watching the documents folder: raw filesystem events in, settled change sets out."""
 
-import fnmatch
 import logging
 import os
 import threading
@@ -14,10 +13,10 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from ingest.ingester import is_temporary
+
 logger = logging.getLogger("archivist.watch")
 
-# Matched against the lower-cased file name; a leading "." anywhere in the path is handled apart.
-_TEMPORARY_NAMES = ("~$*", "*.part", "*.crdownload", "*.tmp", "*.swp", "*~")
 # Events that say nothing about content: reads (ours included) open and close files too.
 _NOISE = frozenset({"opened", "closed_no_write"})
 _Stat = tuple[int, int]  # (size, mtime_ns)
@@ -42,10 +41,7 @@ def is_ignored(path: Path, root: Path) -> bool:
         parts = path.relative_to(root).parts
     except ValueError:
         return True
-    if not parts or any(part.startswith(".") for part in parts):
-        return True
-    name = parts[-1].lower()
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in _TEMPORARY_NAMES)
+    return not parts or any(part.startswith(".") for part in parts) or is_temporary(parts[-1])
 
 
 def _stat(path: Path) -> _Stat | None:

@@ -158,3 +158,14 @@ def test_hidden_files_and_the_state_folder_are_skipped(
     (data / "inbox" / ".hidden.md").write_text("Hidden.\n")
     report = run_ingest(data)
     assert [Path(r.path).name for r in report.files] == ["note.md"]
+
+
+def test_a_folder_is_read_without_the_temporary_files_the_watcher_ignores(
+    docs: Path, run_ingest: IngestRun
+) -> None:
+    (docs / "report.md").write_text("The report.\n")
+    for name in ("~$report.docx", "film.mp4.part", "paper.pdf.crdownload", "X.TMP", "notes.md~"):
+        (docs / name).write_bytes(b"half written")
+    assert [Path(r.path).name for r in run_ingest(docs).files] == ["report.md"]
+    named = docs / "X.TMP"  # a file named on purpose is still read
+    assert [Path(r.path).name for r in run_ingest(named).files] == ["X.TMP"]
