@@ -10,6 +10,7 @@ import numpy as np
 
 from api.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
+from ingest.titles import context_parts
 from retrieval.dense import DenseIndex, open_dense_index
 from retrieval.embedder import Embedder, model_dimension, shared_embedder
 from retrieval.errors import IndexMismatch
@@ -130,11 +131,18 @@ class Indexes:
         return counts
 
 
+def chunk_context(chunk: StoredChunk) -> str:
+    """Which document and section a chunk belongs to: "Title (file name) > Section > Sub"."""
+    return " > ".join(context_parts(chunk.document_title, chunk.heading_path))
+
+
 def embedding_text(chunk: StoredChunk) -> str:
-    """What the dense index embeds: the chunk, led by its section path when not already there."""
-    if not chunk.heading_path or chunk.text.startswith(chunk.heading_path[-1]):
-        return chunk.text
-    return " > ".join(chunk.heading_path) + "\n" + chunk.text
+    """What the dense index embeds: the chunk led by its document and section (the last of
+    them left out when the chunk starts with it already: a heading is part of the text)."""
+    parts = context_parts(chunk.document_title, chunk.heading_path)
+    if parts and f"{chunk.text}\n".startswith(f"{parts[-1]}\n"):
+        parts.pop()
+    return "\n".join([" > ".join(parts), chunk.text]) if parts else chunk.text
 
 
 def sync_indexes(
@@ -172,9 +180,7 @@ def sync_indexes(
             if vectors is None:
                 break  # stopped mid-batch: nothing of it was written, it stays queued
             indexes.dense.upsert([c.id for c in chunks], vectors)
-            indexes.keyword.upsert(
-                [KeywordDoc(c.id, " > ".join(c.heading_path), c.text) for c in chunks]
-            )
+            indexes.keyword.upsert([KeywordDoc(c.id, chunk_context(c), c.text) for c in chunks])
         if gone:
             indexes.dense.delete(gone)
             indexes.keyword.delete(gone)

@@ -20,3 +20,4 @@ class Converted:
     blocks: list[Block] = field(default_factory=list)
     page_count: int | None = None
     pages_without_text: int = 0
+    title: str | None = None  # the file's own title (PDF or Office metadata, HTML <title>)

@@ -35,7 +35,7 @@ def convert_email(data: bytes, name: str, *, timeout_s: float, memory_mb: int) -
         blocks += [Block(b.text, path) for b in blocks_from_ast(ast)]
     else:
         blocks += [Block(p, path) for p in split_paragraphs(text.replace("\r\n", "\n"))]
-    return Converted("eml", blocks)
+    return Converted("eml", blocks, title=subject)
 
 
 def _body_text(part: MIMEPart) -> str:

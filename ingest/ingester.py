@@ -195,6 +195,7 @@ def _record(store: ChunkStore, state: FileState, outcome: Chunked | Failed) -> F
         outcome.chunks,
         page_count=outcome.page_count,
         pages_without_text=outcome.pages_without_text,
+        title=outcome.title,
     )
     return FileResult(
         state.path,

@@ -56,6 +56,13 @@ def m002_file_type(db: Database) -> None:
     db.execute("ALTER TABLE documents RENAME COLUMN type TO file_type")
 
 
+def m003_titles(db: Database) -> None:
+    """Each content's title and the file name it is indexed under (see ingest.titles)."""
+    db.execute(
+        "CREATE TABLE titles (sha256 TEXT PRIMARY KEY, title TEXT NOT NULL, name TEXT NOT NULL)"
+    )
+
+
 def _run_statements(db: Database, script: str) -> None:
     # executescript() would commit mid-migration; single statements stay in one transaction.
     for statement in script.split(";"):
@@ -63,7 +70,7 @@ def _run_statements(db: Database, script: str) -> None:
             db.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [m001_create_tables, m002_file_type]
+MIGRATIONS: list[Migration] = [m001_create_tables, m002_file_type, m003_titles]
 
 
 def migrate(db: Database) -> None:

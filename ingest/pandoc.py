@@ -49,7 +49,7 @@ def convert_with_pandoc(
     blocks = blocks_from_ast(ast)
     if not blocks:
         raise NoTextLayer(f"{path.name}: converted, but holds no text")
-    return Converted(suffix.lstrip("."), blocks)
+    return Converted(suffix.lstrip("."), blocks, title=meta_title(ast))
 
 
 def _epub_spine(path: Path) -> str:
@@ -108,6 +108,22 @@ def _check_archive(path: Path, max_expand_mb: int) -> None:
             f"{path.name}: expands to {expanded // (1024 * 1024)} MB, over the "
             f"{max_expand_mb} MB limit (ARCHIVIST_MAX_EXPAND_MB)"
         )
+
+
+def meta_title(ast: dict[str, Any]) -> str | None:
+    """The document's title from pandoc's metadata (Office core properties, HTML <title>,
+    EPUB dc:title, a Markdown/LaTeX title block), if it has one."""
+    title = ast.get("meta", {}).get("title")
+    if not title:
+        return None
+    kind, content = title.get("t"), title.get("c")
+    if kind == "MetaString":
+        return str(content)
+    if kind == "MetaInlines":
+        return inline_text(content)
+    if kind == "MetaBlocks":
+        return " ".join(b.text for b in blocks_from_ast({"blocks": content}))
+    return None
 
 
 def blocks_from_ast(ast: dict[str, Any]) -> list[Block]:

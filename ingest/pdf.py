@@ -35,6 +35,7 @@ def convert_pdf(path: Path) -> Converted:
                 blocks.extend(Block(p, heading_path, index + 1) for p in _paragraphs(part))
             section = parts[-1][1]
         page_count = len(pdf)
+        title = pdf.get_metadata_dict().get("Title")
     finally:
         pdf.close()
     if damaged_pages == page_count:
@@ -44,7 +45,9 @@ def convert_pdf(path: Path) -> Converted:
             f"{path.name}: no text layer on any of its {page_count} pages (a scan? Archivist "
             "does no OCR) — run it through OCR, e.g. `ocrmypdf in.pdf out.pdf`, and add the result"
         )
-    return Converted("pdf", blocks, page_count=page_count, pages_without_text=empty_pages)
+    return Converted(
+        "pdf", blocks, page_count=page_count, pages_without_text=empty_pages, title=title
+    )
 
 
 def _open(path: Path) -> pdfium.PdfDocument:

@@ -15,8 +15,9 @@ from sqlite_utils import Database
 from ingest.chunker import Chunk
 from ingest.errors import StoreError
 from ingest.migrations import migrate
+from ingest.titles import identity, name_words
 
-PIPELINE_VERSION = 2  # bump when conversion or chunking changes, to redo stored files
+PIPELINE_VERSION = 3  # bump when conversion or chunking changes, to redo stored files
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class StoredChunk:
     heading_path: tuple[str, ...]
     page_start: int | None
     page_end: int | None
+    # Which document it belongs to, as the indexes see it: title and file name (ingest.titles).
+    document_title: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,9 @@ class ChunkStore:
         """Chunks by id, in the order asked (missing ids are skipped)."""
         marks = ",".join("?" * len(ids))
         rows = self.db.execute(
-            f"SELECT id, sha256, ordinal, text, heading_path, page_start, page_end FROM chunks "
-            f"WHERE id IN ({marks})",
+            "SELECT c.id, c.sha256, c.ordinal, c.text, c.heading_path, c.page_start, c.page_end, "
+            "t.title, t.name FROM chunks c LEFT JOIN titles t ON t.sha256 = c.sha256 "
+            f"WHERE c.id IN ({marks})",
             list(ids),
         ).fetchall()
         by_id = {row[0]: _stored_chunk(row) for row in rows}
@@ -259,10 +263,12 @@ class ChunkStore:
         *,
         page_count: int | None = None,
         pages_without_text: int = 0,
+        title: str = "",
     ) -> None:
-        """Store a converted file: its row, and its content's chunks in place of older ones."""
+        """Store a converted file: its row, and its content's chunks in place of older ones
+        (all of them queued again when the document's title or name changed)."""
         with self.db.conn:
-            self._replace_chunks(file.sha256, chunks)
+            indexed_as = self._indexed_as(file.sha256)
             self._put_document(
                 file,
                 file_type=file_type,
@@ -273,6 +279,12 @@ class ChunkStore:
                 pages_without_text=pages_without_text,
                 chunk_count=len(chunks),
             )
+            name = self._name_of(file.sha256)
+            self.db.execute(
+                "INSERT OR REPLACE INTO titles VALUES (?, ?, ?)", [file.sha256, title, name]
+            )
+            retitled = indexed_as != identity(title, name)
+            self._replace_chunks(file.sha256, chunks, requeue_all=retitled)
 
     def record_copy(self, file: FileState, source: DocumentRecord) -> None:
         """Store a file whose content is already ingested under another path (no new chunks)."""
@@ -287,6 +299,7 @@ class ChunkStore:
                 pages_without_text=source.pages_without_text,
                 chunk_count=source.chunk_count,
             )
+            self._rename(file.sha256)
 
     def record_failure(self, file: FileState, file_type: str, reason: str, error: str) -> None:
         """Store a file that could not be ingested, with the reason."""
@@ -316,6 +329,7 @@ class ChunkStore:
             self.db.execute("DELETE FROM documents WHERE path = ?", [path])
             if old is not None:
                 self._release(old.sha256)
+                self._rename(old.sha256)
 
     # Helpers (called inside a transaction)
 
@@ -338,9 +352,11 @@ class ChunkStore:
             documents.update(old.id, row)
             if old.sha256 != file.sha256 or fields["status"] != "ingested":
                 self._release(old.sha256)
+                self._rename(old.sha256)
 
-    def _replace_chunks(self, sha256: str, chunks: list[Chunk]) -> None:
-        """Make `chunks` the content's chunk set; queue only ids that appear or disappear."""
+    def _replace_chunks(self, sha256: str, chunks: list[Chunk], *, requeue_all: bool) -> None:
+        """Make `chunks` the content's chunk set; queue only ids that appear or disappear,
+        or every id with `requeue_all`."""
         old = {r[0] for r in self.db.execute("SELECT id FROM chunks WHERE sha256 = ?", [sha256])}
         rows = [
             (
@@ -362,7 +378,7 @@ class ChunkStore:
             "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
         )
         self._enqueue("delete", gone)
-        self._enqueue("upsert", [row[0] for row in rows if row[0] not in old])
+        self._enqueue("upsert", [row[0] for row in rows if requeue_all or row[0] not in old])
 
     def _release(self, sha256: str) -> None:
         """Delete a content's chunks once no ingested document refers to it."""
@@ -373,7 +389,42 @@ class ChunkStore:
             return
         ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE sha256 = ?", [sha256])]
         self.db.execute("DELETE FROM chunks WHERE sha256 = ?", [sha256])
+        self.db.execute("DELETE FROM titles WHERE sha256 = ?", [sha256])
         self._enqueue("delete", ids)
+
+    def _indexed_as(self, sha256: str) -> str | None:
+        """The document identity a content's chunks are indexed under (None: not yet)."""
+        row = self.db.execute("SELECT title, name FROM titles WHERE sha256 = ?", [sha256])
+        found = row.fetchone()
+        return identity(*found) if found else None
+
+    def _name_of(self, sha256: str) -> str:
+        """The file name a content is known by: that of the first of its ingested paths."""
+        row = self.db.execute(
+            "SELECT path FROM documents WHERE sha256 = ? AND status = 'ingested' "
+            "ORDER BY path LIMIT 1",
+            [sha256],
+        ).fetchone()
+        return name_words(row[0]) if row else ""
+
+    def _rename(self, sha256: str) -> None:
+        """After a path of this content came or went: when the name it is indexed under is no
+        longer the first path's, re-index its chunks under the new one (a rename)."""
+        found = self.db.execute(
+            "SELECT title, name FROM titles WHERE sha256 = ?", [sha256]
+        ).fetchone()
+        if found is None:
+            return  # no longer stored (released), or not chunked yet
+        title, name = found
+        new_name = self._name_of(sha256)
+        if new_name == name:
+            return
+        self.db.execute("UPDATE titles SET name = ? WHERE sha256 = ?", [new_name, sha256])
+        if identity(title, new_name) != identity(title, name):
+            ids = self.db.execute(
+                "SELECT id FROM chunks WHERE sha256 = ? ORDER BY ordinal", [sha256]
+            ).fetchall()
+            self._enqueue("upsert", [row[0] for row in ids])
 
     def _enqueue(self, op: str, ids: list[str]) -> None:
         now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -390,4 +441,5 @@ class ChunkStore:
 
 def _stored_chunk(row: tuple[Any, ...]) -> StoredChunk:
     heading_path = tuple(json.loads(row[4]))
-    return StoredChunk(row[0], row[1], row[2], row[3], heading_path, row[5], row[6])
+    title = identity(row[7], row[8]) if row[7] is not None else ""
+    return StoredChunk(row[0], row[1], row[2], row[3], heading_path, row[5], row[6], title)

@@ -16,6 +16,7 @@ from pathlib import Path
 from ingest.chunker import Chunk, ChunkOptions, TokenCounter, split_blocks
 from ingest.convert import Limits, convert_file
 from ingest.errors import IngestError, TimedOut, TooLarge
+from ingest.titles import document_title
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Chunked:
     chunks: list[Chunk]
     page_count: int | None
     pages_without_text: int
+    title: str = ""  # readable metadata title or first heading (ingest.titles)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,10 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> 
     try:
         document = convert_file(path, setup.limits)
         chunks = split_blocks(document.blocks, counter, setup.chunking)
-        return Chunked(document.file_type, chunks, document.page_count, document.pages_without_text)
+        title = document_title(document.title, document.blocks)
+        return Chunked(
+            document.file_type, chunks, document.page_count, document.pages_without_text, title
+        )
     except IngestError as error:
         return Failed(error.reason, str(error))
     except OSError as error:

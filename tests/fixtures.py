@@ -66,6 +66,7 @@ def make_pdf(
     *,
     image_only_pages: Collection[int] = (),
     bookmarks: Sequence[tuple[int, int, str]] = (),
+    title: str | None = None,
 ) -> Path:
     """Write a PDF with one page per string; image-only pages carry no text layer.
 
@@ -74,13 +75,17 @@ def make_pdf(
         image_only_pages: 0-based indexes of pages drawn as a picture of their text (a "scan").
         bookmarks: (level, page_index, title) outline entries; level 0 is top-level, as in
             pypdfium2's `get_toc()`. Entries are written in page order.
+        title: the document's metadata title.
     """
-    path.write_bytes(_build_pdf(pages, image_only_pages, bookmarks))
+    path.write_bytes(_build_pdf(pages, image_only_pages, bookmarks, title))
     return path
 
 
 def _build_pdf(
-    pages: list[str], image_only_pages: Collection[int], bookmarks: Sequence[tuple[int, int, str]]
+    pages: list[str],
+    image_only_pages: Collection[int],
+    bookmarks: Sequence[tuple[int, int, str]],
+    title: str | None = None,
 ) -> bytes:
     for _, page_index, title in bookmarks:
         if not 0 <= page_index < len(pages):
@@ -88,6 +93,8 @@ def _build_pdf(
     pdf = FPDF(format="A4")
     pdf.set_auto_page_break(False)
     pdf.set_creator("Archivist")
+    if title:
+        pdf.set_title(title)
     ordered = sorted(bookmarks, key=lambda bookmark: bookmark[1])
     for index, text in enumerate(pages):
         pdf.add_page()

@@ -47,12 +47,23 @@ def test_change_delete_and_rename_keep_the_stores_in_agreement(
     assert stores == {"sqlite": 2, "tantivy": 2, "qdrant": 2, "pending": 0, "in_sync": True}
 
 
-def test_rename_needs_no_new_embedding(service: Archivist, docs: Path) -> None:
+def test_a_move_needs_no_new_embedding(service: Archivist, docs: Path) -> None:
     write_notes(docs)
     service.ingest([docs])
-    (docs / "bread.md").rename(docs / "loaf.md")
+    (docs / "kitchen").mkdir()
+    (docs / "bread.md").rename(docs / "kitchen" / "bread.md")
     index = service.ingest([docs]).index
     assert index is not None and (index.upserted, index.deleted) == (0, 0)
+
+
+def test_a_new_name_is_indexed_with_the_same_chunks(service: Archivist, docs: Path) -> None:
+    write_notes(docs)
+    service.ingest([docs])
+    (docs / "bread.md").rename(docs / "sourdough starter.md")
+    index = service.ingest([docs]).index
+    assert index is not None and (index.upserted, index.deleted) == (1, 0)
+    (hit,) = service.search("sourdough starter", k=1, mode="bm25")
+    assert hit.path.endswith("sourdough starter.md") and "sourdough" not in hit.text.lower()
 
 
 def test_remove_forgets_a_file_in_every_store(service: Archivist, docs: Path) -> None:

@@ -124,3 +124,24 @@ def test_a_reranker_reorders_the_candidates(corpus) -> None:  # type: ignore[no-
     scores = [hit.score for hit in reranked]
     assert scores == sorted(scores, reverse=True)
     assert {h.chunk_id for h in reranked} <= {h.chunk_id for h in find(corpus, query, k=30)}
+
+
+@pytest.mark.parametrize("mode", ["bm25", "dense"])
+def test_chunks_are_found_by_their_documents_title_and_file_name(tmp_path: Path, mode: str) -> None:
+    """Two filings whose pages never name their company: only the title (PDF metadata) or
+    the file name tells them apart; results still show the page's own text."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    page = "Net revenue grew {} percent, driven by volume; operating margin was {} percent."
+    make_pdf(docs / "annual.pdf", [page.format(12, 18)], title="Zephyr Holdings Annual Report")
+    make_pdf(docs / "BRAMBLE_FOODS_2023_10K.pdf", [page.format(3, 9)])
+    with Archivist(Settings(data=tmp_path / "data", llm="none")) as service:
+        service.ingest([docs])
+        for query, expected in [
+            ("How much did Zephyr Holdings' net revenue grow?", "annual.pdf"),
+            ("How much did Bramble Foods' net revenue grow?", "BRAMBLE_FOODS_2023_10K.pdf"),
+        ]:
+            hits = search(service.store, service.indexes, service.settings, query, mode=mode)
+            assert [Path(h.path).name for h in hits][0] == expected
+            assert "Zephyr" not in hits[0].text and "BRAMBLE" not in hits[0].text
+            assert hits[0].text.startswith("Net revenue grew")

@@ -68,17 +68,22 @@ def test_delete_removes_the_document_from_every_store(watched: Settings) -> None
         assert stores["in_sync"] and stores["sqlite"] == stores["qdrant"] == stores["tantivy"] == 1
 
 
-def test_rename_and_move_never_re_embed(watched: Settings) -> None:
+def test_a_move_never_re_embeds_and_a_rename_re_embeds_once(watched: Settings) -> None:
     watched.inbox.mkdir(parents=True)
-    (watched.inbox / "old.md").write_text("# Log\n\nThe keeper logs wind speed hourly.\n")
+    (watched.inbox / "log.md").write_text("# Log\n\nThe keeper logs wind speed hourly.\n")
     with live_server(watched) as live:
         before = _embedded(live)
         (watched.inbox / "archive").mkdir()
-        os.rename(watched.inbox / "old.md", watched.inbox / "archive" / "new.md")
-        wait_until(lambda: set(live.names()) == {"archive/new.md"}, FEW_SECONDS, "the rename")
+        os.rename(watched.inbox / "log.md", watched.inbox / "archive" / "log.md")
+        wait_until(lambda: set(live.names()) == {"archive/log.md"}, FEW_SECONDS, "the move")
         live.settle()
-        assert _embedded(live) == before  # same content: the chunks moved with the path
-        assert "archive/new.md" in live.hit_names("wind speed", mode="bm25")
+        assert _embedded(live) == before  # same content, same name: the chunks moved with it
+        assert "archive/log.md" in live.hit_names("wind speed", mode="bm25")
+        os.rename(watched.inbox / "archive" / "log.md", watched.inbox / "archive" / "gales.md")
+        wait_until(lambda: set(live.names()) == {"archive/gales.md"}, FEW_SECONDS, "the rename")
+        live.settle()
+        assert _embedded(live) == before + 1  # indexed under its new name, not converted again
+        assert "archive/gales.md" in live.hit_names("gales", mode="bm25")
         assert _stores(live)["in_sync"]
 
 

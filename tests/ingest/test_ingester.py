@@ -86,20 +86,35 @@ def test_deleted_file_is_removed_with_its_chunks(
     assert deleted == dropped - chunk_ids(store)
 
 
-def test_renamed_file_keeps_its_chunks(
+def test_moved_file_keeps_its_chunks(docs: Path, run_ingest: IngestRun, store: ChunkStore) -> None:
+    make_pdf(docs / "manual.pdf", ["Page one of the manual.", "Page two of the manual."])
+    run_ingest(docs)
+    ids, work = chunk_ids(store), queue(store)
+    (docs / "archive").mkdir()
+    (docs / "manual.pdf").rename(docs / "archive" / "manual.pdf")
+    report = run_ingest(docs)
+    assert [(Path(r.path).name, r.status) for r in report.files] == [("manual.pdf", "ingested")]
+    assert report.removed == [str((docs / "manual.pdf").resolve())]
+    assert chunk_ids(store) == ids
+    assert queue(store) == work  # same name: nothing to re-embed
+
+
+def test_renamed_file_is_reindexed_under_its_new_name(
     docs: Path, run_ingest: IngestRun, store: ChunkStore
 ) -> None:
     make_pdf(docs / "manual.pdf", ["Page one of the manual.", "Page two of the manual."])
     run_ingest(docs)
     ids, work = chunk_ids(store), queue(store)
-    (docs / "manual.pdf").rename(docs / "renamed manual.pdf")
+    assert {c.document_title for c in store.chunks(sorted(ids))} == {"manual"}
+    (docs / "manual.pdf").rename(docs / "Pump_X200 manual.pdf")
     report = run_ingest(docs)
     assert [(Path(r.path).name, r.status) for r in report.files] == [
-        ("renamed manual.pdf", "ingested")
+        ("Pump_X200 manual.pdf", "ingested")
     ]
-    assert report.removed == [str((docs / "manual.pdf").resolve())]
-    assert chunk_ids(store) == ids
-    assert queue(store) == work  # nothing to re-embed
+    assert chunk_ids(store) == ids  # not converted again
+    requeued = queue(store)[len(work) :]
+    assert sorted(requeued) == sorted(("upsert", cid) for cid in ids)
+    assert {c.document_title for c in store.chunks(sorted(ids))} == {"Pump X200 manual"}
 
 
 def test_identical_files_are_both_listed_but_processed_once(
