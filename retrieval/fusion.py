@@ -1,12 +1,12 @@
 """Fuse ranked lists from several retrieval legs (BM25, dense) into one ranking."""
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-FusionMethod = Literal["rrf", "score"]
-_METHODS = ("rrf", "score")
+FusionMethod = Literal["blend", "score", "rrf"]
+_METHODS = ("blend", "score", "rrf")
 
 _Positions = dict[str, tuple[int, float]]  # id -> (1-based rank, raw score) within one leg
 _Terms = dict[str, dict[str, float]]  # id -> leg -> that leg's unweighted contribution
@@ -29,23 +29,35 @@ def fuse_rankings(
     k: int = 60,
     weights: Mapping[str, float] | None = None,
     limit: int | None = None,
+    relative: Collection[str] = (),
 ) -> list[FusedHit]:
     """Merge per-leg (id, score) lists, best first, into one list of hits, best first.
 
     Args:
         rankings: leg name -> (id, score) pairs, best first; repeats of an id are skipped.
-        method: "rrf" sums w / (k + rank) over legs (reciprocal rank fusion); "score" is the
-            convex-combination option: CombSUM of min-max normalised scores, a leg whose scores
-            are all equal giving 1.0, a leg that missed the id giving 0.
+        method: "blend" sums w × score over legs, a leg named in `relative` contributing its
+            score divided by its best score (BM25: unbounded, so scaled to the query's best
+            match) and the others their scores as they are (cosine similarities are on one
+            scale already); a leg that did not score the id adds 0. Unlike min-max, this keeps
+            a leg whose scores are close together (little confidence) from swinging the order.
+            "score": CombSUM of min-max normalised scores, a leg whose scores are all equal
+            giving 1.0, a leg that missed the id giving 0. "rrf" sums w / (k + rank) over legs
+            (reciprocal rank fusion).
         k: RRF smoothing constant; larger values flatten the gap between top ranks.
         weights: per-leg weight, 1.0 where not given; weights for absent legs are ignored.
         limit: keep at most this many hits.
+        relative: for "blend", the legs whose scores are divided by their best score.
 
     Ties go to the hit with the best rank in any leg, then to the smaller id.
     """
     _check_arguments(method, k, limit)
     legs = {name: _first_occurrences(ranking) for name, ranking in rankings.items()}
-    contributions = _rrf_terms(legs, k) if method == "rrf" else _normalised_scores(legs)
+    if method == "blend":
+        contributions = _blend_terms(legs, relative)
+    elif method == "score":
+        contributions = _normalised_scores(legs)
+    else:
+        contributions = _rrf_terms(legs, k)
     leg_weights = {leg: float((weights or {}).get(leg, 1.0)) for leg in legs}
     hits = [
         FusedHit(doc_id, _weighted_sum(terms, leg_weights), _positions(doc_id, legs))
@@ -53,6 +65,30 @@ def fuse_rankings(
     ]
     hits.sort(key=lambda hit: (-hit.score, min(rank for rank, _ in hit.legs.values()), hit.id))
     return hits if limit is None else hits[:limit]
+
+
+def focus_weights(
+    rankings: Mapping[str, Sequence[tuple[str, float]]],
+    document_of: Mapping[str, str],
+    weights: Mapping[str, float],
+    *,
+    depth: int = 10,
+    power: float = 2.0,
+) -> dict[str, float]:
+    """Each leg's weight divided by (documents among its first `depth` hits) ** `power`.
+
+    A leg whose best hits come from one or two documents has found what the question is
+    about; one whose hits scatter over many documents is matching words, not the subject
+    (a verbose question's "analyst", "assume", "answer" in BM25). Where every document is
+    one chunk, both legs count `depth` documents and the weights keep their ratio. Ids
+    missing from `document_of` count as documents of their own.
+    """
+    focused = {}
+    for leg, ranking in rankings.items():
+        top = list(dict.fromkeys(doc_id for doc_id, _ in ranking))[:depth]
+        documents = len({document_of.get(doc_id, doc_id) for doc_id in top}) or 1
+        focused[leg] = float(weights.get(leg, 1.0)) / documents**power
+    return focused
 
 
 def _check_arguments(method: str, k: int, limit: int | None) -> None:
@@ -79,6 +115,17 @@ def _rrf_terms(legs: Mapping[str, _Positions], k: int) -> _Terms:
     for leg, positions in legs.items():
         for doc_id, (rank, _) in positions.items():
             terms.setdefault(doc_id, {})[leg] = 1.0 / (k + rank)
+    return terms
+
+
+def _blend_terms(legs: Mapping[str, _Positions], relative: Collection[str]) -> _Terms:
+    """Per id, each leg's score, divided by that leg's best score for `relative` legs."""
+    terms: _Terms = {}
+    for leg, positions in legs.items():
+        scores = {doc_id: _finite(leg, doc_id, score) for doc_id, (_, score) in positions.items()}
+        best = max(scores.values(), default=0.0) if leg in relative else 1.0
+        for doc_id, score in scores.items():
+            terms.setdefault(doc_id, {})[leg] = score / best if best > 0 else 0.0
     return terms
 
 

@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from retrieval.fusion import FusedHit, fuse_rankings
+from retrieval.fusion import FusedHit, focus_weights, fuse_rankings
 
 BM25 = [("a", 12.0), ("b", 7.5), ("c", 3.0)]
 DENSE = [("c", 0.9), ("a", 0.8), ("d", 0.1)]
@@ -162,6 +162,82 @@ def test_score_fusion_rejects_non_finite_scores():
         fuse_rankings({"dense": [("y", 0.5), ("x", float("nan"))]}, method="score")
 
 
+def _reference_blend(rankings, weights=None, relative=()):
+    """The blend written out in exact fractions: sum over legs of w × score (÷ the leg's best
+    for relative legs), 0 where a leg did not score the id; then best rank, then id."""
+    scores, best_rank = {}, {}
+    for leg, ranking in rankings.items():
+        weight = Fraction((weights or {}).get(leg, 1.0))
+        first = {}
+        for doc, score in ranking:
+            first.setdefault(doc, Fraction(score))
+        top = max(first.values(), default=Fraction(0)) if leg in relative else Fraction(1)
+        for rank, (doc, score) in enumerate(first.items(), start=1):
+            term = score / top if top > 0 else Fraction(0)
+            scores[doc] = scores.get(doc, Fraction(0)) + weight * term
+            best_rank[doc] = min(best_rank.get(doc, rank), rank)
+    ordered = sorted(scores, key=lambda doc: (-scores[doc], best_rank[doc], doc))
+    return [(doc, float(scores[doc])) for doc in ordered]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_blend_matches_reference_on_random_rankings(seed):
+    rankings, _, weights = _random_case(seed)
+    relative = random.Random(seed).choice([(), ("bm25",), ("bm25", "sparse")])
+    fused = fuse_rankings(rankings, method="blend", weights=weights, relative=relative)
+    expected = _reference_blend(rankings, weights=weights, relative=relative)
+    assert [hit.id for hit in fused] == [doc for doc, _ in expected]
+    assert [hit.score for hit in fused] == pytest.approx([score for _, score in expected])
+
+
+def test_blend_scales_relative_legs_by_their_best_and_keeps_cosines_as_they_are():
+    rankings = {
+        "bm25": [("a", 10.0), ("b", 6.0), ("c", 2.0)],  # relative: a 1.0, b 0.6, c 0.2
+        "dense": [("c", 0.8), ("d", 0.5), ("a", 0.4)],  # cosines, kept
+    }
+    fused = fuse_rankings(
+        rankings, method="blend", weights={"bm25": 0.45, "dense": 0.55}, relative={"bm25"}
+    )
+    # a: .45 + .22, c: .09 + .44, b: .27, d: .275
+    assert [(hit.id, hit.score) for hit in fused] == [
+        ("a", pytest.approx(0.67)),
+        ("c", pytest.approx(0.53)),
+        ("d", pytest.approx(0.275)),
+        ("b", pytest.approx(0.27)),
+    ]
+
+
+def test_blend_lets_a_flat_leg_barely_move_the_order_where_min_max_lets_it_decide():
+    rankings = {
+        "bm25": [("right", 9.0), ("wrong", 6.0)],
+        "dense": [("wrong", 0.31), ("right", 0.30)],  # no real preference
+    }
+    blend = fuse_rankings(rankings, method="blend", relative={"bm25"})
+    score = fuse_rankings(rankings, method="score")
+    assert [hit.id for hit in blend] == ["right", "wrong"]
+    assert [hit.id for hit in score][0] == "right" and score[0].score == score[1].score
+
+
+def test_focus_weights_divide_by_the_square_of_the_documents_a_leg_hits():
+    rankings = {
+        "bm25": [("a1", 9.0), ("b1", 8.0), ("c1", 7.0), ("d1", 6.0)],  # four documents
+        "dense": [("a1", 0.9), ("a2", 0.8), ("a3", 0.7), ("b1", 0.6)],  # two documents
+    }
+    document_of = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C", "d1": "D"}
+    weights = focus_weights(rankings, document_of, {"bm25": 0.45, "dense": 0.55}, depth=4)
+    assert weights == pytest.approx({"bm25": 0.45 / 16, "dense": 0.55 / 4})
+    # Only the first `depth` hits count; unknown ids are documents of their own.
+    assert focus_weights(rankings, {}, {}, depth=2) == {"bm25": 0.25, "dense": 0.25}
+    assert focus_weights({"bm25": []}, {}, {"bm25": 2.0}) == {"bm25": 2.0}
+
+
+def test_focus_weights_keep_the_ratio_where_every_document_is_one_chunk():
+    rankings = {"bm25": [(f"b{n}", 1.0) for n in range(20)],
+                "dense": [(f"d{n}", 1.0) for n in range(20)]}  # fmt: skip
+    weights = focus_weights(rankings, {}, {"bm25": 0.45, "dense": 0.55})
+    assert weights["bm25"] / weights["dense"] == pytest.approx(0.45 / 0.55)
+
+
 def test_limit_keeps_the_best_hits():
     fused = fuse_rankings({"bm25": BM25, "dense": DENSE}, limit=2)
     assert [hit.id for hit in fused] == ["a", "c"]
@@ -172,7 +248,7 @@ def test_limit_zero_returns_nothing():
 
 
 @pytest.mark.parametrize("rankings", [{}, {"bm25": []}, {"bm25": [], "dense": []}])
-@pytest.mark.parametrize("method", ["rrf", "score"])
+@pytest.mark.parametrize("method", ["rrf", "score", "blend"])
 def test_empty_legs_give_no_hits(rankings, method):
     assert fuse_rankings(rankings, method=method) == []
 
@@ -182,7 +258,8 @@ def test_an_empty_leg_does_not_change_the_others():
 
 
 def test_unknown_method_is_rejected():
-    with pytest.raises(ValueError, match=r"unknown fusion method 'max' \(supported: rrf, score\)"):
+    expected = r"unknown fusion method 'max' \(supported: blend, score, rrf\)"
+    with pytest.raises(ValueError, match=expected):
         fuse_rankings({"bm25": BM25}, method="max")  # type: ignore[arg-type]
 
 

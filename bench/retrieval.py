@@ -1,0 +1,82 @@
+"""Search quality on every dev set, each mode next to the previous default, in one run.
+
+Run: .venv/bin/python bench/retrieval.py [--data DIR] [--max-queries N] [SET ...]
+     (default sets: squad-dev cisi amazon financebench-dev under ../shared/eval;
+     default --max-queries 1000, the fixed sample `archivist eval --max-queries 1000` takes)
+
+Each set is ingested through the normal pipeline into DIR/SET (default: a folder under the
+system's temporary directory, kept, so a rerun only searches), then every query is searched
+in each mode: bm25, dense, hybrid (the default fusion) and "old default" — hybrid with the
+fusion the project used before: min-max normalized scores, equal weights. Prints nDCG@10 for
+the BEIR sets and page recall@10 (with document recall@1) for page-level sets, the p50 search
+latency, and hybrid's margin over its better leg — the number the default is chosen by.
+"""
+# ruff: noqa: E402  (the environment is prepared before numpy loads)
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import argparse
+import tempfile
+from typing import Any
+
+import api  # noqa: F401  (prepares the environment before numpy loads)
+from api.evaluation import Dataset, load_dataset
+from api.page_evaluation import PageDataset, is_page_dataset, load_page_dataset
+from api.service import Archivist
+from api.settings import Settings
+
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+SETS = ("squad-dev", "cisi", "amazon", "financebench-dev")
+OLD_DEFAULT = {"fusion": "score", "bm25_weight": 1.0, "dense_weight": 1.0}
+
+
+def measure(name: str, data: Path, max_queries: int | None) -> dict[str, dict[str, float]]:
+    """Each mode's scores on one set (the old default is hybrid under OLD_DEFAULT)."""
+    folder = EVAL / name
+    dataset: Dataset | PageDataset = (
+        load_page_dataset(folder, max_queries)
+        if is_page_dataset(folder)
+        else load_dataset(folder, max_queries)
+    )
+    base = Settings()
+    settings = base.model_copy(update={"data": data / name, "model_dir": base.models})
+    say = lambda stage: print(f"  {name}: {stage}", file=sys.stderr, flush=True)  # noqa: E731
+    with Archivist(settings) as service:
+        report = service.evaluate(dataset, modes=["bm25", "dense", "hybrid"], on_stage=say)
+    with Archivist(settings.model_copy(update=OLD_DEFAULT)) as service:
+        old = service.evaluate(dataset, modes=["hybrid"], on_stage=say)
+    return {**report["results"], "old default": old["results"]["hybrid"]}
+
+
+def print_table(name: str, results: dict[str, dict[str, float]]) -> None:
+    paged = "page_recall@10" in results["hybrid"]
+    metric = "page_recall@10" if paged else "ndcg@10"
+    extra = " doc_recall@1 |" if paged else ""
+    print(f"\n{name}\n| mode | {metric} |{extra} p50 ms |\n|---|---|{'---|' if paged else ''}---|")
+    for mode, scores in results.items():
+        more = f" {scores['doc_recall@1']:.3f} |" if paged else ""
+        print(f"| {mode} | {scores[metric]:.3f} |{more} {scores['latency_ms_p50']:.1f} |")
+    best_leg = max(results["bm25"][metric], results["dense"][metric])
+    print(f"hybrid - better leg: {results['hybrid'][metric] - best_leg:+.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sets", nargs="*", default=list(SETS))
+    scratch = Path(tempfile.gettempdir()) / "archivist-bench"
+    parser.add_argument("--data", type=Path, default=scratch)
+    parser.add_argument("--max-queries", type=int, default=1000)
+    args = parser.parse_args()
+    missing = [name for name in args.sets if not (EVAL / name).is_dir()]
+    if missing:
+        sys.exit(f"no dev set {', '.join(missing)} under {EVAL}")
+    everything: dict[str, Any] = {}
+    for name in args.sets:
+        everything[name] = measure(name, args.data, args.max_queries or None)
+        print_table(name, everything[name])
+
+
+if __name__ == "__main__":
+    main()
