@@ -132,17 +132,24 @@ class Indexes:
 
 
 def chunk_context(chunk: StoredChunk) -> str:
-    """Which document and section a chunk belongs to: "Title (file name) > Section > Sub"."""
-    return " > ".join(context_parts(chunk.document_title, chunk.heading_path))
+    """Where a chunk sits: "Title (file name) > Section > first words of its page" (the page's
+    words left out of the page's first chunk, which starts with them)."""
+    return " > ".join(_context(chunk))
 
 
 def embedding_text(chunk: StoredChunk) -> str:
-    """What the dense index embeds: the chunk led by its document and section (the last of
-    them left out when the chunk starts with it already: a heading is part of the text)."""
-    parts = context_parts(chunk.document_title, chunk.heading_path)
+    """What the dense index embeds: the chunk led by where it sits (the last heading left out
+    when the chunk starts with it: a heading is part of the text)."""
+    parts = _context(chunk)
     if parts and f"{chunk.text}\n".startswith(f"{parts[-1]}\n"):
         parts.pop()
     return "\n".join([" > ".join(parts), chunk.text]) if parts else chunk.text
+
+
+def _context(chunk: StoredChunk) -> list[str]:
+    starts_page = " ".join(chunk.text.split()).startswith(chunk.page_opening)
+    opening = "" if starts_page else chunk.page_opening
+    return context_parts(chunk.document_title, chunk.heading_path, opening)
 
 
 def sync_indexes(

@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     )
     rerank_candidates: int = Field(30, description="Fused candidates the reranker re-scores.")
     # Chosen by the worst of four dev sets (README, "Search quality"): with blend, BM25 weights
-    # 0.40 / 0.45 / 0.50 gave nDCG@10 0.452 / 0.452 / 0.438 on cisi, 0.477 / 0.478 / 0.479 on
-    # amazon, 0.904 / 0.904 / 0.901 on squad-dev, page recall@10 0.417 on financebench-dev.
+    # 0.40 / 0.45 / 0.50 gave nDCG@10 0.452 / 0.448 / 0.436 on cisi, 0.478 / 0.480 / 0.481 on
+    # amazon, 0.903 / 0.904 / 0.901 on squad-dev, page recall@10 0.467 on financebench-dev.
     bm25_weight: float = Field(0.45, description="Weight of the BM25 leg in fusion.")
     dense_weight: float = Field(0.55, description="Weight of the dense leg in fusion.")
     search_k: int = Field(10, description="Results `archivist search` shows.")

@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 from pathlib import Path
 
@@ -11,6 +11,9 @@ from tokenizers import Tokenizer
 
 from ingest.document import Block
 
+# Enough for "Table of Contents 3M Company and Subsidiaries Consolidated Statement of Cash
+# Flows Years ended December 31".
+PAGE_OPENING_WORDS = 16
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 
 
@@ -33,6 +36,9 @@ class Chunk:
     page_start: int | None
     page_end: int | None
     token_count: int
+    # The first words of its page (paged formats): a statement's or chapter's running title,
+    # which the page's later chunks would otherwise not carry. Indexed, never shown.
+    page_opening: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,11 +123,23 @@ def split_blocks(blocks: list[Block], counter: TokenCounter, options: ChunkOptio
     Staying within one page makes every PDF citation a single page.
     """
     chunks: list[Chunk] = []
-    for (heading_path, _), section in groupby(blocks, key=lambda b: (b.heading_path, b.page)):
+    openings = _page_openings(blocks)
+    for (heading_path, page), section in groupby(blocks, key=lambda b: (b.heading_path, b.page)):
         units = list(_units(list(section), counter, options))
         for packed in _pack(units, options):
-            chunks.append(_chunk(len(chunks), heading_path, packed))
+            chunk = _chunk(len(chunks), heading_path, packed)
+            chunks.append(replace(chunk, page_opening=openings.get(page, "")))
     return chunks
+
+
+def _page_openings(blocks: list[Block]) -> dict[int | None, str]:
+    """The first PAGE_OPENING_WORDS words of each page."""
+    words: dict[int | None, list[str]] = {}
+    for block in blocks:
+        if block.page is not None:
+            page = words.setdefault(block.page, [])
+            page += block.text.split()[: PAGE_OPENING_WORDS - len(page)]
+    return {page: " ".join(opening) for page, opening in words.items()}
 
 
 def _units(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) -> Iterator[_Unit]:

@@ -63,6 +63,11 @@ def m003_titles(db: Database) -> None:
     )
 
 
+def m004_page_openings(db: Database) -> None:
+    """The first words of a chunk's page (ingest.chunker.Chunk.page_opening)."""
+    db.execute("ALTER TABLE chunks ADD COLUMN page_opening TEXT NOT NULL DEFAULT ''")
+
+
 def _run_statements(db: Database, script: str) -> None:
     # executescript() would commit mid-migration; single statements stay in one transaction.
     for statement in script.split(";"):
@@ -70,7 +75,7 @@ def _run_statements(db: Database, script: str) -> None:
             db.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [m001_create_tables, m002_file_type, m003_titles]
+MIGRATIONS: list[Migration] = [m001_create_tables, m002_file_type, m003_titles, m004_page_openings]
 
 
 def migrate(db: Database) -> None:

@@ -17,7 +17,7 @@ from ingest.errors import StoreError
 from ingest.migrations import migrate
 from ingest.titles import identity, name_words
 
-PIPELINE_VERSION = 3  # bump when conversion or chunking changes, to redo stored files
+PIPELINE_VERSION = 4  # bump when conversion or chunking changes, to redo stored files
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class StoredChunk:
     page_end: int | None
     # Which document it belongs to, as the indexes see it: title and file name (ingest.titles).
     document_title: str = ""
+    page_opening: str = ""  # the first words of its page (ingest.chunker.Chunk.page_opening)
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,12 @@ class QueuedOp:
 
 
 def chunk_id(sha256: str, chunk: Chunk) -> str:
-    """Stable chunk id (a UUID string) from content hash, position and chunk text."""
+    """Stable chunk id (a UUID string) from content hash, position and what gets indexed."""
     text_hash = hashlib.sha256(chunk.text.encode()).hexdigest()
-    digest = hashlib.sha256(f"{sha256}:{chunk.ordinal}:{text_hash}".encode()).digest()
+    key = f"{sha256}:{chunk.ordinal}:{text_hash}"
+    if chunk.page_opening:
+        key += ":" + hashlib.sha256(chunk.page_opening.encode()).hexdigest()
+    digest = hashlib.sha256(key.encode()).digest()
     return str(uuid.UUID(bytes=digest[:16]))
 
 
@@ -146,7 +150,8 @@ class ChunkStore:
         marks = ",".join("?" * len(ids))
         rows = self.db.execute(
             "SELECT c.id, c.sha256, c.ordinal, c.text, c.heading_path, c.page_start, c.page_end, "
-            "t.title, t.name FROM chunks c LEFT JOIN titles t ON t.sha256 = c.sha256 "
+            "t.title, t.name, c.page_opening FROM chunks c "
+            "LEFT JOIN titles t ON t.sha256 = c.sha256 "
             f"WHERE c.id IN ({marks})",
             list(ids),
         ).fetchall()
@@ -368,6 +373,7 @@ class ChunkStore:
                 c.page_start,
                 c.page_end,
                 c.token_count,
+                c.page_opening,
             )
             for c in chunks
         ]
@@ -375,7 +381,7 @@ class ChunkStore:
         gone = sorted(old - new)
         self.db.conn.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in gone])
         self.db.conn.executemany(
-            "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+            "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
         )
         self._enqueue("delete", gone)
         self._enqueue("upsert", [row[0] for row in rows if requeue_all or row[0] not in old])
@@ -442,4 +448,4 @@ class ChunkStore:
 def _stored_chunk(row: tuple[Any, ...]) -> StoredChunk:
     heading_path = tuple(json.loads(row[4]))
     title = identity(row[7], row[8]) if row[7] is not None else ""
-    return StoredChunk(row[0], row[1], row[2], row[3], heading_path, row[5], row[6], title)
+    return StoredChunk(row[0], row[1], row[2], row[3], heading_path, row[5], row[6], title, row[9])

@@ -47,10 +47,10 @@ def identity(title: str, name: str) -> str:
     return f"{title} ({name})" if name and adds else title
 
 
-def context_parts(document: str, heading_path: Sequence[str]) -> list[str]:
-    """The document identity, then the section path, without repeating the title (a Markdown
-    file's title is usually its first heading too)."""
+def context_parts(document: str, heading_path: Sequence[str], page_opening: str = "") -> list[str]:
+    """The document identity, the section path, then the first words of the page, without
+    repeating the title (a Markdown file's title is usually its first heading too)."""
     path = list(heading_path)
     if path and document.startswith(path[0]):
         path = path[1:]
-    return [p for p in dict.fromkeys([document, *path]) if p]
+    return [p for p in dict.fromkeys([document, *path, page_opening]) if p]

@@ -73,9 +73,8 @@ def focus_weights(
     weights: Mapping[str, float],
     *,
     depth: int = 10,
-    power: float = 2.0,
 ) -> dict[str, float]:
-    """Each leg's weight divided by (documents among its first `depth` hits) ** `power`.
+    """Each leg's weight divided by the number of documents among its first `depth` hits.
 
     A leg whose best hits come from one or two documents has found what the question is
     about; one whose hits scatter over many documents is matching words, not the subject
@@ -87,7 +86,7 @@ def focus_weights(
     for leg, ranking in rankings.items():
         top = list(dict.fromkeys(doc_id for doc_id, _ in ranking))[:depth]
         documents = len({document_of.get(doc_id, doc_id) for doc_id in top}) or 1
-        focused[leg] = float(weights.get(leg, 1.0)) / documents**power
+        focused[leg] = float(weights.get(leg, 1.0)) / documents
     return focused
 
 

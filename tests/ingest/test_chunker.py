@@ -65,3 +65,22 @@ def test_a_chunk_stays_on_one_page(counter: TokenCounter) -> None:
     assert [(c.page_start, c.page_end) for c in chunks] == [(1, 1), (2, 2), (3, 3)]
     many = split_blocks(blocks * 10, counter, OPTIONS)
     assert len(many) > 1 and [c.ordinal for c in many] == list(range(len(many)))
+
+
+def test_every_chunk_of_a_page_knows_how_the_page_opens(counter: TokenCounter) -> None:
+    statement = ["Consolidated Statement", "of Cash Flows (Millions)"]
+    rows = [
+        f"Line item {n}: purchases of equipment {n * 7} and proceeds {n * 3}." for n in range(30)
+    ]
+    blocks = [Block(text, page=4) for text in statement + rows] + [Block("Notes.", page=5)]
+    chunks = split_blocks(blocks, counter, OPTIONS)
+    on_page_4 = [c for c in chunks if c.page_start == 4]
+    assert len(on_page_4) > 2  # several chunks on the page; only the first shows the title
+    opening = (
+        "Consolidated Statement of Cash Flows (Millions) "
+        "Line item 0: purchases of equipment 0 and proceeds 0."
+    )
+    assert {c.page_opening for c in on_page_4} == {opening}
+    assert [c.page_opening for c in chunks if c.page_start == 5] == ["Notes."]
+    plain = split_blocks([Block("No pages here.")], counter, OPTIONS)
+    assert [c.page_opening for c in plain] == [""]

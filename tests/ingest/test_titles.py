@@ -96,3 +96,17 @@ def test_converters_report_the_files_own_title(tmp_path: Path) -> None:
     assert convert_file(docx, limits).title == "Allotment Rules"
     untitled = make_pdf(tmp_path / "d.pdf", ["Page one."])
     assert not readable(convert_file(untitled, limits).title)
+
+
+def test_later_chunks_of_a_page_are_indexed_with_its_opening_words() -> None:
+    opening = "Consolidated Statement of Cash Flows Years ended December 31"
+    first = StoredChunk(
+        "1", "sha", 0, f"{opening}\n\nNet income 5,363", (), 60, 60, "3M 2018 10K", opening
+    )
+    later = StoredChunk(
+        "2", "sha", 1, "Purchases of PP&E (1,577)", (), 60, 60, "3M 2018 10K", opening
+    )
+    assert embedding_text(first) == f"3M 2018 10K\n{first.text}"
+    assert embedding_text(later) == f"3M 2018 10K > {opening}\nPurchases of PP&E (1,577)"
+    assert chunk_context(later) == f"3M 2018 10K > {opening}"
+    assert chunk_context(first) == "3M 2018 10K"

@@ -218,16 +218,16 @@ def test_blend_lets_a_flat_leg_barely_move_the_order_where_min_max_lets_it_decid
     assert [hit.id for hit in score][0] == "right" and score[0].score == score[1].score
 
 
-def test_focus_weights_divide_by_the_square_of_the_documents_a_leg_hits():
+def test_focus_weights_divide_by_the_documents_a_leg_hits():
     rankings = {
         "bm25": [("a1", 9.0), ("b1", 8.0), ("c1", 7.0), ("d1", 6.0)],  # four documents
         "dense": [("a1", 0.9), ("a2", 0.8), ("a3", 0.7), ("b1", 0.6)],  # two documents
     }
     document_of = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C", "d1": "D"}
     weights = focus_weights(rankings, document_of, {"bm25": 0.45, "dense": 0.55}, depth=4)
-    assert weights == pytest.approx({"bm25": 0.45 / 16, "dense": 0.55 / 4})
+    assert weights == pytest.approx({"bm25": 0.45 / 4, "dense": 0.55 / 2})
     # Only the first `depth` hits count; unknown ids are documents of their own.
-    assert focus_weights(rankings, {}, {}, depth=2) == {"bm25": 0.25, "dense": 0.25}
+    assert focus_weights(rankings, {}, {}, depth=2) == {"bm25": 0.5, "dense": 0.5}
     assert focus_weights({"bm25": []}, {}, {"bm25": 2.0}) == {"bm25": 2.0}
 
 
