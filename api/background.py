@@ -173,8 +173,9 @@ class BackgroundIngest:
         to_ingest = [self.folder] if scan else [p for p in touched if p.exists()]
         if to_ingest:
             self.service.ingest(
-                to_ingest, optimize=False, on_start=self._started, on_file=self._finished
-            )
+                to_ingest, optimize=False, on_start=self._started, on_file=self._finished,
+                within=[self.folder],
+            )  # fmt: skip
         if forget:
             self.service.remove(forget, optimize=False)
 

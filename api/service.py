@@ -147,12 +147,14 @@ class Archivist:
         on_start: Callable[[int], None] | None = None,
         on_file: Callable[[FileResult], None] | None = None,
         on_progress: Progress | None = None,
+        within: Sequence[Path] | None = None,
     ) -> IngestOutcome:
-        """Bring the store in line with files and folders, then both indexes with the store."""
+        """Bring the store in line with files and folders, then both indexes with the store
+        (symbolic links followed only into `within`: see `ingest_paths`)."""
         with self._converting:
             report = ingest_paths(
                 self.store, self.pool, paths, force=force, on_start=on_start, on_file=on_file,
-                stop=self._interrupted.is_set,
+                stop=self._interrupted.is_set, within=within,
             )  # fmt: skip
         synced = self.sync(on_progress=on_progress, optimize=optimize) if index else None
         return IngestOutcome(report, synced)

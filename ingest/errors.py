@@ -43,5 +43,17 @@ class TimedOut(IngestError):
     reason = "timeout"
 
 
+class Unreadable(IngestError):
+    """The path cannot be read as a file: a broken symbolic link, no permission."""
+
+    reason = "unreadable"
+
+
+class OutsideFolder(IngestError):
+    """A symbolic link in an ingested folder points outside the folders being ingested."""
+
+    reason = "outside-folder"
+
+
 class StoreError(Exception):
     """The SQLite store cannot be opened or written."""

@@ -6,9 +6,11 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from ingest.convert import is_supported, unsupported
+from ingest.errors import IngestError, OutsideFolder, Unreadable, UnsupportedType
 from ingest.store import PIPELINE_VERSION, ChunkStore, DocumentRecord, FileState
 from ingest.workers import Chunked, ConversionPool, Failed, Job
 
@@ -96,8 +98,14 @@ def ingest_paths(
     on_start: Callable[[int], None] | None = None,
     on_file: Callable[[FileResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    within: Sequence[Path] | None = None,
 ) -> IngestReport:
     """Bring the store in line with files and folders: add, update, skip unchanged, remove gone.
+
+    A symbolic link is followed only into `within` (default: the folders among `paths`; a
+    file named on its own may link anywhere): a link in the inbox never makes `/etc/passwd`
+    searchable. Broken links and anything but a regular file (a named pipe would block the
+    read forever) are recorded as failures, with the reason.
 
     `stop()` returning True ends the work after the file at hand (a server shutting down);
     what was not done yet is done by the next run, which finds those files unchanged or not.
@@ -105,7 +113,10 @@ def ingest_paths(
     Unchanged files (same size and mtime, or same hash) cost no conversion; a file whose
     content is already stored under another path (a rename or a copy) shares its chunks.
     """
-    paths = [p.resolve() for p in paths]
+    # A named file keeps its own name (a link stays a link, held to `within`); folders resolve.
+    paths = [p.resolve() if p.is_dir() else p.parent.resolve() / p.name for p in paths]
+    named = {p for p in paths if not p.is_dir()}
+    folders = [p.resolve() for p in within] if within is not None else sorted(set(paths) - named)
     files = list(dict.fromkeys(find_files(paths, skip=store.path.parent.resolve())))
     if on_start:
         on_start(len(files))
@@ -122,7 +133,8 @@ def ingest_paths(
     for path in files:
         if stop and stop():
             return report
-        result, state = _plan(store, path, force)
+        allowed = () if path in named and within is None else folders
+        result, state = _plan(store, path, force, allowed)
         if result:
             done(result)
         elif state:
@@ -148,18 +160,20 @@ def ingest_paths(
     return report
 
 
-def _plan(store: ChunkStore, path: Path, force: bool) -> tuple[FileResult | None, FileState | None]:
+def _plan(
+    store: ChunkStore, path: Path, force: bool, folders: Sequence[Path]
+) -> tuple[FileResult | None, FileState | None]:
     """Settle a file without converting it if possible; otherwise say what to convert."""
-    stat = path.stat()
+    try:
+        stat = _readable_stat(path, folders)
+    except IngestError as refusal:
+        return _refused(store, path, path.lstat(), refusal), None
     record = store.document(str(path))
     current = record is not None and record.pipeline_version == PIPELINE_VERSION and not force
     if current and record and (record.size, record.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
         return _unchanged(record), None
     if not is_supported(path):
-        state = FileState(str(path), "", stat.st_size, stat.st_mtime_ns)
-        error = unsupported(path)
-        store.record_failure(state, _file_type(path), error.reason, str(error))
-        return FileResult(str(path), "failed", reason=error.reason, error=str(error)), None
+        return _refused(store, path, stat, unsupported(path)), None
     state = FileState(str(path), _sha256(path), stat.st_size, stat.st_mtime_ns)
     if current and record and record.sha256 == state.sha256:
         store.record_stat(state.path, state.size, state.mtime_ns)
@@ -175,6 +189,35 @@ def _plan(store: ChunkStore, path: Path, force: bool) -> tuple[FileResult | None
         )
         return result, None
     return None, state
+
+
+def _refused(store: ChunkStore, path: Path, stat: os.stat_result, error: IngestError) -> FileResult:
+    """Record a file that is not read at all, and why."""
+    state = FileState(str(path), "", stat.st_size, stat.st_mtime_ns)
+    store.record_failure(state, _file_type(path), error.reason, str(error))
+    return FileResult(str(path), "failed", reason=error.reason, error=str(error))
+
+
+def _readable_stat(path: Path, folders: Sequence[Path]) -> os.stat_result:
+    """The file's stat, or why it must not be read: a broken or looping symbolic link, a link
+    out of `folders` (when given), anything but a regular file."""
+    try:
+        stat = path.stat()
+    except OSError as error:
+        what = "broken symbolic link" if path.is_symlink() else "cannot be read"
+        raise Unreadable(f"{path.name}: {what} ({error.strerror or error})") from None
+    target = path.resolve()
+    if folders and not any(target.is_relative_to(folder) for folder in folders):
+        raise OutsideFolder(
+            f"{path.name}: a symbolic link to {target}, outside the folders being ingested "
+            "— not followed; copy the file in, or ingest its folder"
+        )
+    if not S_ISREG(stat.st_mode):
+        raise UnsupportedType(
+            f"{path.name}: not a regular file (a named pipe, socket or device) — Archivist "
+            "reads files only"
+        )
+    return stat
 
 
 def _renamed(outcome: Chunked | Failed, converted: Path, path: Path) -> Chunked | Failed:

@@ -4,6 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
+from api.service import Archivist
 from ingest.store import ChunkStore
 from tests.conftest import IngestRun, by_name
 from tests.fixtures import HANDBOOK_MD, make_pdf, make_with_pandoc
@@ -184,3 +185,57 @@ def test_a_folder_is_read_without_the_temporary_files_the_watcher_ignores(
     assert [Path(r.path).name for r in run_ingest(docs).files] == ["report.md"]
     named = docs / "X.TMP"  # a file named on purpose is still read
     assert [Path(r.path).name for r in run_ingest(named).files] == ["X.TMP"]
+
+
+def test_broken_and_looping_symlinks_fail_alone_with_a_reason(
+    docs: Path, run_ingest: IngestRun
+) -> None:
+    (docs / "notes.md").write_text("# Notes\n\nBring a torch.\n")
+    (docs / "dangling.md").symlink_to(docs / "gone.md")
+    (docs / "loop.md").symlink_to(docs / "loop.md")
+    report = run_ingest(docs)
+    results = by_name(report)
+    assert results["notes.md"].status == "ingested"
+    for name in ("dangling.md", "loop.md"):
+        assert results[name].status == "failed" and results[name].reason == "unreadable"
+        assert "broken symbolic link" in (results[name].error or "")
+
+
+def test_a_named_pipe_is_refused_instead_of_blocking_the_read(
+    docs: Path, run_ingest: IngestRun
+) -> None:
+    os.mkfifo(docs / "notes.txt")  # opening it to hash it would wait for a writer forever
+    (docs / "real.txt").write_text("A real note.\n")
+    results = by_name(run_ingest(docs))
+    assert results["real.txt"].status == "ingested"
+    assert results["notes.txt"].status == "failed"
+    assert results["notes.txt"].reason == "unsupported"
+    assert "not a regular file" in (results["notes.txt"].error or "")
+
+
+def test_symlinks_never_lead_ingestion_out_of_the_folder(
+    tmp_path: Path, docs: Path, run_ingest: IngestRun, store: ChunkStore
+) -> None:
+    secret = tmp_path / "outside" / "passwd.txt"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0:the secret line\n")
+    (docs / "passwd.txt").symlink_to(secret)
+    (docs / "sub").mkdir()
+    (docs / "sub" / "inside.txt").write_text("A note inside the folder.\n")
+    (docs / "alias.txt").symlink_to(docs / "sub" / "inside.txt")  # inside: followed
+    results = by_name(run_ingest(docs))
+    assert results["passwd.txt"].status == "failed"
+    assert results["passwd.txt"].reason == "outside-folder"
+    assert results["alias.txt"].status == "ingested"
+    texts = [c.text for c in store.chunks(sorted(chunk_ids(store)))]
+    assert not any("secret" in text for text in texts)
+
+
+def test_a_link_named_by_the_watcher_is_held_to_the_watched_folder(
+    tmp_path: Path, docs: Path, service: Archivist
+) -> None:
+    secret = tmp_path / "passwd.txt"
+    secret.write_text("root:x:0:0:the secret line\n")
+    (docs / "passwd.txt").symlink_to(secret)
+    watched = service.ingest([docs / "passwd.txt"], index=False, within=[docs]).report
+    assert [(r.status, r.reason) for r in watched.files] == [("failed", "outside-folder")]
