@@ -12,7 +12,7 @@ from api.console import counting_bar, echo_json, progress
 from api.errors import USER_ERRORS, ConfigError
 from api.indexes import SyncReport
 from api.service import Archivist
-from api.settings import Settings
+from api.settings import Settings, load_settings
 from ingest.ingester import IngestReport
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
@@ -23,7 +23,7 @@ EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
 @click.pass_context
 def cli(context: click.Context) -> None:
     """Archivist: ask questions of your documents, privately, on this machine."""
-    context.obj = Settings()
+    context.obj = load_settings()
 
 
 @cli.command()

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,33 +17,47 @@ class Settings(BaseSettings):
         Path("data"),
         description="Data folder: inbox/ holds documents; state/ holds the database and indexes.",
     )
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_named(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name a folder (it is empty)")
+        return value
+
     embed_model: str = Field(
         "all-MiniLM-L6-v2",
         description="Sentence-transformers model name or local folder; the default ships offline.",
     )
-    chunk_tokens: int = Field(200, description="Target chunk size, in embedding-model tokens.")
-    chunk_max_tokens: int = Field(
-        240, description="Hard cap on chunk size; must stay below the model's input limit."
+    chunk_tokens: int = Field(
+        200, gt=0, description="Target chunk size, in embedding-model tokens."
     )
-    chunk_overlap_tokens: int = Field(32, description="Tokens repeated between neighbour chunks.")
+    chunk_max_tokens: int = Field(
+        240, gt=0, description="Hard cap on chunk size; must stay below the model's input limit."
+    )
+    chunk_overlap_tokens: int = Field(
+        32, ge=0, description="Tokens repeated between neighbour chunks."
+    )
     workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         description="Conversion processes (default: one per core).",
     )
-    convert_timeout_s: float = Field(120.0, description="Time limit for converting one file.")
-    convert_memory_mb: int = Field(2048, description="Memory limit for converting one file.")
-    max_file_mb: int = Field(512, description="Files larger than this are not converted.")
+    convert_timeout_s: float = Field(120.0, gt=0, description="Time limit for converting one file.")
+    convert_memory_mb: int = Field(
+        2048, ge=256, description="Memory limit for converting one file."
+    )
+    max_file_mb: int = Field(512, gt=0, description="Files larger than this are not converted.")
     max_expand_mb: int = Field(
-        1024, description="Office/EPUB archives that unpack larger than this are refused."
+        1024, gt=0, description="Office/EPUB archives that unpack larger than this are refused."
     )
 
     qdrant_url: str | None = Field(
         None,
         description="A Qdrant server or cluster (http://host:6333); unset: the embedded engine.",
     )
-    embed_batch_size: int = Field(64, description="Chunks per embedding batch.")
+    embed_batch_size: int = Field(64, gt=0, description="Chunks per embedding batch.")
     embed_device: str | None = Field(None, description="torch device; default: cuda if present.")
-    search_candidates: int = Field(50, description="Candidates each search leg contributes.")
+    search_candidates: int = Field(50, gt=0, description="Candidates each search leg contributes.")
     fusion: Literal["blend", "score", "rrf"] = Field(
         "blend",
         description=(
@@ -53,17 +67,17 @@ class Settings(BaseSettings):
             "reciprocal rank fusion with ARCHIVIST_RRF_K."
         ),
     )
-    rrf_k: int = Field(60, description="Reciprocal rank fusion constant.")
+    rrf_k: int = Field(60, ge=0, description="Reciprocal rank fusion constant.")
     rerank_model: str | None = Field(
         None, description="Cross-encoder (local folder or cached name) to rerank results; off."
     )
-    rerank_candidates: int = Field(30, description="Fused candidates the reranker re-scores.")
+    rerank_candidates: int = Field(30, gt=0, description="Fused candidates the reranker re-scores.")
     # Chosen by the worst of four dev sets (README, "Search quality"): with blend, BM25 weights
     # 0.40 / 0.45 / 0.50 gave nDCG@10 0.452 / 0.448 / 0.436 on cisi, 0.478 / 0.480 / 0.481 on
     # amazon, 0.903 / 0.904 / 0.901 on squad-dev, page recall@10 0.467 on financebench-dev.
-    bm25_weight: float = Field(0.45, description="Weight of the BM25 leg in fusion.")
-    dense_weight: float = Field(0.55, description="Weight of the dense leg in fusion.")
-    search_k: int = Field(10, description="Results `archivist search` shows.")
+    bm25_weight: float = Field(0.45, ge=0, description="Weight of the BM25 leg in fusion.")
+    dense_weight: float = Field(0.55, ge=0, description="Weight of the dense leg in fusion.")
+    search_k: int = Field(10, gt=0, description="Results `archivist search` shows.")
 
     llm: Literal["auto", "ollama", "openai", "llamacpp", "none"] = Field(
         "auto",
@@ -107,17 +121,17 @@ class Settings(BaseSettings):
         default_factory=lambda: os.cpu_count() or 1,
         description="CPU threads of the embedded model.",
     )
-    llm_parallel: int = Field(1, description="Answers generated at once (parallel contexts).")
+    llm_parallel: int = Field(1, gt=0, description="Answers generated at once (parallel contexts).")
     llm_queue: int = Field(
         16, description="Questions that may wait for the model; more are refused."
     )
-    llm_timeout_s: float = Field(120.0, description="Time limit for the model to answer.")
-    answer_tokens: int = Field(384, description="Longest answer, in tokens.")
+    llm_timeout_s: float = Field(120.0, gt=0, description="Time limit for the model to answer.")
+    answer_tokens: int = Field(384, gt=0, description="Longest answer, in tokens.")
     temperature: float = Field(0.1, description="Sampling temperature (0: always the likeliest).")
     top_p: float = Field(0.9, description="Nucleus sampling.")
     top_k_sampling: int = Field(40, description="Sample among the k likeliest tokens.")
     seed: int | None = Field(None, description="Sampling seed, for repeatable answers.")
-    ask_sources: int = Field(3, description="Passages retrieved for each question.")
+    ask_sources: int = Field(3, gt=0, description="Passages retrieved for each question.")
 
     host: str = Field("127.0.0.1", description="Address `archivist serve` listens on.")
     port: int = Field(8000, description="Port `archivist serve` listens on.")
@@ -129,6 +143,7 @@ class Settings(BaseSettings):
     )
     watch_settle_s: float = Field(
         1.0,
+        ge=0,
         description=(
             "A changed file in the watched folder is read once its size and modification time "
             "have held still this long (a copy in progress is never read half-written)."
@@ -159,3 +174,20 @@ class Settings(BaseSettings):
     def models(self) -> Path:
         """Where packaged models that arrive in parts are joined and checked."""
         return self.model_dir or self.data / "models"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is a ConfigError naming the variable."""
+    from api.errors import ConfigError  # (api.errors imports the packages below settings)
+
+    try:
+        return Settings()
+    except ValidationError as invalid:
+        problems = []
+        for problem in invalid.errors():
+            name = "ARCHIVIST_" + "_".join(str(part) for part in problem["loc"]).upper()
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}={os.environ.get(name, '')!r}: {message}")
+        raise ConfigError(
+            "; ".join(problems) + " — fix or unset it (see `api/settings.py` for every setting)"
+        ) from None

@@ -106,3 +106,23 @@ def test_status_reports_each_store_and_agreement(tmp_path: Path) -> None:
         "SQLite 1, Tantivy 1, Qdrant 1 chunks (in sync)"
         in archivist(tmp_path / "data", "status").stdout
     )
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    cases = {
+        "ARCHIVIST_FUSION": ("foo", "should be 'blend', 'score' or 'rrf'"),
+        "ARCHIVIST_CHUNK_TOKENS": ("abc", "valid integer"),
+        "ARCHIVIST_EMBED_BATCH_SIZE": ("0", "greater than 0"),
+        "ARCHIVIST_CONVERT_MEMORY_MB": ("1", "greater than or equal to 256"),
+        "ARCHIVIST_CONVERT_TIMEOUT_S": ("-1", "greater than 0"),
+        "ARCHIVIST_DATA": ("", "must name a folder"),
+    }
+    for name, (value, says) in cases.items():
+        env = {**os.environ, "ARCHIVIST_DATA": str(tmp_path / "data"), name: value}
+        done = subprocess.run(
+            [ARCHIVIST, "status"], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert done.returncode == 1, (name, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith(f"Error: {name}={value!r}: ") and says in done.stderr
+    assert not (tmp_path / "state").exists() and not Path("state").exists()
