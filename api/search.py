@@ -98,7 +98,7 @@ def search(
 def _documents_of(store: ChunkStore, legs: dict[str, list[tuple[str, float]]]) -> dict[str, str]:
     """The content hash (the document) of each leg's first FOCUS_DEPTH chunks."""
     ids = {cid for ranking in legs.values() for cid, _ in ranking[:FOCUS_DEPTH]}
-    return {chunk.id: chunk.sha256 for chunk in store.chunks(sorted(ids))}
+    return store.contents_of(sorted(ids))
 
 
 def _scored_by_both(

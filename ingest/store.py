@@ -158,6 +158,12 @@ class ChunkStore:
         by_id = {row[0]: _stored_chunk(row) for row in rows}
         return [by_id[i] for i in ids if i in by_id]
 
+    def contents_of(self, ids: Sequence[str]) -> dict[str, str]:
+        """The content hash (the document) of each of these chunks."""
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(f"SELECT id, sha256 FROM chunks WHERE id IN ({marks})", list(ids))
+        return dict(rows.fetchall())
+
     def chunk_count(self) -> int:
         """Number of stored chunks."""
         return int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
@@ -398,10 +404,14 @@ class ChunkStore:
         self.db.execute("DELETE FROM titles WHERE sha256 = ?", [sha256])
         self._enqueue("delete", ids)
 
+    def _title_row(self, sha256: str) -> tuple[str, str] | None:
+        """A content's (title, name), if it was chunked."""
+        row = self.db.execute("SELECT title, name FROM titles WHERE sha256 = ?", [sha256])
+        return row.fetchone()  # type: ignore[no-any-return]
+
     def _indexed_as(self, sha256: str) -> str | None:
         """The document identity a content's chunks are indexed under (None: not yet)."""
-        row = self.db.execute("SELECT title, name FROM titles WHERE sha256 = ?", [sha256])
-        found = row.fetchone()
+        found = self._title_row(sha256)
         return identity(*found) if found else None
 
     def _name_of(self, sha256: str) -> str:
@@ -416,9 +426,7 @@ class ChunkStore:
     def _rename(self, sha256: str) -> None:
         """After a path of this content came or went: when the name it is indexed under is no
         longer the first path's, re-index its chunks under the new one (a rename)."""
-        found = self.db.execute(
-            "SELECT title, name FROM titles WHERE sha256 = ?", [sha256]
-        ).fetchone()
+        found = self._title_row(sha256)
         if found is None:
             return  # no longer stored (released), or not chunked yet
         title, name = found
