@@ -49,7 +49,8 @@ class AskBody(Sampling):
         },
     )
 
-    question: str = Field(..., min_length=1, max_length=4000)
+    # No min_length: the service refuses an empty or blank question with the usual error body.
+    question: str = Field(..., max_length=4000)
     session_id: str | None = Field(None, description="Continue this conversation.")
     start_session: bool = Field(
         True, description="Without a session_id, start a new session (its id comes back)."

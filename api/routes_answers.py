@@ -78,7 +78,8 @@ async def _ask_events(
 
 @router.get("/search", tags=["answers"])
 def search(
-    q: str = Query(..., min_length=1, max_length=4000, description="What to look for."),
+    # No min_length: the service refuses an empty or blank query with the usual error body.
+    q: str = Query(..., max_length=4000, description="What to look for."),
     k: int | None = Query(None, ge=1, le=1000, description="Results (default ARCHIVIST_SEARCH_K)."),
     mode: Literal["hybrid", "bm25", "dense"] = "hybrid",
     explain: bool = Query(False, description="Each leg's rank and score."),

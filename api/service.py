@@ -6,6 +6,9 @@ gets its own SQLite connection, writes (ingest, sync, reindex) take one lock, th
 runs on its own thread, and answers go through a bounded generation queue.
 """
 
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from api.settings import Settings
 from generation.backend import Backend
 from ingest.chunker import ChunkOptions
 from ingest.convert import Limits
+from ingest.errors import ReadOnly
 from ingest.ingester import FileResult, IngestReport, ingest_paths
 from ingest.store import ChunkStore
 from ingest.workers import ConversionPool
@@ -60,6 +64,7 @@ class Archivist:
         self._writing = threading.RLock()  # one index writer at a time: sync, reindex
         self._interrupted = threading.Event()
         self._indexes: Indexes | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None  # see _writable_state
         self._pool: ConversionPool | None = None
         self._sessions: SessionStore | None = None
         self.llm = LLM(settings, backend)
@@ -93,6 +98,9 @@ class Archivist:
             for store in self._stores:
                 store.close()
             self._stores.clear()
+        if self._scratch is not None:  # after the indexes and sessions opened from it
+            self._scratch.cleanup()
+            self._scratch = None
 
     # The parts, opened on first use
 
@@ -109,17 +117,53 @@ class Archivist:
     @property
     def indexes(self) -> Indexes:
         """Both search indexes (opening the embedded one takes its lock for this process)."""
+        read_only = self.store.read_only  # asked first: opening the store takes the lock too
         with self._lock:
             if self._indexes is None:
-                self._indexes = Indexes(self.settings)
+                self._indexes = Indexes(self._writable_state(read_only))
             return self._indexes
+
+    def _writable_state(self, read_only: bool) -> Settings:
+        """The settings to open the indexes and sessions with. Those of a read-only data folder
+        are copied to a scratch folder first (removed on `close`): Tantivy and Qdrant's engine
+        write lock files even to search, and answers record their session. The copy costs a
+        few seconds per GB of index; nothing written to it is kept. Call with the lock held."""
+        if not read_only:
+            return self.settings
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="archivist-read-only-")
+            state, scratch = self.settings.state_dir, Path(self._scratch.name) / "state"
+            try:
+                scratch.mkdir()
+                for name in ("keyword", "dense"):
+                    if (state / name).is_dir():
+                        _copy_writable(state / name, scratch / name)
+                for file in state.glob(self.settings.sessions_database.name + "*"):
+                    shutil.copyfile(file, scratch / file.name)
+            except OSError as error:
+                raise ReadOnly(
+                    f"the data folder {self.settings.data} is read-only, and its indexes could "
+                    f"not be copied to {scratch} to search them ({error}) — make it writable"
+                ) from None
+        data = Path(self._scratch.name)
+        return self.settings.model_copy(update={"data": data, "model_dir": self.settings.models})
+
+    def _check_writable(self, doing: str) -> None:
+        if self.store.read_only:
+            data = self.settings.data
+            raise ReadOnly(
+                f"the data folder {data} is read-only, and {doing} writes to it — make it "
+                f"writable (e.g. chmod -R u+w {data}) or set ARCHIVIST_DATA to a writable folder; "
+                "status and search work without writing"
+            )
 
     @property
     def sessions(self) -> SessionStore:
         """Conversations, by session id."""
+        read_only = self.store.read_only
         with self._lock:
             if self._sessions is None:
-                self._sessions = SessionStore(self.settings.sessions_database)
+                self._sessions = SessionStore(self._writable_state(read_only).sessions_database)
             return self._sessions
 
     @property
@@ -151,6 +195,7 @@ class Archivist:
     ) -> IngestOutcome:
         """Bring the store in line with files and folders, then both indexes with the store
         (symbolic links followed only into `within`: see `ingest_paths`)."""
+        self._check_writable("ingesting")
         with self._converting:
             report = ingest_paths(
                 self.store, self.pool, paths, force=force, on_start=on_start, on_file=on_file,
@@ -161,6 +206,7 @@ class Archivist:
 
     def remove(self, paths: Sequence[Path], *, optimize: bool = True) -> list[str]:
         """Forget these files (or every file under these folders) in every store."""
+        self._check_writable("removing documents")
         removed = []
         with self._converting:
             for path in (p.resolve() for p in paths):
@@ -174,6 +220,7 @@ class Archivist:
 
     def sync(self, *, on_progress: Progress | None = None, optimize: bool = True) -> SyncReport:
         """Drain the index queue into both indexes (rebuilding first after a model change)."""
+        self._check_writable("indexing")
         with self._writing:
             self.indexes.adopt_model(self.store)
             return sync_indexes(
@@ -183,6 +230,7 @@ class Archivist:
 
     def reindex(self, *, on_progress: Progress | None = None) -> SyncReport:
         """Rebuild both indexes from SQLite alone."""
+        self._check_writable("reindexing")
         with self._converting, self._writing:
             self.indexes.adopt_model(self.store)
             rebuild_indexes(self.store, self.indexes)
@@ -192,6 +240,13 @@ class Archivist:
         self, query: str, *, k: int, mode: Mode = "hybrid", filters: Filters | None = None
     ) -> list[SearchHit]:
         """The `k` best passages for a query, with file, page and section."""
+        if not query.strip():
+            # Refused rather than searched: the dense leg would rank every chunk against the
+            # embedding of nothing and return arbitrary passages as if they matched.
+            raise BadRequest(
+                'the search query is empty — say what to look for, e.g. "how often is the '
+                'lens cleaned"'
+            )
         indexes = self.indexes
         return search(
             self.store, indexes, self.settings, query, k=k, mode=mode, filters=filters,
@@ -273,3 +328,11 @@ class Archivist:
             max_file_mb=settings.max_file_mb,
             max_expand_mb=settings.max_expand_mb,
         )
+
+
+def _copy_writable(source: Path, target: Path) -> None:
+    """Copy a folder tree that this process may write to (copytree would carry over the
+    read-only modes of the folders)."""
+    shutil.copytree(source, target, copy_function=shutil.copyfile)
+    for folder, _, _ in os.walk(target):
+        os.chmod(folder, 0o700)

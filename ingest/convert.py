@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ingest.document import Converted
 from ingest.email import convert_email
-from ingest.errors import NoTextLayer, TooLarge, UnsupportedType
+from ingest.errors import NoTextLayer, TooDeep, TooLarge, UnsupportedType
 from ingest.pandoc import TEXT_FORMATS, ZIP_FORMATS, convert_with_pandoc
 from ingest.pdf import convert_pdf
 from ingest.text import convert_markdown, convert_plain
@@ -49,6 +49,19 @@ def unsupported(path: Path) -> UnsupportedType:
 
 def convert_file(path: Path, limits: Limits) -> Converted:
     """Convert one file to text blocks, or raise an IngestError that says why not."""
+    try:
+        return _convert(path, limits)
+    except RecursionError:
+        # A valid file nested deeper than a converter follows (the pandoc walk has no limit
+        # of its own, but nested tables and notes still recurse): say so, not "corrupt".
+        raise TooDeep(
+            f"{path.name}: nested too deeply for the converter to follow (e.g. tables inside "
+            "tables hundreds of levels deep); the file itself may be fine — save a flatter copy "
+            "(e.g. as plain text or Markdown) and add that"
+        ) from None
+
+
+def _convert(path: Path, limits: Limits) -> Converted:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise unsupported(path)

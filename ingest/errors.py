@@ -37,6 +37,12 @@ class TooLarge(IngestError):
     reason = "too-large"
 
 
+class TooDeep(IngestError):
+    """The file is valid, but nested deeper (sections, lists, tables) than the converter follows."""
+
+    reason = "too-deep"
+
+
 class TimedOut(IngestError):
     """Conversion ran past the configured time limit."""
 
@@ -57,3 +63,9 @@ class OutsideFolder(IngestError):
 
 class StoreError(Exception):
     """The SQLite store cannot be opened or written."""
+
+
+class ReadOnly(StoreError):
+    """The data folder cannot be written (a read-only mount, or no write permission)."""
+
+    reason = "read-only"

@@ -78,16 +78,20 @@ def _run_statements(db: Database, script: str) -> None:
 MIGRATIONS: list[Migration] = [m001_create_tables, m002_file_type, m003_titles, m004_page_openings]
 
 
+def pending_migrations(db: Database) -> list[Migration]:
+    """The migrations not yet recorded in `_migrations` (all of them in a new database)."""
+    if not db["_migrations"].exists():
+        return list(MIGRATIONS)
+    applied = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    return [migration for migration in MIGRATIONS if migration.__name__ not in applied]
+
+
 def migrate(db: Database) -> None:
     """Apply every migration not yet recorded in `_migrations`."""
     db.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
     )
-    applied = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
-    for migration in MIGRATIONS:
-        if migration.__name__ not in applied:
-            with db.conn:
-                migration(db)
-                db.execute(
-                    "INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__]
-                )
+    for migration in pending_migrations(db):
+        with db.conn:
+            migration(db)
+            db.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__])

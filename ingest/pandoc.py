@@ -81,7 +81,52 @@ def run_pandoc(
             raise TooLarge(f"{name}: converting it needs more than {memory_mb} MB of memory")
         first_line = message.splitlines()[0] if message else f"exit code {done.returncode}"
         raise Corrupt(f"{name}: could not be read ({first_line})")
-    return dict(json.loads(done.stdout))
+    return dict(_loads(done.stdout))
+
+
+def _loads(output: bytes) -> Any:
+    """Pandoc's JSON; nesting deeper than `json.loads` recurses (thousands of <div>s, valid
+    HTML) is decoded without recursion instead (slower, so only when needed)."""
+    try:
+        return json.loads(output)
+    except RecursionError:
+        return _loads_flat(output.decode())
+
+
+def _loads_flat(text: str) -> Any:
+    """Decode JSON keeping open arrays and objects on a list rather than the call stack: its
+    depth is bounded by memory (which pandoc's heap cap bounds) instead of the recursion limit.
+    Strings, numbers and literals are decoded by the json module (they do not nest)."""
+    scalar = json.JSONDecoder().raw_decode
+    # Each open container with the key it will have in its parent (None in an array).
+    opened: list[tuple[list[Any] | dict[str, Any], str | None]] = []
+    key: str | None = None
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if char in " \t\n\r,:":
+            position += 1
+            continue
+        if char in "[{":
+            opened.append(([] if char == "[" else {}, key))
+            key, position = None, position + 1
+            continue
+        if char in "]}":
+            value, key = opened.pop()
+            position += 1
+        else:
+            value, position = scalar(text, position)
+            if opened and isinstance(opened[-1][0], dict) and key is None:
+                key = value  # an object's key: its value comes next
+                continue
+        if not opened:
+            return value
+        parent = opened[-1][0]
+        if isinstance(parent, list):
+            parent.append(value)
+        else:
+            parent[key], key = value, None  # type: ignore[index]
+    raise ValueError("pandoc's JSON output ended early")
 
 
 def _lift_soft_limit() -> None:
@@ -144,10 +189,19 @@ class _Walker:
             self.blocks.append(Block(text, tuple(self.path)))
 
     def walk(self, blocks: list[dict[str, Any]]) -> None:
-        for block in blocks:
-            self.block(block.get("t", ""), block.get("c"))
+        # A stack of block lists instead of recursion: valid HTML can nest <div>s, quotes and
+        # lists thousands deep, past Python's recursion limit.
+        pending = [iter(blocks)]
+        while pending:
+            block = next(pending[-1], None)
+            if block is None:
+                pending.pop()
+                continue
+            inside = self.block(block.get("t", ""), block.get("c"))
+            pending.extend(iter(child) for child in reversed(inside))
 
-    def block(self, kind: str, content: Any) -> None:
+    def block(self, kind: str, content: Any) -> list[list[dict[str, Any]]]:
+        """Emit what this block says itself; return the block lists inside it, to walk next."""
         if kind in ("Para", "Plain"):
             self.emit(inline_text(content))
         elif kind == "Header":
@@ -160,17 +214,19 @@ class _Walker:
         elif kind == "LineBlock":
             self.emit("\n".join(inline_text(line) for line in content))
         elif kind in ("BlockQuote", "Div", "Figure"):
-            self.walk(content if kind == "BlockQuote" else content[-1])
+            return [content if kind == "BlockQuote" else content[-1]]
         elif kind in ("BulletList", "OrderedList"):
-            for item in content if kind == "BulletList" else content[1]:
-                self.walk(item)
+            return list(content if kind == "BulletList" else content[1])
         elif kind == "DefinitionList":
-            for term, definitions in content:
-                self.emit(inline_text(term))
-                for definition in definitions:
-                    self.walk(definition)
+            # Each term is emitted as a paragraph just before its definitions.
+            return [
+                blocks
+                for term, definitions in content
+                for blocks in [[{"t": "Plain", "c": term}], *definitions]
+            ]
         elif kind == "Table":
             self.table(content)
+        return []
 
     def table(self, content: list[Any]) -> None:
         _, caption, _, head, bodies, foot = content
@@ -193,7 +249,12 @@ def _cell_text(cell: list[Any]) -> str:
 def inline_text(inlines: list[dict[str, Any]]) -> str:
     """Flatten pandoc inlines to plain text (links keep their text, images their alt text)."""
     parts: list[str] = []
-    for inline in inlines:
+    pending = [iter(inlines)]  # a stack, not recursion: <span>s can nest thousands deep
+    while pending:
+        inline = next(pending[-1], None)
+        if inline is None:
+            pending.pop()
+            continue
         kind, content = inline.get("t"), inline.get("c", [])
         if kind == "Str":
             parts.append(content)
@@ -205,9 +266,9 @@ def inline_text(inlines: list[dict[str, Any]]) -> str:
             parts.append(content[1])
         elif kind in ("Emph", "Strong", "Underline", "Strikeout", "Superscript", "Subscript",
                       "SmallCaps"):  # fmt: skip
-            parts.append(inline_text(content))
+            pending.append(iter(content))
         elif kind in ("Quoted", "Cite", "Span") or kind in ("Link", "Image"):
-            parts.append(inline_text(content[1]))
+            pending.append(iter(content[1]))
         elif kind == "Note":
             walker = _Walker()
             walker.walk(content)

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
@@ -13,8 +14,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from ingest.chunker import Chunk
-from ingest.errors import StoreError
-from ingest.migrations import migrate
+from ingest.errors import ReadOnly, StoreError
+from ingest.migrations import migrate, pending_migrations
 from ingest.titles import identity, name_words
 
 PIPELINE_VERSION = 4  # bump when conversion or chunking changes, to redo stored files
@@ -89,7 +90,15 @@ class ChunkStore:
     """Documents, chunks and the index queue in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
+        # A database this process cannot write (a read-only mount, no permission) is opened
+        # read-only, so that status and search still work; writers check `read_only` first.
+        self.read_only = path.exists() and not _writable(path)
+        self.path = path
         try:
+            if self.read_only:
+                self.db = Database(_connect_read_only(path))
+                self._check_schema()
+                return
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
             self.db = Database(connection)
@@ -97,8 +106,22 @@ class ChunkStore:
             self.db.execute("PRAGMA synchronous=NORMAL")
             migrate(self.db)
         except (sqlite3.Error, OSError) as error:
+            folder = None if path.exists() else _read_only_folder(path)
+            if folder is not None:
+                raise ReadOnly(
+                    f"cannot create the database at {path}: {folder} is read-only — make it "
+                    "writable, or set ARCHIVIST_DATA to a writable folder"
+                ) from None
             raise StoreError(f"cannot open the database at {path}: {error}") from None
-        self.path = path
+
+    def _check_schema(self) -> None:
+        """A read-only database must already have this version's schema (it cannot migrate)."""
+        if pending_migrations(self.db):
+            raise ReadOnly(
+                f"the database at {self.path} was made by an older Archivist and needs an "
+                f"upgrade, which writes to it — make {self.path.parent} writable and run "
+                "`archivist status` once"
+            )
 
     def close(self) -> None:
         """Close the database connection."""
@@ -451,6 +474,34 @@ class ChunkStore:
         fields = ", ".join(DocumentRecord.__dataclass_fields__)
         rows = self.db.execute(f"SELECT {fields} FROM documents WHERE {where}", params).fetchall()
         return [DocumentRecord(*row) for row in rows]
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite may write this database: the file, and its folder (for the journal)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _read_only_folder(path: Path) -> Path | None:
+    """The nearest existing folder above `path`, if this process cannot write to it."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return None if os.access(folder, os.W_OK) else folder
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. `mode=ro` reads a WAL database only where its -shm file exists
+    or can be made; failing that, `immutable=1` reads the main file as it stands (changes left
+    in a -wal file that was never checkpointed are then not seen)."""
+    uri = path.resolve().as_uri()
+    options: dict[str, Any] = {"uri": True, "timeout": 30, "check_same_thread": False}
+    connection = sqlite3.connect(f"{uri}?mode=ro", **options)
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.OperationalError:
+        connection.close()
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", **options)
 
 
 def _stored_chunk(row: tuple[Any, ...]) -> StoredChunk:

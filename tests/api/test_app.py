@@ -77,7 +77,7 @@ def test_search_with_legs_pages_and_filters(seeded: Settings) -> None:
         assert best["legs"]["bm25"]["rank"] >= 1 and "fourteen days" in best["text"]
         only_md = live.http.get("/search", params={"q": "lens", "file_type": "md"}).json()
         assert {h["name"] for h in only_md["hits"]} <= {"notes.md"}
-        assert live.http.get("/search", params={"q": ""}).status_code == 422
+        assert live.http.get("/search", params={"q": ""}).status_code == 400
         assert live.http.get("/search", params={"q": "x", "mode": "magic"}).status_code == 422
 
 

@@ -12,7 +12,16 @@ from ingest.store import ChunkStore
 from tests.conftest import SHARED
 
 CORPUS = SHARED / "corpus"
-REASONS = {"unsupported", "encrypted", "no-text", "corrupt", "too-large", "timeout", "crashed"}
+REASONS = {
+    "unsupported",
+    "encrypted",
+    "no-text",
+    "corrupt",
+    "too-large",
+    "too-deep",
+    "timeout",
+    "crashed",
+}
 READABLE = {
     ".docx",
     ".odt",
