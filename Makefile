@@ -46,6 +46,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install
+	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/ask.py

@@ -9,7 +9,7 @@ from retrieval.embedder import (
     shared_embedder,
     tokenizer_file,
 )
-from retrieval.errors import IndexMismatch, ModelNotFound, RetrievalError
+from retrieval.errors import EmbedderUnavailable, IndexMismatch, ModelNotFound, RetrievalError
 from retrieval.fusion import FusedHit, fuse_rankings
 from retrieval.keyword import KeywordDoc, KeywordIndex
 from retrieval.metrics import evaluate, mrr_at_k, ndcg_at_k, percentile, recall_at_k
@@ -20,6 +20,7 @@ __all__ = [
     "DenseIndex",
     "EdgeDenseIndex",
     "Embedder",
+    "EmbedderUnavailable",
     "FusedHit",
     "IndexMismatch",
     "KeywordDoc",

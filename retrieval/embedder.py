@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from retrieval.encoders import Backend, Device, Encoder, load_encoder
 from retrieval.errors import ModelNotFound
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -70,35 +71,55 @@ def model_dimension(name: str) -> int:
 
 
 class Embedder:
-    """Encodes texts to normalized vectors with a sentence-transformers model.
+    """Encodes texts to normalized vectors with a sentence-transformers model, on the runtime
+    chosen by `backend` (retrieval/encoders.py).
 
     The embedder owns two threads, and every call runs on one of them (torch keeps a pool of
     worker threads per calling thread, so callers from any thread never add pools). Indexing
     batches run on the bulk thread at a lower OS priority; queries run on their own thread
-    with one torch thread, and queries that arrive together are embedded as one batch.
+    with one compute thread, and queries that arrive together are embedded as one batch.
     Measured on two cores while the bulk thread indexed without pause: query p50/p95 28/34
     ms, against 1024/1421 ms when queries waited behind the batches on a single shared
-    thread (19-23 ms with nothing else running).
+    thread (19-23 ms with nothing else running; torch).
     """
 
-    def __init__(self, name: str, *, device: str | None, batch_size: int) -> None:
-        self.name = name
+    def __init__(
+        self,
+        name: str,
+        *,
+        backend: Backend = "torch",
+        device: Device = "cpu",
+        batch_size: int,
+        onnx_cache: Path,
+    ) -> None:
+        self.name, self.backend, self.device = name, backend, device
         self.batch_size = batch_size
+        folder = resolve_model_path(name)
         self._bulk = ThreadPoolExecutor(
             1, thread_name_prefix="embed-bulk", initializer=_lower_priority
         )
-        self._model: Any = self._bulk.submit(_load, name, device).result()
-        self.dimension = int(self._model.get_embedding_dimension() or 0)
+        # Loaded on the bulk thread, so the runtime's worker threads inherit its priority.
+        self._encoder: Encoder = self._bulk.submit(
+            load_encoder, folder, backend, device, onnx_cache
+        ).result()
+        self.dimension = model_dimension(name)
         self.texts_encoded = 0  # texts embedded since loading (queries included)
         self._queries: queue.SimpleQueue[tuple[str, Future[Any]] | None] = queue.SimpleQueue()
+        ready: Future[None] = Future()
         self._query_thread = threading.Thread(
-            target=self._answer_queries, name="embed-query", daemon=True
+            target=self._answer_queries, args=(ready,), name="embed-query", daemon=True
         )
         self._query_thread.start()
+        ready.result()
+
+    @property
+    def identity(self) -> str:
+        """What built a vector: the model and the runtime (their vectors differ slightly)."""
+        return embedder_identity(self.name, self.backend)
 
     def encode(self, texts: list[str]) -> Any:
         """Vectors (numpy float32, one row per text, unit length), on the bulk thread."""
-        return self._bulk.submit(self._encode, texts).result()
+        return self._bulk.submit(self._encode, self._encoder, texts).result()
 
     def encode_query(self, text: str) -> Any:
         """One vector for one text."""
@@ -116,10 +137,15 @@ class Embedder:
         self._query_thread.join()
         self._bulk.shutdown()
 
-    def _answer_queries(self) -> None:
+    def _answer_queries(self, ready: "Future[None]") -> None:
         """Embed queries as they come; those that arrived together go in one batch (20 short
         queries cost 151 ms at once against 20 x 28 ms one by one, on one torch thread)."""
-        _one_torch_thread()
+        try:
+            encoder = self._encoder.for_queries()
+        except BaseException as error:
+            ready.set_exception(error)
+            return
+        ready.set_result(None)
         while (first := self._queries.get()) is not None:
             batch, stopping = [first], False
             while len(batch) < _QUERY_BATCH:
@@ -132,7 +158,7 @@ class Embedder:
                     break
                 batch.append(item)
             try:
-                vectors = self._encode([text for text, _ in batch])
+                vectors = self._encode(encoder, [text for text, _ in batch])
                 for (_, future), vector in zip(batch, vectors, strict=True):
                     future.set_result(vector)
             except BaseException as error:  # every caller waiting on this batch hears of it
@@ -141,48 +167,30 @@ class Embedder:
             if stopping:
                 return
 
-    def _encode(self, texts: list[str]) -> Any:
+    def _encode(self, encoder: Encoder, texts: list[str]) -> Any:
         self.texts_encoded += len(texts)
-        return self._model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        return encoder.encode(texts, self.batch_size)
+
+
+def embedder_identity(name: str, backend: str) -> str:
+    """The name a dense index records for the vectors it holds (torch keeps the bare model
+    name, as indexes built before the ONNX backends recorded it)."""
+    return name if backend == "torch" else f"{name} ({backend})"
 
 
 def _lower_priority() -> None:
-    """Indexing is background work: this thread and the torch workers it starts yield the CPU
+    """Indexing is background work: this thread and the worker threads it starts yield the CPU
     to queries and answers (Linux nice values are per thread and inherited)."""
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
-def _one_torch_thread() -> None:
-    """A query is one short text: one torch thread embeds it without competing for cores."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
 @functools.cache
-def shared_embedder(name: str, device: str | None, batch_size: int) -> Embedder:
-    """One embedder per model for the whole process: the model loads once, and torch work
-    stays on the embedder's two threads however many indexes are opened and closed."""
-    return Embedder(name, device=device, batch_size=batch_size)
-
-
-def _load(name: str, device: str | None) -> Any:
-    # The caller's process is set up offline (see api/__init__.py); loading is from a folder.
-    import transformers
-    from sentence_transformers import SentenceTransformer
-
-    transformers.logging.disable_progress_bar()
-    return SentenceTransformer(str(resolve_model_path(name)), device=device or _device())
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def shared_embedder(
+    name: str, backend: Backend, device: Device, batch_size: int, onnx_cache: Path
+) -> Embedder:
+    """One embedder per model and runtime for the whole process: the model loads once, and its
+    work stays on the embedder's two threads however many indexes are opened and closed."""
+    return Embedder(
+        name, backend=backend, device=device, batch_size=batch_size, onnx_cache=onnx_cache
+    )

@@ -11,3 +11,7 @@ class ModelNotFound(RetrievalError):
 
 class IndexMismatch(RetrievalError):
     """An index was built with a different embedding model or dimension."""
+
+
+class EmbedderUnavailable(RetrievalError):
+    """The embedding model cannot run as configured (device, backend or export)."""

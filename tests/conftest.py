@@ -1,5 +1,6 @@
 """Shared fixtures: settings under tmp_path, the packaged tokenizer, a ready ingest call."""
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +34,17 @@ def smollm2_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where this test session joins the packaged models that come in parts (once)."""
     return tmp_path_factory.getbasetemp() / "models"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_model_exports(model_dir: Path) -> Iterator[None]:
+    """Every data folder of the session, and the commands it starts, share one models folder:
+    the embedding model is exported to ONNX once (~10 s), not once per data folder."""
+    before = os.environ.get("ARCHIVIST_MODEL_DIR")
+    os.environ.setdefault("ARCHIVIST_MODEL_DIR", str(model_dir))
+    yield
+    if before is None:
+        os.environ.pop("ARCHIVIST_MODEL_DIR", None)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from api.indexes import sync_indexes
 from api.service import Archivist
 from api.settings import Settings
 from ingest.store import ChunkStore
-from retrieval.embedder import resolve_model_path
+from retrieval.embedder import embedder_identity, resolve_model_path
 from tests.fixtures import make_pdf
 
 NOTES = {
@@ -108,13 +108,29 @@ def test_another_embedding_model_is_reported_then_rebuilt_by_an_explicit_step(
     switched = settings.model_copy(update={"embed_model": str(other)})
     with Archivist(switched) as service:
         stores = service.status()["stores"]
-        assert stores["in_sync"] is False and "was built with 'all-MiniLM-L6-v2'" in stores["stale"]
+        assert stores["in_sync"] is False and "was built with 'all-MiniLM-L6-v2" in stores["stale"]
         assert service.store.pending_count() == 0  # status wrote nothing
         assert service.search("tomatoes", k=1, mode="bm25")  # the keyword leg still answers
         report = service.sync()
         assert report.upserted == 3
-        assert service.indexes.dense.model == str(other)
+        assert service.indexes.dense.model == embedder_identity(str(other), "onnx-int8")
         assert service.status()["stores"] == IN_SYNC_3
+
+
+def test_vectors_from_another_runtime_are_rebuilt(settings: Settings, docs: Path) -> None:
+    """torch and ONNX Runtime vectors differ slightly: an index is never a mix of both."""
+    write_notes(docs)
+    with Archivist(settings.model_copy(update={"embed_backend": "torch"})) as service:
+        service.ingest([docs])
+        assert service.indexes.dense.model == "all-MiniLM-L6-v2"
+    with Archivist(settings) as service:  # the default: onnx-int8 on a CPU
+        stale = service.status()["stores"]["stale"]
+        assert "'all-MiniLM-L6-v2' (384 dimensions), not 'all-MiniLM-L6-v2 (onnx-int8)'" in stale
+        assert service.ingest([docs]).index.upserted == 3
+        assert service.indexes.dense.model == "all-MiniLM-L6-v2 (onnx-int8)"
+        assert service.status()["stores"] == IN_SYNC_3
+        (hit,) = service.search("when to water tomatoes", k=1, mode="dense")
+        assert hit.path.endswith("garden.md")
 
 
 def test_search_runs_while_a_sync_writes(service: Archivist, docs: Path) -> None:

@@ -1,0 +1,137 @@
+"""The embedding runtimes side by side: torch, ONNX Runtime fp32 and ONNX Runtime int8.
+
+Run: .venv/bin/python bench/embed.py [--chunks N] [--device cpu|cuda]
+
+For each backend, in one run and on the same texts:
+- chunks/s: bulk `encode` of the shared corpus's chunk texts (../shared/corpus, chunked and
+  led by their document context exactly as the dense index embeds them), batches of the
+  index sync's size, on all cores;
+- query p50/p95: one question at a time through the query thread (one compute thread), 200
+  questions of squad-dev;
+- nDCG@10 of the dense leg alone (exact cosine) on ../shared/eval/squad-dev (1,000 sampled
+  questions, the sample `archivist eval --max-queries 1000` takes) and cisi;
+- the lowest and mean cosine of its chunk vectors with torch's.
+The ratios are to torch measured in the same run; the default backend is the one that wins.
+"""
+# ruff: noqa: E402  (the environment is prepared before numpy loads)
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import argparse
+import os
+import random
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+import api  # noqa: F401  (prepares the environment before numpy loads)
+from api.evaluation import Dataset, load_dataset
+from api.indexes import SYNC_BATCH, embedding_text
+from api.service import Archivist
+from api.settings import Settings
+from retrieval.embedder import Embedder
+from retrieval.encoders import BACKENDS
+from retrieval.metrics import evaluate, percentile
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+QUALITY_SETS = ("squad-dev", "cisi")
+
+
+def corpus_chunks(limit: int) -> list[str]:
+    """Chunk texts of the shared corpus as the dense index embeds them, a fixed sample."""
+    folders = [SHARED / "corpus" / name for name in ("pdfs", "mixed")]
+    with (
+        tempfile.TemporaryDirectory() as data,
+        Archivist(Settings(data=Path(data), llm="none")) as service,
+    ):
+        service.ingest([f for f in folders if f.is_dir()], index=False)
+        store = service.store
+        texts = [embedding_text(c) for c in store.chunks(sorted(store.chunk_ids()))]
+    return random.Random(0).sample(texts, min(limit, len(texts)))
+
+
+def chunks_per_second(embedder: Embedder, texts: list[str]) -> tuple[float, Any]:
+    embedder.encode(texts[:16])  # warm
+    started = time.perf_counter()
+    vectors = np.concatenate(
+        [embedder.encode(texts[i : i + SYNC_BATCH]) for i in range(0, len(texts), SYNC_BATCH)]
+    )
+    return len(texts) / (time.perf_counter() - started), vectors
+
+
+def query_latency(embedder: Embedder, questions: list[str]) -> tuple[float, float]:
+    for question in questions[:10]:  # warm
+        embedder.encode_query(question)
+    times = []
+    for question in questions:
+        started = time.perf_counter()
+        embedder.encode_query(question)
+        times.append((time.perf_counter() - started) * 1000)
+    return percentile(times, 50), percentile(times, 95)
+
+
+def dense_ndcg(embedder: Embedder, dataset: Dataset) -> float:
+    """nDCG@10 of exact cosine search over the set's documents."""
+    ids = [str(doc["_id"]) for doc in dataset.corpus]
+    documents = embedder.encode(
+        [f"{doc.get('title') or ''}\n{doc['text']}".strip() for doc in dataset.corpus]
+    )
+    query_ids = list(dataset.queries)
+    queries = embedder.encode([dataset.queries[q] for q in query_ids])
+    scores = queries @ documents.T
+    top = np.argsort(-scores, axis=1)[:, :10]
+    run = {q: [ids[i] for i in row] for q, row in zip(query_ids, top, strict=True)}
+    return evaluate(run, dataset.qrels, ks=(10,))["ndcg@10"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--chunks", type=int, default=1000, help="chunk texts timed (sample)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--backends", nargs="*", default=list(BACKENDS))
+    args = parser.parse_args()
+    texts = corpus_chunks(args.chunks)
+    sets = {name: load_dataset(SHARED / "eval" / name, 1000) for name in QUALITY_SETS}
+    questions = list(sets["squad-dev"].queries.values())[:200]
+    settings = Settings()
+    cache = Path(tempfile.mkdtemp(prefix="onnx-"))
+    print(f"cores: {os.cpu_count()}, device: {args.device}, {len(texts)} chunk texts", flush=True)
+    rows: dict[str, dict[str, float]] = {}
+    reference: Any = None
+    for backend in args.backends:
+        embedder = Embedder(
+            settings.embed_model,
+            backend=backend,  # type: ignore[arg-type]
+            device=args.device,  # type: ignore[arg-type]
+            batch_size=settings.embed_batch_for(args.device),
+            onnx_cache=cache,
+        )
+        rate, vectors = chunks_per_second(embedder, texts)
+        p50, p95 = query_latency(embedder, questions)
+        row = {"chunks/s": rate, "query p50 ms": p50, "query p95 ms": p95}
+        for name, dataset in sets.items():
+            row[f"{name} nDCG@10"] = dense_ndcg(embedder, dataset)
+        if reference is None:
+            reference = vectors
+        cosines = (vectors * reference).sum(axis=1)
+        row["min cosine"], row["mean cosine"] = float(cosines.min()), float(cosines.mean())
+        rows[backend] = row
+        embedder.close()
+        print(f"  {backend}: {row}", file=sys.stderr, flush=True)
+    first = next(iter(rows.values()))
+    columns = list(first)
+    print("\n| backend | " + " | ".join(columns) + " | chunks/s vs first |")
+    print("|---" * (len(columns) + 2) + "|")
+    for backend, row in rows.items():
+        cells = " | ".join(
+            f"{row[c]:.4f}" if "cos" in c or "nDCG" in c else f"{row[c]:.1f}" for c in columns
+        )
+        print(f"| {backend} | {cells} | {row['chunks/s'] / first['chunks/s']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The embedding runtimes: every backend gives torch's vectors, on both of the embedder's paths."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from retrieval.embedder import DEFAULT_MODEL, Embedder, resolve_model_path
+from retrieval.encoders import BACKENDS, Backend, _cuda_available, resolve_backend, resolve_device
+from retrieval.errors import EmbedderUnavailable
+from retrieval.onnx_export import FP32_FILE, INT8_FILE, exported_model
+
+TEXTS = [
+    "The tower is 21 metres tall, built of granite blocks, with 112 steps to the lantern room.",
+    "Water the tomatoes every morning before eight, and the beans at dusk.",
+    "Net revenue for fiscal 2022 was $4.2 billion, up 8% from the prior year, driven by "
+    "growth in the services segment and partly offset by lower hardware sales in Europe.",
+    "How do I reset the router?",
+    "Kelp",
+    " ".join(f"word{n}" for n in range(400)),  # longer than the model reads: truncated alike
+]
+
+
+@pytest.fixture(scope="module")
+def embedders(model_dir: Path) -> Iterator[dict[str, Embedder]]:
+    loaded = {
+        backend: Embedder(
+            DEFAULT_MODEL,
+            backend=backend,  # type: ignore[arg-type]
+            device="cpu",
+            batch_size=4,
+            onnx_cache=model_dir / "onnx",
+        )
+        for backend in BACKENDS
+    }
+    yield loaded
+    for embedder in loaded.values():
+        embedder.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_backend_gives_unit_vectors_close_to_torch(
+    embedders: dict[str, Embedder], backend: Backend
+) -> None:
+    vectors = embedders[backend].encode(TEXTS)
+    reference = embedders["torch"].encode(TEXTS)
+    assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosines = (vectors * reference).sum(axis=1)
+    assert cosines.min() >= 0.99, cosines
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_query_embeds_as_it_would_in_a_batch(
+    embedders: dict[str, Embedder], backend: Backend
+) -> None:
+    """The query thread's one-thread runtime, and batching texts of different lengths
+    together (sorted by length, padded), change nothing beyond float rounding."""
+    embedder = embedders[backend]
+    batch = embedder.encode(TEXTS)
+    for text, row in zip(TEXTS, batch, strict=True):
+        assert float(embedder.encode_query(text) @ row) > 0.9999
+
+
+def test_the_export_is_made_once_and_reused(model_dir: Path, tmp_path: Path) -> None:
+    folder = resolve_model_path(DEFAULT_MODEL)
+    int8 = exported_model(folder, quantized=True, cache=model_dir / "onnx")
+    fp32 = exported_model(folder, quantized=False, cache=model_dir / "onnx")
+    assert (int8.name, fp32.name) == (INT8_FILE, FP32_FILE) and int8.parent == fp32.parent
+    made = int8.stat().st_mtime_ns
+    assert (
+        exported_model(folder, quantized=True, cache=model_dir / "onnx").stat().st_mtime_ns == made
+    )
+    operators = {node.op_type for node in onnx.load(str(int8), load_external_data=False).graph.node}
+    assert {"MatMulInteger", "QAttention", "DynamicQuantizeLinear"} <= operators
+    assert not [p for p in (model_dir / "onnx").iterdir() if p.name.startswith(".export-")]
+
+
+def test_another_model_folder_gets_its_own_export(model_dir: Path, tmp_path: Path) -> None:
+    """A model changed in place (new weights) must never reuse the old model's export."""
+    import shutil
+
+    copy = tmp_path / "minilm"
+    shutil.copytree(resolve_model_path(DEFAULT_MODEL), copy)
+    original = exported_model(resolve_model_path(DEFAULT_MODEL), quantized=False, cache=model_dir)
+    assert exported_model(copy, quantized=False, cache=model_dir).parent != original.parent
+
+
+def test_cuda_asked_for_without_a_gpu_is_a_clear_error() -> None:
+    if _cuda_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(EmbedderUnavailable, match="ARCHIVIST_DEVICE=cuda, but torch sees no"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == "cpu"
+
+
+def test_the_onnx_backends_refuse_a_gpu_and_auto_picks_per_device() -> None:
+    with pytest.raises(EmbedderUnavailable, match="runs on the CPU only"):
+        resolve_backend("onnx-int8", "cuda")
+    assert resolve_backend("auto", "cpu") == "onnx-int8"
+    assert resolve_backend("auto", "cuda") == "torch"
+    assert resolve_backend("onnx", "cpu") == "onnx"
+
+
+def test_cuda_from_the_command_line_fails_with_one_line(tmp_path: Path) -> None:
+    if _cuda_available():
+        pytest.skip("this machine has a CUDA GPU")
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ARCHIVIST_DATA": str(tmp_path / "data"), "ARCHIVIST_DEVICE": "cuda"}
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "search", "tomatoes"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Error: ARCHIVIST_DEVICE=cuda, but torch sees no CUDA GPU" in done.stderr
+    assert "Traceback" not in done.stderr
