@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import os
 import random
+import resource
 import tempfile
 import time
 
@@ -78,10 +79,18 @@ def _fill(store: ChunkStore, indexes: Indexes, size: int, vocabulary: Vocabulary
     indexes.dense.optimize()
 
 
-def measure(settings: Settings, queries: list[str]) -> dict[str, list[float]]:
-    """Per query: full search, and embedding, Tantivy and Qdrant searches on their own."""
+def measure(settings: Settings, queries: list[str]) -> tuple[float, dict[str, list[float]]]:
+    """Seconds to open the store and both indexes, then per query: full search, and
+    embedding, Tantivy and Qdrant searches on their own."""
+    started = time.perf_counter()
     with Archivist(settings) as service:
-        return _measure(service, queries)
+        service.status()  # opens SQLite, Tantivy and Qdrant and counts each
+        opened = time.perf_counter() - started
+        return opened, _measure(service, queries)
+
+
+def disk_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _measure(service: Archivist, queries: list[str]) -> dict[str, list[float]]:
@@ -118,7 +127,8 @@ def main() -> None:
             started = time.perf_counter()
             build(settings, size, vocabulary)
             print(f"\n{size:,} chunks (built in {time.perf_counter() - started:.0f} s)")
-            timings = measure(settings, queries)
+            size_on_disk = disk_size(settings.state_dir)
+            opened, timings = measure(settings, queries)
         p50 = {name: percentile(values, 50) for name, values in timings.items()}
         p95 = {name: percentile(values, 95) for name, values in timings.items()}
         for name in ("embed", "tantivy", "qdrant", "search"):
@@ -126,6 +136,11 @@ def main() -> None:
             print(f"  {label:16} p50 {p50[name]:7.2f} ms   p95 {p95[name]:7.2f} ms")
         parts = p50["embed"] + p50["tantivy"] + p50["qdrant"]
         print(f"  sum of parts     p50 {parts:7.2f} ms   overhead {p50['search'] / parts - 1:+.0%}")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"  opened in {opened:.2f} s; on disk {size_on_disk / 2**20:,.0f} MiB; "
+            f"peak RSS so far {peak:,.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

@@ -247,10 +247,11 @@ class ChunkStore:
         """Number of index operations not yet done."""
         return int(self.db.execute("SELECT count(*) FROM index_queue").fetchone()[0])
 
-    def pending_work(self, limit: int = 1000) -> list[QueuedOp]:
-        """The oldest pending index operations."""
+    def pending_work(self, limit: int = 1000, *, after: int = 0) -> list[QueuedOp]:
+        """The oldest pending index operations (those queued after `after`, a seq)."""
         rows = self.db.execute(
-            "SELECT seq, chunk_id, op FROM index_queue ORDER BY seq LIMIT ?", [limit]
+            "SELECT seq, chunk_id, op FROM index_queue WHERE seq > ? ORDER BY seq LIMIT ?",
+            [after, limit],
         ).fetchall()
         return [QueuedOp(*row) for row in rows]
 
