@@ -36,11 +36,13 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     config = uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
-    print(f"Archivist is serving {url}/ — the API at {url}/docs (Ctrl+C to stop)", flush=True)
-    print(f"Watching {settings.inbox.resolve()} for documents.", flush=True)
-    announce(settings, url)
     try:
+        print(f"Archivist is serving {url}/ — the API at {url}/docs (Ctrl+C to stop)", flush=True)
+        print(f"Watching {settings.inbox.resolve()} for documents.", flush=True)
+        announce(settings, url)
         server.run(sockets=[listening])
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then raises the signal again
+        print("Stopped.", flush=True)
     finally:
         withdraw(settings)
         listening.close()

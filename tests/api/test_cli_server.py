@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -92,3 +93,21 @@ def test_an_api_key_server_tells_the_cli_to_send_the_key(seeded: Settings) -> No
                                  text=True, env=env_key, timeout=300, check=False)  # fmt: skip
         assert _json(allowed)["server"] == live.url
         withdraw(keyed)
+
+
+def test_ctrl_c_stops_the_server_cleanly(seeded: Settings) -> None:
+    env = {**os.environ, "ARCHIVIST_DATA": str(seeded.data), "ARCHIVIST_LLM": "none",
+           "ARCHIVIST_WORKERS": "1", "ARCHIVIST_PORT": "0"}  # fmt: skip
+    server = subprocess.Popen(
+        [ARCHIVIST, "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert server.stdout is not None
+        assert "is serving" in server.stdout.readline()
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 0, err
+    assert "Stopped." in out and "Aborted" not in err and "Traceback" not in err
+    assert running_server(seeded) is None  # the announcement is withdrawn
