@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from retrieval.encoders import Backend, Device, Encoder, load_encoder
+from retrieval.encoders import Backend, Device, Encoder, load_encoder, max_tokens
 from retrieval.errors import ModelNotFound
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -47,10 +47,7 @@ def tokenizer_file(name: str) -> Path:
 
 def max_sequence_tokens(name: str) -> int:
     """Longest input, in tokens, the model reads before it silently truncates."""
-    config = resolve_model_path(name) / "sentence_bert_config.json"
-    if config.is_file():
-        return int(json.loads(config.read_text()).get("max_seq_length", 512))
-    return 512
+    return max_tokens(resolve_model_path(name))
 
 
 def model_dimension(name: str) -> int:

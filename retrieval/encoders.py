@@ -118,7 +118,7 @@ class OnnxEncoder:
         self._model_file, self._folder = model_file, folder
         self._pooling = _pooling_mode(folder)
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._tokenizer.enable_truncation(_max_tokens(folder))
+        self._tokenizer.enable_truncation(max_tokens(folder))
         self._tokenizer.no_padding()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
@@ -177,7 +177,8 @@ def _pooling_mode(folder: Path) -> str:
     return "mean"
 
 
-def _max_tokens(folder: Path) -> int:
+def max_tokens(folder: Path) -> int:
+    """Longest input, in tokens, the model in `folder` reads before it silently truncates."""
     config = folder / "sentence_bert_config.json"
     if config.is_file():
         return int(json.loads(config.read_text()).get("max_seq_length", 512))

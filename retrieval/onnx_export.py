@@ -45,18 +45,22 @@ def exported_model(folder: Path, *, quantized: bool, cache: Path) -> Path:
     Concurrent first uses each export into a folder of their own; the first to finish is kept.
     """
     name, file = _export_name(folder), INT8_FILE if quantized else FP32_FILE
-    if (cache / name / file).is_file():
-        return cache / name / file
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        workspace = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
-    except OSError:  # a read-only data folder: export for this user, outside it
-        cache = Path(tempfile.gettempdir()) / f"archivist-onnx-{os.getuid()}"
-        if (cache / name / file).is_file():
-            return cache / name / file
-        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-        workspace = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
-    target, wanted = cache / name, cache / name / file
+    # A read-only data folder: export for this user, outside it.
+    for place in (cache, Path(tempfile.gettempdir()) / f"archivist-onnx-{os.getuid()}"):
+        if (place / name / file).is_file():
+            return place / name / file
+        try:
+            place.mkdir(mode=0o700, parents=True, exist_ok=True)
+            workspace = Path(tempfile.mkdtemp(prefix=".export-", dir=place))
+            break
+        except OSError:
+            continue
+    else:
+        raise EmbedderUnavailable(
+            f"no writable folder to export the embedding model to ONNX in ({cache}, "
+            f"{place}) — use ARCHIVIST_EMBED_BACKEND=torch"
+        )
+    target, wanted = place / name, place / name / file
     log.warning("Exporting the embedding model to ONNX (once for this data folder, ~10 s)")
     try:
         _export(folder, workspace)
