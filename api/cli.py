@@ -54,10 +54,21 @@ def ingest(
     output = outcome.report.to_json()
     if outcome.index is not None:
         output["index"] = _sync_json(outcome.index)
+    error = outcome.index_error
+    if error is not None:
+        reason = getattr(error, "reason", "index")
+        output["index"] = {"error": str(error), "reason": reason}
     if as_json:
         echo_json(output)
     else:
         _print_report(outcome.report)
+    if error is not None:
+        click.echo(
+            f"Error: not indexed yet: {error} — the files are stored and the next "
+            "`archivist ingest` indexes them",
+            err=True,
+        )
+        return EXIT_USAGE
     return EXIT_SOME_FAILED if outcome.report.summary()["failed"] else EXIT_OK
 
 
@@ -83,14 +94,15 @@ def reindex(settings: Settings, as_json: bool) -> int:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@click.option("--deep", is_flag=True, help="Also run SQLite's full integrity check (slower).")
 @click.pass_obj
-def status(settings: Settings, as_json: bool) -> int:
+def status(settings: Settings, as_json: bool, deep: bool) -> int:
     """Show what the assistant holds: documents, chunks, failures, indexes and the model.
 
-    Example: archivist status --json
+    Example: archivist status --deep --json
     """
     with connect(settings) as service:
-        summary = service.status()
+        summary = service.status(deep=deep)
     if as_json:
         echo_json(summary)
         return EXIT_OK
@@ -102,6 +114,10 @@ def status(settings: Settings, as_json: bool) -> int:
     click.echo(f"Chunks:      {summary['chunks']}")
     click.echo(f"Index work:  {summary['pending_index_work']} pending")
     click.echo(f"Stores:      {_stores_line(summary['stores'])}")
+    if "database" in summary:
+        database = summary["database"]
+        found = "; ".join(database["problems"])
+        click.echo(f"Database:    {'sound' if database['sound'] else 'DAMAGED: ' + found}")
     click.echo(f"Model:       {_llm_line(summary['llm'])}")
     if summary["failed"]:
         click.echo("\nFailed files:")
@@ -158,6 +174,14 @@ def _stores_line(stores: dict[str, Any]) -> str:
         return f"cannot be read now: {stores['error']}"
     if stores.get("stale"):
         return f"SQLite {stores['sqlite']} chunks; {stores['stale']}"
+    if stores.get("busy"):
+        return f"SQLite {stores['sqlite']}, Tantivy {stores['tantivy']} chunks; {stores['busy']}"
+    if stores.get("damaged"):
+        problems = "; ".join(stores["damaged"].values())
+        return (
+            f"SQLite {stores['sqlite']} chunks; {problems} — `archivist reindex` rebuilds "
+            "(ingest and serve do it on their own)"
+        )
     agreement = "in sync" if stores["in_sync"] else "NOT in sync: run `archivist reindex`"
     return (
         f"SQLite {stores['sqlite']}, Tantivy {stores['tantivy']}, "
@@ -212,6 +236,8 @@ def main() -> None:
         code = EXIT_USAGE
     except USER_ERRORS as error:
         click.echo(f"Error: {error}", err=True)
+        if "--json" in sys.argv[1:]:  # scripts get an object on stdout either way
+            echo_json({"error": str(error), "reason": getattr(error, "reason", "error")})
         code = EXIT_USAGE
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 

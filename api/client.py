@@ -129,9 +129,9 @@ class ServerClient:
                 on_file(result)
         return IngestOutcome(report, None)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, *, deep: bool = False) -> dict[str, Any]:
         """The server's `/status`."""
-        status: dict[str, Any] = self._call("GET", "/status")
+        status: dict[str, Any] = self._call("GET", "/status?deep=true" if deep else "/status")
         status["server"] = self.url
         return status
 

@@ -1,20 +1,32 @@
 """The two search indexes derived from SQLite, and the sync step that keeps them in line."""
 
 import logging
+import shutil
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from api.health import forget_passed, passed_before, remember_passed
 from api.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
 from ingest.titles import context_parts
-from retrieval.dense import DenseIndex, open_dense_index
+from retrieval.dense import (
+    DenseIndex,
+    open_dense_index,
+    probe_shard,
+    shard_exists,
+    shard_files,
+    unwant_shard,
+    want_shard,
+)
 from retrieval.embedder import Embedder, embedder_identity, model_dimension, shared_embedder
 from retrieval.encoders import resolve_backend, resolve_device
-from retrieval.errors import IndexMismatch
+from retrieval.errors import IndexBusy, IndexDamaged, IndexMismatch, RetrievalError
 from retrieval.keyword import KeywordDoc, KeywordIndex
 from retrieval.rerank import CrossEncoderReranker, Reranker
 
@@ -34,9 +46,11 @@ class Indexes:
     """Tantivy (BM25) and Qdrant (dense) indexes under the data folder, plus the embedder.
 
     The embedding model loads on first use, so commands with nothing to embed start fast.
-    Opening never writes: a dense index built by another embedding model is reported as
-    `stale` (by `counts()`, and by the dense leg when searched) until `adopt_model()` rebuilds
-    it, which ingest, serve and reindex do explicitly, so vectors are never mixed.
+    Opening never writes. A dense index built by another embedding model is `stale`, and an
+    index that cannot be read, or that disagrees with SQLite (`check`), is `damaged`; both are
+    reported (by `counts()`, and by the leg when searched) until `heal()` rebuilds them from
+    SQLite, which ingest, serve and reindex do first, so vectors are never mixed and a lost
+    index comes back without the user asking.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -45,48 +59,175 @@ class Indexes:
         self.dimension = model_dimension(self.model)
         self.device = resolve_device(settings.device)
         self.backend = resolve_backend(settings.embed_backend, self.device)
-        self.keyword = KeywordIndex(settings.state_dir / "keyword")
         self.stale: str | None = None
+        self.damaged: dict[str, str] = {}  # "keyword" / "dense" -> what is wrong
+        self._keyword: KeywordIndex | None = None
         self._dense: DenseIndex | None = None
+        self._dense_tried = False  # opened, or found stale or damaged
         try:
-            self._dense = self._open_dense(recreate=False)
-        except IndexMismatch as mismatch:
-            self.stale = str(mismatch)
-        except BaseException:
-            self.keyword.close()
-            raise
+            self._keyword = KeywordIndex(self._keyword_path)
+        except RetrievalError as error:
+            self._note_damage("keyword", error)
         self._embedder: Embedder | None = None
         self._reranker: Reranker | None = None
 
-    def _open_dense(self, *, recreate: bool) -> DenseIndex:
-        return open_dense_index(
-            self._settings.state_dir / "dense",
-            model=embedder_identity(self.model, self.backend),
-            dimension=self.dimension,
-            url=self._settings.qdrant_url,
-            recreate=recreate,
-        )
+    @property
+    def _keyword_path(self) -> Path:
+        return self._settings.state_dir / "keyword"
+
+    @property
+    def _dense_path(self) -> Path:
+        return self._settings.state_dir / "dense"
+
+    @property
+    def _dense_checked(self) -> Path:
+        return self._settings.state_dir / "dense.checked"
+
+    def _try_dense(self, wait_s: float) -> None:
+        """Open the dense index unless done: only on first use, because the embedded one can
+        be open in one process at a time and a BM25 search or `status` needs none of it.
+        Raises IndexBusy if another process still holds it after `wait_s`."""
+        if self._dense_tried:
+            return
+        try:
+            self._dense = self._open_dense(recreate=False, wait_s=wait_s)
+        except IndexMismatch as mismatch:
+            self.stale = str(mismatch)
+        except IndexDamaged as error:
+            self._note_damage("dense", error)
+        self._dense_tried = True
+
+    def _open_dense(
+        self, *, recreate: bool, damaged: bool = False, wait_s: float = 0
+    ) -> DenseIndex:
+        """Open (or create) the dense index, retrying for `wait_s` while another process holds
+        it, which is asked to lend it (retrieval.dense.EdgeDenseIndex)."""
+        path, embedded = self._dense_path, not self._settings.qdrant_url
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                if embedded and not recreate and shard_exists(path):
+                    self._probe_dense()
+                return open_dense_index(
+                    path,
+                    model=embedder_identity(self.model, self.backend),
+                    dimension=self.dimension,
+                    url=self._settings.qdrant_url,
+                    recreate=recreate,
+                    damaged=damaged,
+                )
+            except IndexBusy:
+                if time.monotonic() >= deadline:
+                    unwant_shard(path)
+                    raise
+                want_shard(path)  # until close()
+                time.sleep(_RETRY_S)
+
+    def _probe_dense(self) -> None:
+        """Check the embedded index in a child process unless its files are as a process that
+        closed it cleanly (or the last check) left them: see api.health."""
+        files = shard_files(self._dense_path)
+        if passed_before(self._dense_checked, files):
+            return
+        problem = probe_shard(self._dense_path, self.dimension)
+        if problem is not None:
+            raise IndexDamaged(f"the dense index at {self._dense_path} is damaged ({problem})")
+        remember_passed(self._dense_checked, files)
+
+    def _note_damage(self, index: str, error: Exception | str) -> None:
+        self.damaged[index] = str(error)
+        log.warning("%s", error)
+
+    @property
+    def keyword(self) -> KeywordIndex:
+        """The BM25 index; raises IndexDamaged while it cannot be read."""
+        if self._keyword is None or "keyword" in self.damaged:
+            raise IndexDamaged(_way_out("keyword", self.damaged.get("keyword")))
+        return self._keyword
 
     @property
     def dense(self) -> DenseIndex:
-        """The dense index; raises IndexMismatch while it was built by another model."""
+        """The dense index; raises IndexMismatch while it was built by another model,
+        IndexDamaged while it cannot be read, IndexBusy while another process writes it."""
+        self._try_dense(READER_WAIT_S)
+        if "dense" in self.damaged:
+            raise IndexDamaged(_way_out("dense", self.damaged["dense"]))
         if self._dense is None:
             raise IndexMismatch(self.stale or "the dense index is not open")
         return self._dense
 
-    def adopt_model(self, store: ChunkStore) -> bool:
-        """Rebuild for the configured embedding model if another one built the dense index.
+    def check(self, store: ChunkStore) -> None:
+        """Mark as damaged an index whose size SQLite cannot explain, or that lacks chunks it
+        should hold. Cheap (counts, and a few ids), so every open runs it: each queued
+        operation explains at most one chunk of difference; beyond that, the index lost or
+        gained chunks behind SQLite's back (a deleted folder, a restored backup)."""
+        pending, chunks = store.pending_count(), store.chunk_count()
+        sample = [] if pending else store.sample_chunk_ids(_SAMPLE)  # all indexed when none pending
+        if self._keyword is not None and "keyword" not in self.damaged:
+            held = self._keyword.count()
+            if abs(held - chunks) > pending:
+                self._note_damage("keyword", _disagrees("keyword", held, chunks))
+        try:
+            self._try_dense(0)
+        except IndexBusy:
+            return  # written by another process now: it checks as it writes
+        if self._dense is not None and "dense" not in self.damaged:
+            try:
+                held = self._dense.count()
+                missing = len(sample) - len(self._dense.present(sample))
+            except RetrievalError as error:
+                self._note_damage("dense", error)
+                return
+            if abs(held - chunks) > pending:
+                self._note_damage("dense", _disagrees("dense", held, chunks))
+            elif missing:
+                self._note_damage("dense", f"{missing} of {len(sample)} sampled chunks missing")
 
-        Returns whether it rebuilt: both indexes emptied and every chunk queued again.
-        """
-        if self.stale is None:
+    def heal(self, store: ChunkStore) -> bool:
+        """Rebuild from SQLite what is stale (another embedding model) or damaged: a dense
+        index is recreated and every chunk queued to be embedded again; a keyword index alone
+        is refilled straight from SQLite, with no embedding. Returns whether it rebuilt.
+        Writers call it first: it opens the dense index, waiting for a reader to let go."""
+        self._try_dense(WRITER_WAIT_S)
+        if self.stale is None and not self.damaged:
             return False
-        log.warning("%s — rebuilding the indexes", self.stale)
-        self._dense = self._open_dense(recreate=True)
-        self.keyword.clear()
-        store.requeue_all()
-        self.stale = None
+        if self.stale is not None or "dense" in self.damaged:
+            log.warning("%s — rebuilding the indexes", self.stale or self.damaged["dense"])
+            self.rebuild(store)
+            return True
+        log.warning("%s — rebuilding it from SQLite", self.damaged["keyword"])
+        self._recreate_keyword()
+        refill_keyword(store, self.keyword)
         return True
+
+    def rebuild(self, store: ChunkStore) -> None:
+        """Empty both indexes, without reading what they held, and queue every chunk again:
+        `archivist reindex`, which works however damaged the indexes are."""
+        if self._dense is not None:
+            self._dense.close()
+            self._dense = None
+        forget_passed(self._dense_checked)
+        self._dense = self._open_dense(
+            recreate=True, damaged="dense" in self.damaged, wait_s=WRITER_WAIT_S
+        )
+        self._dense_tried = True
+        self.stale = None
+        self.damaged.pop("dense", None)
+        self._recreate_keyword()
+        store.requeue_all()
+
+    def _recreate_keyword(self) -> None:
+        if self._keyword is not None:
+            try:
+                self._keyword.clear()
+            except (RetrievalError, ValueError) as error:  # unreadable: start a new folder
+                log.warning("%s", error)
+                self._keyword.close()
+                self._keyword = None
+        if self._keyword is None:
+            shutil.rmtree(self._keyword_path, ignore_errors=True)
+            self._keyword = KeywordIndex(self._keyword_path)
+        self.damaged.pop("keyword", None)
 
     @property
     def sync_batch(self) -> int:
@@ -120,27 +261,77 @@ class Indexes:
         return self._reranker
 
     def close(self) -> None:
-        """Release both indexes (and their locks)."""
-        self.keyword.close()
+        """Release both indexes (and their locks); an embedded dense index closed sound is
+        remembered as checked, so the next open need not probe it."""
+        if self._keyword is not None:
+            self._keyword.close()
+            self._keyword = None
         if self._dense is not None:
             self._dense.close()
+            self._dense = None
+            if not self._settings.qdrant_url and "dense" not in self.damaged:
+                remember_passed(self._dense_checked, shard_files(self._dense_path))
+        if not self._settings.qdrant_url:
+            unwant_shard(self._dense_path)
 
     def counts(self, store: ChunkStore) -> dict[str, Any]:
         """Chunk counts per store and whether the indexes hold exactly SQLite's chunks."""
         chunks = store.chunk_ids()
-        keyword = self.keyword.chunk_ids()
         pending = store.pending_count()
-        dense = self._dense.ids() if self._dense is not None else None
+        busy = None
+        try:
+            self._try_dense(READER_WAIT_S)
+        except IndexBusy as error:
+            busy = str(error)
+        keyword = self._keyword.chunk_ids() if self._keyword is not None else None
+        try:
+            dense = self._dense.ids() if self._dense is not None else None
+        except IndexDamaged as error:
+            self._note_damage("dense", error)
+            dense = None
         counts: dict[str, Any] = {
             "sqlite": len(chunks),
-            "tantivy": len(keyword),
+            "tantivy": None if keyword is None else len(keyword),
             "qdrant": None if dense is None else len(dense),
             "pending": pending,
             "in_sync": pending == 0 and chunks == keyword == dense,
         }
-        if dense is None:
+        if self.stale is not None:
             counts["stale"] = self.stale
+        if self.damaged:
+            counts["damaged"] = dict(self.damaged)
+        if busy is not None:
+            counts["busy"] = busy
         return counts
+
+
+_SAMPLE = 8  # chunk ids looked up in the dense index at every open
+# How long to wait for another process to let go of the embedded dense index: a reader
+# waits out a search or a writer's batch hand-off, a writer waits out readers.
+READER_WAIT_S = 2.0
+WRITER_WAIT_S = 60.0
+_RETRY_S = 0.05
+
+
+def _disagrees(index: str, held: int, chunks: int) -> str:
+    return f"the {index} index holds {held} chunks where SQLite has {chunks}"
+
+
+def _way_out(index: str, problem: str | None) -> str:
+    return (
+        f"the {index} index cannot be used ({problem or 'not open'}) — `archivist reindex` "
+        "rebuilds it from SQLite (so do `archivist ingest` and `archivist serve`, on their own)"
+    )
+
+
+def refill_keyword(store: ChunkStore, keyword: KeywordIndex) -> None:
+    """Index every chunk SQLite holds in the keyword index, straight from SQLite (BM25 needs no
+    embedding: a lost keyword index is back in seconds where re-embedding takes hours)."""
+    ids = sorted(store.chunk_ids())
+    for start in range(0, len(ids), SYNC_BATCH * 4):
+        chunks = store.chunks(ids[start : start + SYNC_BATCH * 4])
+        keyword.upsert([KeywordDoc(c.id, chunk_context(c), c.text) for c in chunks])
+    keyword.commit()
 
 
 def chunk_context(chunk: StoredChunk) -> str:
@@ -281,10 +472,3 @@ def _embed(embedder: Embedder, texts: list[str], stop: Callable[[], bool] | None
         picked = order[start : start + embedder.batch_size]
         vectors[picked] = embedder.encode([texts[i] for i in picked])
     return vectors
-
-
-def rebuild_indexes(store: ChunkStore, indexes: Indexes) -> None:
-    """Empty both indexes and queue every chunk again: `archivist reindex` from SQLite alone."""
-    indexes.keyword.clear()
-    indexes.dense.clear()
-    store.requeue_all()

@@ -10,11 +10,12 @@ router = APIRouter(tags=["status"])
 
 
 @router.get("/status")
-def status(state: Running = Depends(running)) -> dict[str, Any]:  # noqa: B008
+def status(state: Running = Depends(running), deep: bool = False) -> dict[str, Any]:  # noqa: B008
     """Counts per store and whether they agree, index work pending, background ingestion,
-    the generation queue, and the language and embedding models."""
+    the generation queue, and the language and embedding models; `deep` adds SQLite's full
+    integrity check."""
     service = state.service
-    summary = service.status()
+    summary = service.status(deep=deep)
     queue = service.llm.queue
     summary["llm"]["queue"] = {"running": queue.running(), "waiting": queue.waiting()}
     summary["embed_model"] = state.settings.embed_model

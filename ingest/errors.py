@@ -69,3 +69,10 @@ class ReadOnly(StoreError):
     """The data folder cannot be written (a read-only mount, or no write permission)."""
 
     reason = "read-only"
+
+
+class StoreDamaged(StoreError):
+    """The SQLite file is corrupt: it is never written to, and the way out is a restore or a
+    re-ingest from the source files into a new data folder."""
+
+    reason = "store-damaged"

@@ -7,9 +7,15 @@ another model raises IndexMismatch; open it with `recreate=True` and re-embed to
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
@@ -18,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import qdrant_edge as qe
 
-from retrieval.errors import IndexMismatch, RetrievalError
+from retrieval.errors import IndexBusy, IndexDamaged, IndexMismatch
 
 VECTOR_NAME = "dense"
 DEFAULT_COLLECTION = "archivist_chunks"
@@ -31,6 +37,9 @@ EXACT_SEARCH_LIMIT = 20_000
 HNSW_EF = 256  # Qdrant's default ef is the result limit: recall 0.993 on MiniLM at 39k
 _BATCH = 1_000
 PAGE = 10_000
+LEND_S = 10.0  # longest a process lends the embedded index out to one that asked for it
+RECLAIM_S = 60.0  # longest it waits to get it back
+_LEND_POLL_S = 0.05
 
 
 class DenseIndex(Protocol):
@@ -47,6 +56,7 @@ class DenseIndex(Protocol):
     ) -> list[tuple[str, float]]: ...
     def count(self) -> int: ...
     def ids(self) -> set[str]: ...
+    def present(self, ids: Sequence[str]) -> set[str]: ...
     def optimize(self) -> None: ...
     def flush(self) -> None: ...
     def clear(self) -> None: ...
@@ -54,14 +64,23 @@ class DenseIndex(Protocol):
 
 
 def open_dense_index(
-    path: Path, *, model: str, dimension: int, url: str | None = None, recreate: bool = False
+    path: Path,
+    *,
+    model: str,
+    dimension: int,
+    url: str | None = None,
+    recreate: bool = False,
+    damaged: bool = False,
 ) -> DenseIndex:
-    """The embedded index under `path`, or the collection on the Qdrant server at `url`."""
+    """The embedded index under `path`, or the collection on the Qdrant server at `url`
+    (`damaged`: see EdgeDenseIndex)."""
     if url:
         from retrieval.dense_server import ClientDenseIndex  # qdrant-client loads only when used
 
         return ClientDenseIndex.connect(url, model=model, dimension=dimension, recreate=recreate)
-    return EdgeDenseIndex(path, model=model, dimension=dimension, recreate=recreate)
+    return EdgeDenseIndex(
+        path, model=model, dimension=dimension, recreate=recreate, damaged=damaged
+    )
 
 
 class _BaseIndex:
@@ -74,6 +93,7 @@ class _BaseIndex:
     _remove: Callable[[list[str]], None]
     _nearest: Callable[[list[float], int, list[str] | None], list[tuple[str, float]]]
     _page: Callable[[Any], tuple[list[str], Any]]  # (ids, next offset or None)
+    _present: Callable[[list[str]], list[str]]
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         """Insert or replace the vectors of these chunk ids."""
@@ -105,6 +125,10 @@ class _BaseIndex:
         allowed = None if only_ids is None else [_point_id(i) for i in only_ids]
         return self._nearest(query.tolist(), limit, allowed)
 
+    def present(self, ids: Sequence[str]) -> set[str]:
+        """Those of these chunk ids that are stored."""
+        return set(self._present([_point_id(i) for i in ids])) if ids else set()
+
     def ids(self) -> set[str]:
         """Every stored chunk id."""
         found: set[str] = set()
@@ -120,6 +144,16 @@ class EdgeDenseIndex(_BaseIndex):
     """Qdrant's engine in-process: one shard under `path`, opened by one process at a time.
 
     `path/index.json` records the model and dimension; `path/shard/` belongs to Qdrant.
+
+    Qdrant's engine lets one process open a shard at a time, so an open index lends itself
+    out: a process that finds it busy asks for it (`want_shard`: a `wanted.<pid>` file), and
+    the holder, between two operations, closes the shard until the asker is done (at most
+    LEND_S), then opens it again on its next use. A search in another process so waits
+    for one write at most, never for a whole import.
+
+    `recreate` starts over, loading the old shard first to take its lock, so that an index
+    open in another process is never deleted — unless it is known to be `damaged` (by
+    `probe_shard`, which found it unlocked): loading that may crash the process.
     """
 
     def __init__(
@@ -129,60 +163,126 @@ class EdgeDenseIndex(_BaseIndex):
         model: str,
         dimension: int,
         recreate: bool = False,
+        damaged: bool = False,
         exact_limit: int = EXACT_SEARCH_LIMIT,
     ) -> None:
         self.path, self.model, self.dimension = Path(path), model, dimension
         self.exact_limit = exact_limit
         self._shard_dir = self.path / "shard"
         self._closed = False
-        exists = (self._shard_dir / "edge_config.json").exists()
-        if exists and not recreate:
-            _check_built_by(str(self.path), _read_json(self.path / "index.json"), model, dimension)
-            self._shard = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)))
+        self._held: qe.EdgeShard | None = None  # None while lent to another process
+        self._using = threading.RLock()  # held for every operation; the lender waits for it
+        self._stop_lending = threading.Event()
+        self._start(model, dimension, recreate=recreate, damaged=damaged)
+        threading.Thread(target=self._lend, name="dense-lender", daemon=True).start()
+
+    def _start(self, model: str, dimension: int, *, recreate: bool, damaged: bool) -> None:
+        if shard_exists(self.path) and not recreate:
+            self._load(model, dimension)
             return
-        if exists:  # opening takes the lock first, so an index open elsewhere is never deleted
-            old = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)), damaged_ok=True)
-            if old is not None:
-                old.close()
-        shutil.rmtree(self._shard_dir, ignore_errors=True)  # also a half-created shard
-        self._shard = self._create()
+        # Creating takes a file lock, so that of two processes starting on a new data folder
+        # one creates while the other waits, then opens (or finds it busy), and neither
+        # deletes a shard the other is making.
+        self.path.mkdir(parents=True, exist_ok=True)
+        with (self.path / "create.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            exists = shard_exists(self.path)
+            if exists and not recreate:
+                self._load(model, dimension)
+                return
+            if exists and not damaged:  # opening takes the lock: an index open elsewhere stays
+                old = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)), damaged_ok=True)
+                if old is not None:
+                    old.close()
+            shutil.rmtree(self._shard_dir, ignore_errors=True)  # also a half-created shard
+            self._held = self._create()
+
+    def _load(self, model: str, dimension: int) -> None:
+        _check_built_by(str(self.path), _read_json(self.path / "index.json"), model, dimension)
+        self._held = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)))
+
+    @property
+    def _shard(self) -> qe.EdgeShard:
+        """The open shard, taken back first if it was lent (call with `_using` held)."""
+        if self._held is None:
+            deadline = time.monotonic() + RECLAIM_S
+            while self._held is None:
+                try:
+                    self._held = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)))
+                except IndexBusy:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
+        return self._held
 
     def count(self) -> int:
         """Number of stored vectors."""
-        return self._shard.count(qe.CountRequest(exact=True))
+        with self._using:
+            return self._shard.count(qe.CountRequest(exact=True))
 
     def optimize(self) -> None:
         """Merge segments and build HNSW graphs for segments past the exact-search size."""
         # Blocking, and the bindings hold the GIL throughout: every Python thread stops
         # (24.6 s for a first graph over 20k random 384-d points on two cores).
-        self._shard.optimize()
+        with self._using:
+            self._shard.optimize()
 
     def flush(self) -> None:
         """Make every write durable on disk."""
-        self._shard.flush()
+        with self._using:
+            self._shard.flush()
 
     def clear(self) -> None:
         """Remove every vector, keeping the model and dimension."""
-        self._shard.close()
-        shutil.rmtree(self._shard_dir)
-        self._shard = self._create()
+        with self._using:
+            self._shard.close()
+            shutil.rmtree(self._shard_dir)
+            self._held = self._create()
 
     def close(self) -> None:
         """Flush and release the shard and its lock; closing twice is harmless."""
-        if not self._closed:
-            self._closed = True
-            self._shard.flush()
-            self._shard.close()
+        self._stop_lending.set()
+        with self._using:
+            if not self._closed:
+                self._closed = True
+                if self._held is not None:
+                    self._held.flush()
+                    self._held.close()
+                    self._held = None
+
+    def _lend(self) -> None:
+        """Between operations, hand the shard to a process that asked for it (see the class)."""
+        while not self._stop_lending.wait(_LEND_POLL_S):
+            if not _askers(self.path):
+                continue
+            with self._using:
+                if self._closed or self._held is None:
+                    continue
+                self._held.flush()
+                self._held.close()
+                self._held = None
+                deadline = time.monotonic() + LEND_S
+                while _askers(self.path) and time.monotonic() < deadline:
+                    if self._stop_lending.wait(_LEND_POLL_S):
+                        break
 
     def _put(self, ids: list[str], rows: list[list[float]]) -> None:
         points = [qe.Point(i, {VECTOR_NAME: row}) for i, row in zip(ids, rows, strict=True)]
-        self._shard.update(qe.UpdateOperation.upsert_points(points))
+        with self._using:
+            self._shard.update(qe.UpdateOperation.upsert_points(points))
 
     def _remove(self, ids: list[str]) -> None:
         point_ids: list[qe.PointId] = list(ids)  # the alias exists only in the stubs
-        self._shard.update(qe.UpdateOperation.delete_points(point_ids))
+        with self._using:
+            self._shard.update(qe.UpdateOperation.delete_points(point_ids))
 
     def _nearest(
+        self, query: list[float], limit: int, allowed: list[str] | None
+    ) -> list[tuple[str, float]]:
+        with self._using:
+            return self._query(query, limit, allowed)
+
+    def _query(
         self, query: list[float], limit: int, allowed: list[str] | None
     ) -> list[tuple[str, float]]:
         exact = self._shard.info().points_count < self.exact_limit  # info() costs microseconds
@@ -192,11 +292,29 @@ class EdgeDenseIndex(_BaseIndex):
             filter=None if allowed is None else qe.Filter(must=[qe.HasIdCondition(set(allowed))]),
             params=qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=HNSW_EF),
         )
-        return [(str(p.id), float(p.score)) for p in self._shard.query(request)]
+        try:
+            points = self._shard.query(request)
+        except IndexBusy:
+            raise
+        except Exception as exc:  # e.g. a truncated vector file: "vector 125 is not readable"
+            raise _damaged(self.path, exc) from exc
+        return [(str(p.id), float(p.score)) for p in points]
+
+    def _present(self, ids: list[str]) -> list[str]:
+        point_ids: list[qe.PointId] = list(ids)
+        try:
+            with self._using:
+                records = self._shard.retrieve(point_ids, with_payload=False, with_vector=True)
+        except IndexBusy:
+            raise
+        except Exception as exc:
+            raise _damaged(self.path, exc) from exc
+        return [str(r.id) for r in records]
 
     def _page(self, offset: Any) -> tuple[list[str], Any]:
         request = qe.ScrollRequest(offset=offset, limit=PAGE, with_payload=False)
-        records, offset = self._shard.scroll(request)
+        with self._using:
+            records, offset = self._shard.scroll(request)
         return [str(r.id) for r in records], offset
 
     def _create(self) -> qe.EdgeShard:
@@ -222,9 +340,90 @@ class EdgeDenseIndex(_BaseIndex):
                 raise _locked_error(self.path) from None
             if damaged_ok:
                 return None
-            raise RetrievalError(
-                f"the dense index at {self.path} cannot be opened ({exc}) — run `archivist reindex`"
-            ) from exc
+            raise _damaged(self.path, exc) from exc
+
+
+def shard_exists(path: Path) -> bool:
+    """Whether an embedded index has been created under `path`."""
+    return (Path(path) / "shard" / "edge_config.json").exists()
+
+
+def shard_files(path: Path) -> Path:
+    """The folder of an embedded index's shard (Qdrant's files)."""
+    return Path(path) / "shard"
+
+
+# Opens the shard and reads every stored vector (an exact search scans them all); run in a
+# child process, so that a crash inside the index library ends the child, not the caller.
+_PROBE = """
+import sys
+import qdrant_edge as qe
+try:
+    shard = qe.EdgeShard.load(sys.argv[1])
+    query = qe.Query.Nearest([1.0] * int(sys.argv[2]), using=sys.argv[3])
+    shard.query(qe.QueryRequest(limit=1, query=query, params=qe.SearchParams(exact=True)))
+    shard.close()
+except Exception as exc:
+    print(exc)
+    sys.exit(3 if "WouldBlock" in str(exc) else 2)
+"""
+
+
+def probe_shard(path: Path, dimension: int, *, timeout_s: float = 600) -> str | None:
+    """Check that the embedded index under `path` opens and every vector reads, in a child
+    process: None if it does, else what is wrong. Garbage in an id-tracker file makes the index
+    library abort the whole process ("memory allocation of 43 GB failed", SIGABRT), which no
+    exception handler survives. Takes 0.08 s for a small index; raises if the index is open in
+    another process."""
+    command = [sys.executable, "-c", _PROBE, str(shard_files(path)), str(dimension), VECTOR_NAME]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return f"opening it took over {timeout_s:.0f} s"
+    said = (done.stdout.strip() or done.stderr.strip()).splitlines()
+    if done.returncode == 0:
+        return None
+    if done.returncode == 3:
+        raise _locked_error(Path(path))
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        return f"the index library crashed opening it ({name}{': ' + said[-1] if said else ''})"
+    return said[-1] if said else f"the check exited with status {done.returncode}"
+
+
+def _damaged(path: Path, error: object) -> IndexDamaged:
+    return IndexDamaged(
+        f"the dense index at {path} is damaged ({error}) — `archivist reindex` rebuilds it from "
+        "SQLite (so do `archivist ingest` and `archivist serve`, on their own)"
+    )
+
+
+def want_shard(path: Path) -> None:
+    """Ask the process holding the embedded index under `path` to lend it (see
+    EdgeDenseIndex); `unwant_shard` when done with it."""
+    (Path(path) / f"wanted.{os.getpid()}").touch()
+
+
+def unwant_shard(path: Path) -> None:
+    """Withdraw this process's request for the index under `path`."""
+    (Path(path) / f"wanted.{os.getpid()}").unlink(missing_ok=True)
+
+
+def _askers(path: Path) -> list[int]:
+    """Processes that asked for the index and still run (requests of dead ones are removed)."""
+    alive = []
+    for request in path.glob("wanted.*"):
+        pid = request.suffix.lstrip(".")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            alive.append(int(pid))
+        except ProcessLookupError:
+            request.unlink(missing_ok=True)
+        except PermissionError:
+            alive.append(int(pid))
+    return alive
 
 
 def _point_id(chunk_id: str) -> str:
@@ -246,8 +445,8 @@ def _check_built_by(where: str, built: dict[str, Any] | None, model: str, dimens
     )
 
 
-def _locked_error(path: Path) -> RetrievalError:
-    return RetrievalError(
+def _locked_error(path: Path) -> IndexBusy:
+    return IndexBusy(
         f"the index at {path} is open in another Archivist process — stop it "
         "(`archivist serve`, `archivist watch`) or point ARCHIVIST_DATA at another folder"
     )

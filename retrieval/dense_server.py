@@ -142,6 +142,13 @@ class ClientDenseIndex(_BaseIndex):
             )
         return [(str(p.id), float(p.score)) for p in response.points]
 
+    def _present(self, ids: list[str]) -> list[str]:
+        with self._turn:
+            records = self.client.retrieve(
+                self.collection, list[models.ExtendedPointId](ids), with_payload=False
+            )
+        return [str(r.id) for r in records]
+
     def _page(self, offset: Any) -> tuple[list[str], Any]:
         with self._turn:
             records, offset = self.client.scroll(

@@ -15,3 +15,15 @@ class IndexMismatch(RetrievalError):
 
 class EmbedderUnavailable(RetrievalError):
     """The embedding model cannot run as configured (device, backend or export)."""
+
+
+class IndexBusy(RetrievalError):
+    """An index is open for writing in another process (an ingest, a server)."""
+
+    reason = "index-busy"
+
+
+class IndexDamaged(RetrievalError):
+    """An index cannot be read: it is rebuilt from SQLite, which holds every chunk."""
+
+    reason = "index-damaged"

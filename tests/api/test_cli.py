@@ -126,3 +126,12 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
         assert done.stderr.startswith(f"Error: {name}={value!r}: ") and says in done.stderr
     assert not (tmp_path / "state").exists() and not Path("state").exists()
+
+
+def test_an_error_with_json_is_also_an_object_on_stdout(tmp_path: Path) -> None:
+    done = archivist(tmp_path / "data", "search", "--json", "   ")
+    assert done.returncode == 1 and done.stderr.startswith("Error: the search query is empty")
+    assert json.loads(done.stdout) == {
+        "error": done.stderr.removeprefix("Error: ").strip(),
+        "reason": "bad-request",
+    }
