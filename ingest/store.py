@@ -1,12 +1,13 @@
 """The SQLite store: the source of truth for documents, chunks and pending index work."""
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,6 +130,21 @@ class ChunkStore:
     def close(self) -> None:
         """Close the database connection."""
         self.db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction, opened explicitly: sqlite-utils' execute() commits on its own
+        every write made while no transaction is open, so `with connection:` alone let a
+        file's row commit without its chunks (the kill -9 test left such a file "ingested"
+        and unsearchable for good). IMMEDIATE takes the write lock at once, so two writers
+        queue up at BEGIN (for up to the connection's timeout) instead of failing mid-way."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.conn.rollback()
+            raise
+        self.db.conn.commit()
 
     # Reading
 
@@ -286,7 +302,7 @@ class ChunkStore:
 
     def complete_work(self, seqs: Iterable[int]) -> None:
         """Drop index operations that both indexes have committed."""
-        with self.db.conn:
+        with self._transaction():
             self.db.conn.executemany("DELETE FROM index_queue WHERE seq = ?", [(s,) for s in seqs])
 
     def summary(self) -> dict[str, Any]:
@@ -311,7 +327,7 @@ class ChunkStore:
 
     def requeue_all(self) -> None:
         """Replace the queue by an upsert of every chunk (to rebuild indexes from SQLite)."""
-        with self.db.conn:
+        with self._transaction():
             self.db.execute("DELETE FROM index_queue")
             self.db.execute(
                 "INSERT INTO index_queue (chunk_id, op, enqueued_at) "
@@ -331,7 +347,7 @@ class ChunkStore:
     ) -> None:
         """Store a converted file: its row, and its content's chunks in place of older ones
         (all of them queued again when the document's title or name changed)."""
-        with self.db.conn:
+        with self._transaction():
             indexed_as = self._indexed_as(file.sha256)
             self._put_document(
                 file,
@@ -352,7 +368,7 @@ class ChunkStore:
 
     def record_copy(self, file: FileState, source: DocumentRecord) -> None:
         """Store a file whose content is already ingested under another path (no new chunks)."""
-        with self.db.conn:
+        with self._transaction():
             self._put_document(
                 file,
                 file_type=source.file_type,
@@ -367,7 +383,7 @@ class ChunkStore:
 
     def record_failure(self, file: FileState, file_type: str, reason: str, error: str) -> None:
         """Store a file that could not be ingested, with the reason."""
-        with self.db.conn:
+        with self._transaction():
             self._put_document(
                 file,
                 file_type=file_type,
@@ -381,14 +397,14 @@ class ChunkStore:
 
     def record_stat(self, path: str, size: int, mtime_ns: int) -> None:
         """Remember a new size/mtime for a file whose content did not change."""
-        with self.db.conn:
+        with self._transaction():
             self.db.execute(
                 "UPDATE documents SET size = ?, mtime_ns = ? WHERE path = ?", [size, mtime_ns, path]
             )
 
     def remove(self, path: str) -> None:
         """Forget a file; its chunks go when no other path has the same content."""
-        with self.db.conn:
+        with self._transaction():
             old = self.document(path)
             self.db.execute("DELETE FROM documents WHERE path = ?", [path])
             if old is not None:
@@ -409,11 +425,17 @@ class ChunkStore:
             "updated_at": now,
             **fields,
         }
-        documents = self.db.table("documents")
+        # Plain SQL: sqlite-utils' insert() and update() manage transactions of their own.
         if old is None:
-            documents.insert({**row, "created_at": now})
+            row["created_at"] = now
+            names = ", ".join(row)
+            marks = ", ".join("?" * len(row))
+            self.db.execute(f"INSERT INTO documents ({names}) VALUES ({marks})", list(row.values()))
         else:
-            documents.update(old.id, row)
+            assignments = ", ".join(f"{name} = ?" for name in row)
+            self.db.execute(
+                f"UPDATE documents SET {assignments} WHERE id = ?", [*row.values(), old.id]
+            )
             if old.sha256 != file.sha256 or fields["status"] != "ingested":
                 self._release(old.sha256)
                 self._rename(old.sha256)
