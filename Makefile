@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install browser run test lint bench clean
+.PHONY: install browser run test test-reliability lint bench clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ browser:
 
 test: install browser
 	$(BIN)/python -m pytest -q
+
+# The long runs (a soak under load, crash loops): minutes, not seconds.
+test-reliability: install
+	$(BIN)/python -m pytest -q -m reliability
 
 lint: install
 	$(BIN)/ruff check .

@@ -138,7 +138,7 @@ def _ms(start: float, end: float) -> float:
 
 
 def _session(options: AskOptions) -> str | None:
-    if options.session_id:
+    if options.session_id is not None:  # an empty id is refused, not taken for none
         return check_session_id(options.session_id)
     return new_session_id() if options.start_session else None
 

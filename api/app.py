@@ -11,31 +11,25 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import Depends, FastAPI
+from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from api.background import BackgroundIngest
-from api.errors import USER_ERRORS, BadRequest, ConfigError
 from api.http_common import HTTPProblem, Running
+from api.http_errors import ERROR_RESPONSES, add_error_handlers
+from api.http_limits import BodyLimit
 from api.routes_answers import router as answers
 from api.routes_documents import router as documents
 from api.routes_status import router as status
 from api.service import Archivist
 from api.settings import Settings
 from generation.backend import Backend
-from generation.errors import (
-    BackendTimeout,
-    BackendUnavailable,
-    Cancelled,
-    ModelMissing,
-    QueueFull,
-)
-from ingest.errors import StoreError
-from retrieval.errors import RetrievalError
 
 WEB = Path(__file__).parent / "web"
+# Questions, searches and chat requests are small; uploads stream to disk under their own limit.
+MAX_BODY_BYTES = 2**20
 
 
 def create_app(
@@ -72,8 +66,9 @@ def create_app(
     )
     guard = [Depends(_require_key(settings.api_key))]
     for router in (answers, documents, status):
-        app.include_router(router, dependencies=guard)
-    _add_error_handlers(app)
+        app.include_router(router, dependencies=guard, responses=ERROR_RESPONSES)
+    add_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, exempt={("POST", "/documents")})
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -108,45 +103,3 @@ def _require_key(key: str | None) -> Any:
             )
 
     return check
-
-
-# Service errors by status code; the first matching class wins.
-_STATUS: list[tuple[type[BaseException] | tuple[type[BaseException], ...], int]] = [
-    (QueueFull, 429),
-    ((BackendUnavailable, ModelMissing, BackendTimeout, Cancelled), 503),
-    ((ConfigError, StoreError, RetrievalError), 503),
-    (BadRequest, 400),
-]
-
-
-def status_for(error: BaseException) -> int:
-    """The HTTP status of a service error (400 for bad input, 429 busy, 503 unavailable)."""
-    for kinds, code in _STATUS:
-        if isinstance(error, kinds):
-            return code
-    return 400
-
-
-def _error_body(request: Request, detail: str, reason: str) -> dict[str, Any]:
-    """`{"detail", "reason"}`; under /v1 also OpenAI's `{"error": {...}}` that its clients show."""
-    body: dict[str, Any] = {"detail": detail, "reason": reason}
-    if request.url.path.startswith("/v1/"):
-        body["error"] = {"message": detail, "type": reason, "code": reason}
-    return body
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    async def problem(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, HTTPProblem)
-        body = _error_body(request, error.detail, error.reason)
-        return JSONResponse(body, error.status, headers=error.headers)
-
-    async def service_error(request: Request, error: Exception) -> JSONResponse:
-        code = status_for(error)
-        headers = {"Retry-After": "1"} if code == 429 else None
-        body = _error_body(request, str(error), getattr(error, "reason", "error"))
-        return JSONResponse(body, code, headers=headers)
-
-    app.add_exception_handler(HTTPProblem, problem)
-    for kind in USER_ERRORS:
-        app.add_exception_handler(kind, service_error)

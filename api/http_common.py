@@ -20,11 +20,16 @@ class HTTPProblem(Exception):
     ) -> None:
         super().__init__(detail)
         self.status, self.detail, self.headers = status, detail, headers
-        self.reason = reason or _REASONS.get(status, "error")
+        self.reason = reason or reason_for(status)
 
 
-_REASONS = {401: "unauthorized", 404: "not-found", 409: "conflict", 413: "too-large",
-            422: "invalid"}  # fmt: skip
+_REASONS = {400: "bad-request", 401: "unauthorized", 404: "not-found", 405: "method-not-allowed",
+            409: "conflict", 413: "too-large", 422: "invalid"}  # fmt: skip
+
+
+def reason_for(status: int) -> str:
+    """The `reason` of an error body with this status, where the error names none."""
+    return _REASONS.get(status, "error")
 
 
 @dataclass

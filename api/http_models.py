@@ -1,14 +1,21 @@
 """Request bodies of the HTTP API, and the JSON shapes shared by its endpoints."""
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path as PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.answers import Answer, AskOptions, Citation
 from api.search import Filters, SearchHit
 from generation.prompt import Turn
 from ingest.store import ChunkStore, DocumentRecord
+
+# SQLite's integers are 64-bit: a larger id or offset is refused here, not overflowed there.
+INT64_MAX = 2**63 - 1
+DocumentId = Annotated[
+    int, PathParameter(ge=1, le=INT64_MAX, description="A document id from GET /documents.")
+]
 
 
 class FiltersBody(BaseModel):
@@ -18,7 +25,9 @@ class FiltersBody(BaseModel):
 
     path_glob: str | None = Field(None, examples=["*manual*"])
     file_type: str | None = Field(None, examples=["pdf"])
-    document: int | None = Field(None, description="A document id from GET /documents.")
+    document: int | None = Field(
+        None, ge=1, le=INT64_MAX, description="A document id from GET /documents."
+    )
 
     def filters(self) -> Filters:
         file_type = self.file_type and self.file_type.lstrip(".").lower()
@@ -31,8 +40,8 @@ class Sampling(BaseModel):
     model: str | None = Field(None, description="Another model of the configured backend.")
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    top_k_sampling: int | None = Field(None, ge=1)
-    seed: int | None = None
+    top_k_sampling: int | None = Field(None, ge=1, le=2**31 - 1)
+    seed: int | None = Field(None, ge=-(2**63), le=INT64_MAX)
     max_tokens: int | None = Field(None, ge=1, le=8192)
 
 

@@ -6,6 +6,7 @@ and are kept per model name; every answer goes through one bounded generation qu
 """
 
 import threading
+import time
 from typing import Any
 
 from api.errors import ConfigError
@@ -13,6 +14,9 @@ from api.settings import Settings
 from generation.backend import Backend
 from generation.errors import ModelMissing
 from generation.queue import GenerationQueue
+
+# With ARCHIVIST_LLM=auto and no model found, look again this often: Ollama may start later.
+RECHECK_S = 10.0
 
 
 class LLM:
@@ -25,6 +29,7 @@ class LLM:
         )
         self._backends: dict[str | None, Backend | None] = {}
         self._why_none: dict[str | None, str] = {}
+        self._opened_at: dict[str | None, float] = {}
         self._queue: GenerationQueue | None = None
         self._lock = threading.Lock()
 
@@ -33,9 +38,19 @@ class LLM:
         if self._given is not None:
             return self._given
         with self._lock:
-            if model not in self._backends:
+            if model not in self._backends or self._look_again(model):
                 self._backends[model] = self._open(model)
+                self._opened_at[model] = time.monotonic()
             return self._backends[model]
+
+    def _look_again(self, model: str | None) -> bool:
+        """Auto found no model a while ago: time to ask Ollama again. (A loaded embedded model
+        is kept: it may be answering.)"""
+        return (
+            self.settings.llm == "auto"
+            and self._backends[model] is None
+            and time.monotonic() - self._opened_at[model] >= RECHECK_S
+        )
 
     def why_none(self, model: str | None = None) -> str:
         """Why `backend(model)` is None, in words for the user."""

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.answers import Answer
 from api.http_common import HTTPProblem, Running, running
-from api.http_models import AskBody, ChatBody, FiltersBody, Locator
+from api.http_models import INT64_MAX, AskBody, ChatBody, FiltersBody, Locator
 from api.sessions import check_session_id
 from api.streaming import sse, start_answer
 
@@ -85,7 +85,7 @@ def search(
     explain: bool = Query(False, description="Each leg's rank and score."),
     path_glob: str | None = Query(None, examples=["*manual*"]),
     file_type: str | None = Query(None, examples=["pdf"]),
-    document: int | None = Query(None, description="A document id."),
+    document: int | None = Query(None, ge=1, le=INT64_MAX, description="A document id."),
     state: Running = Depends(running),  # noqa: B008
 ) -> dict[str, Any]:
     """The best passages for a query: file, page, section, score (and each leg's rank)."""
@@ -124,7 +124,9 @@ async def chat_completions(
     """OpenAI chat completions with model `archivist`: the last user message is answered from
     the documents; earlier messages are the conversation; sources are listed at the end."""
     if body.model != MODEL_NAME:
-        raise HTTPProblem(404, f"model {body.model!r} does not exist here — use {MODEL_NAME!r}")
+        raise HTTPProblem(
+            404, f"model {body.model[:80]!r} does not exist here — use {MODEL_NAME!r}"
+        )
     question, history = body.question_and_history()
     options = body.options(history)
     reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

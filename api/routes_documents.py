@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 
 from api.errors import BadRequest
 from api.http_common import HTTPProblem, Running, running
-from api.http_models import display_name, document_json
+from api.http_models import INT64_MAX, DocumentId, display_name, document_json
 from ingest.ingester import is_temporary
 from ingest.store import DocumentRecord
 
@@ -29,7 +29,7 @@ _COPY_BLOCK = 1 << 20
 @router.get("/documents")
 def list_documents(
     status: Literal["ingested", "failed"] | None = None,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT64_MAX),
     limit: int = Query(50, ge=1, le=1000),
     state: Running = Depends(running),  # noqa: B008
 ) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def list_documents(
 
 
 @router.get("/documents/{document_id}")
-def get_document(document_id: int, state: Running = Depends(running)) -> dict[str, Any]:  # noqa: B008
+def get_document(document_id: DocumentId, state: Running = Depends(running)) -> dict[str, Any]:  # noqa: B008
     """One document."""
     record = _record(state, document_id)
     waiting = state.service.store.awaiting_index([record.sha256])
@@ -57,7 +57,7 @@ def get_document(document_id: int, state: Running = Depends(running)) -> dict[st
 
 
 @router.get("/documents/{document_id}/file", response_class=FileResponse)
-def get_file(document_id: int, state: Running = Depends(running)) -> FileResponse:  # noqa: B008
+def get_file(document_id: DocumentId, state: Running = Depends(running)) -> FileResponse:  # noqa: B008
     """The original file, shown inline (a PDF opens at `#page=N`)."""
     record = _record(state, document_id)
     if not os.path.isfile(record.path):
@@ -68,7 +68,7 @@ def get_file(document_id: int, state: Running = Depends(running)) -> FileRespons
 
 
 @router.delete("/documents/{document_id}", status_code=202)
-def delete_document(document_id: int, state: Running = Depends(running)) -> dict[str, Any]:  # noqa: B008
+def delete_document(document_id: DocumentId, state: Running = Depends(running)) -> dict[str, Any]:  # noqa: B008
     """Remove the file from the inbox and the document from every store (in the background).
 
     A document ingested from outside the inbox is forgotten; its file is left where it is."""
@@ -139,11 +139,19 @@ class IngestBody(BaseModel):
 def ingest(body: IngestBody, state: Running = Depends(running)) -> dict[str, Any]:  # noqa: B008
     """Ingest files and folders by path, wait for it, and report each file."""
     paths = [Path(p) for p in body.paths]
-    missing = [str(p) for p in paths if not p.exists()]
+    missing = [str(p) for p in paths if not _exists(p)]
     if missing:
         raise BadRequest(f"no such file or folder: {', '.join(missing)}")
     outcome = state.service.ingest(paths, force=body.force, optimize=False)
     return outcome.report.to_json()
+
+
+def _exists(path: Path) -> bool:
+    """Whether `path` exists; BadRequest when it cannot be looked up (a name too long)."""
+    try:
+        return path.exists()
+    except OSError as error:
+        raise BadRequest(f"{str(path)[:80]}…: {error.strerror}") from None
 
 
 # Uploads

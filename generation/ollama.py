@@ -60,13 +60,20 @@ class OllamaBackend:
                     keep_alive=self._keep_alive,
                 ),
             )
+            done = False
             try:
                 for part in parts:
                     if part.message.content:
                         yield part.message.content
+                    done = bool(part.done)
             finally:
                 # Closing the response when the caller stops early makes Ollama stop generating.
                 parts.close()
+            if not done:  # the body ended properly, but before Ollama's final done=true line
+                raise BackendUnavailable(
+                    f"the answer from Ollama at {self.url} stopped before it was finished — check "
+                    "that `ollama serve` is still running (and any proxy in between)"
+                )
 
     def memory_plan(self) -> dict[str, Any] | None:
         """What `ollama ps` reports for this model once it is loaded, else None; never raises."""

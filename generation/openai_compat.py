@@ -61,13 +61,20 @@ class OpenAIBackend:
                 # Not in OpenAI's schema; llama.cpp, vLLM and LM Studio read it from the body.
                 extra_body=None if sampling.top_k is None else {"top_k": sampling.top_k},
             )
+            finished = False
             try:
                 for chunk in chunks:
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
+                    finished = finished or bool(chunk.choices and chunk.choices[0].finish_reason)
             finally:
                 # Closing the response when the caller stops early lets the server stop generating.
                 chunks.close()
+            if not finished:  # the body ended properly, but no choice said why it stopped
+                raise BackendUnavailable(
+                    f"the answer from the server at {self.base_url} stopped before it was "
+                    "finished (no finish_reason) — check that the server is still running"
+                )
 
     def memory_plan(self) -> dict[str, Any] | None:
         """Unknown: the OpenAI API says nothing about the server's memory."""

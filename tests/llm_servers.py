@@ -1,17 +1,21 @@
 """Run LLM servers for tests on free local ports, in-process or as subprocesses; stop them after."""
 
+import asyncio
+import json
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 
 
 def free_port() -> int:
@@ -22,12 +26,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(app: FastAPI, *, start_timeout: float = 30.0) -> Iterator[str]:
-    """Run `app` with uvicorn in a background thread; yields its base URL, stops it on exit."""
+def serve_app(app: FastAPI, *, port: int = 0, start_timeout: float = 30.0) -> Iterator[str]:
+    """Run `app` with uvicorn in a background thread; yields its base URL, stops it on exit.
+
+    `port` (default: a free one) serves again where an earlier run served: a server that went
+    down comes back at the same address."""
     # Binding here and handing uvicorn the socket leaves no window for another process to take
     # the port between choosing and listening.
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    if port:  # the last run's connections may linger in TIME_WAIT on this port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
@@ -82,6 +91,45 @@ def llama_cpp_server(
             yield base_url
         finally:
             _stop(process)
+
+
+def scripted_openai_app(reply: str, *, model: str = "scripted", word_s: float = 0.0) -> FastAPI:
+    """An OpenAI-compatible server whose model streams `reply` word by word, `word_s` apart:
+    GET /v1/models and POST /v1/chat/completions (streamed or not), for a model that costs
+    no CPU. `app.state.requests` counts the completions asked for."""
+    app = FastAPI()
+    app.state.requests = 0
+    words = reply.split(" ")
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0,
+                "model": model, "choices": [choice]}  # fmt: skip
+
+    async def events() -> AsyncIterator[str]:
+        yield f"data: {json.dumps(chunk({'role': 'assistant', 'content': ''}))}\n\n"
+        for n, word in enumerate(words):
+            await asyncio.sleep(word_s)
+            yield f"data: {json.dumps(chunk({'content': word if n == 0 else ' ' + word}))}\n\n"
+        yield f"data: {json.dumps(chunk({}, 'stop'))}\n\ndata: [DONE]\n\n"
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        entry = {"id": model, "object": "model", "created": 0, "owned_by": "tests"}
+        return {"object": "list", "data": [entry]}
+
+    @app.post("/v1/chat/completions")
+    async def completions(body: dict[str, Any]) -> Any:
+        app.state.requests += 1
+        if body.get("stream"):
+            return StreamingResponse(events(), media_type="text/event-stream")
+        await asyncio.sleep(word_s * len(words))
+        message = {"role": "assistant", "content": reply}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return {"id": "chatcmpl-scripted", "object": "chat.completion", "created": 0,
+                "model": model, "choices": [choice]}  # fmt: skip
+
+    return app
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

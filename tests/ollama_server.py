@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from llama_cpp import Llama
 
 DEFAULT_NUM_CTX = 2048  # Ollama's window when a request names none
+_CUT = object()  # where a stream told to cut ends, without its final message
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,16 @@ class Seen:
 
 
 class OllamaServer:
-    """Serves one GGUF under one model name, records requests, and can be told to stall.
+    """Serves one GGUF under one model name, records requests, and can be told to misbehave.
 
     `stall_s` pauses that many seconds before the response starts, or, with `stall_after` > 0,
-    after that many streamed pieces. `seen` holds the generation requests, oldest first.
+    after that many streamed pieces. `drop_after` > 0 breaks the connection after that many
+    streamed pieces, mid-body, as a server that crashes or a network that fails does;
+    `cut_after` > 0 ends the body properly after that many pieces but without the final message
+    (Ollama's done=true line, OpenAI's finish_reason and [DONE]), as a proxy that gives up may.
+    `fail_with` makes it report that error, as Ollama does when its model runner fails: with
+    status 500 instead of an answer, or, with `fail_after` > 0, in the stream after that many
+    pieces. `seen` holds the generation requests, oldest first.
     """
 
     # One thread by default: tests share two cores with other work, and llama.cpp's worker
@@ -50,6 +57,10 @@ class OllamaServer:
         self.seen: list[Seen] = []
         self.stall_s = 0.0
         self.stall_after = 0
+        self.drop_after = 0
+        self.cut_after = 0
+        self.fail_with = ""
+        self.fail_after = 0
         self._lock = threading.Lock()  # one llama.cpp context: one generation at a time
         self._llama = Llama(str(gguf), n_ctx=DEFAULT_NUM_CTX, n_threads=threads, verbose=False)
         self._window = DEFAULT_NUM_CTX
@@ -68,9 +79,10 @@ class OllamaServer:
         return dict(body.get("options") or {})
 
     def reset(self) -> None:
-        """Forget recorded requests and stop stalling."""
+        """Forget recorded requests; stop stalling, dropping, cutting and failing."""
         self.seen.clear()
-        self.stall_s, self.stall_after = 0.0, 0
+        self.stall_s, self.stall_after, self.drop_after, self.cut_after = 0.0, 0, 0, 0
+        self.fail_with, self.fail_after = "", 0
 
     def close(self) -> None:
         """Free the model."""
@@ -129,6 +141,8 @@ class OllamaServer:
         options = _openai_options(body) if openai else dict(body.get("options") or {})
         if self.stall_after == 0:
             await self._stall()
+        if self.fail_with and not self.fail_after:
+            return _failed(self.fail_with, openai=openai)
         stats: dict[str, Any] = {}
         chunks = self._generate(messages, options, stats)
         if openai and body.get("stream"):
@@ -151,6 +165,8 @@ class OllamaServer:
             return json.dumps({"model": self.model, "created_at": _now(), field: value} | extra)
 
         async for chunk in chunks:
+            if chunk is _CUT:
+                return
             if isinstance(chunk, Exception):
                 yield json.dumps({"error": str(chunk)}) + "\n"
                 return
@@ -161,7 +177,8 @@ class OllamaServer:
     async def _generate(
         self, messages: list[Any], options: dict[str, Any], stats: dict[str, Any]
     ) -> AsyncIterator[Any]:
-        """llama.cpp chunks (or the exception) from a worker thread, pausing as told to stall."""
+        """llama.cpp chunks (or the exception) from a worker thread; stalls, drops, cuts or fails
+        as told."""
         out: queue.Queue[Any] = queue.Queue()
         stop = threading.Event()
         # A thread rather than holding the lock across awaits: a client that goes away can then
@@ -174,6 +191,16 @@ class OllamaServer:
                 if not isinstance(chunk, Exception) and _text(chunk):
                     if self.stall_after and sent == self.stall_after:
                         await self._stall()
+                    if self.drop_after and sent == self.drop_after:
+                        # Raised after the response started: uvicorn closes the connection
+                        # without ending the chunked body, so the client sees it cut short.
+                        raise ConnectionAbortedError(f"dropped the stream after {sent} pieces")
+                    if self.cut_after and sent == self.cut_after:
+                        yield _CUT
+                        return
+                    if self.fail_with and sent == self.fail_after:
+                        yield RuntimeError(self.fail_with)  # reported in the stream
+                        return
                     sent += 1
                 yield chunk
         finally:
@@ -271,6 +298,8 @@ def _openai_options(body: dict[str, Any]) -> dict[str, Any]:
 
 async def _sse(chunks: AsyncIterator[Any]) -> AsyncIterator[str]:
     async for chunk in chunks:
+        if chunk is _CUT:
+            return
         if isinstance(chunk, Exception):
             yield f"data: {json.dumps({'error': {'message': str(chunk)}})}\n\n"
             return
@@ -281,6 +310,8 @@ async def _sse(chunks: AsyncIterator[Any]) -> AsyncIterator[str]:
 async def _openai_completion(chunks: AsyncIterator[Any], model: str) -> dict[str, Any]:
     text, reason = "", "stop"
     async for chunk in chunks:
+        if chunk is _CUT:
+            break
         if isinstance(chunk, Exception):
             raise chunk
         text += _text(chunk)
@@ -316,6 +347,12 @@ def _not_found(name: Any, *, openai: bool = False) -> JSONResponse:
         error = {"message": f'model "{name}" not found, try pulling it first', "type": "api_error"}
         return JSONResponse({"error": error}, status_code=404)
     return JSONResponse({"error": f"model '{name}' not found"}, status_code=404)
+
+
+def _failed(message: str, *, openai: bool) -> JSONResponse:
+    """Ollama's 500 when the model runner fails, in its native or its OpenAI shape."""
+    error: Any = {"message": message, "type": "api_error"} if openai else message
+    return JSONResponse({"error": error}, status_code=500)
 
 
 def _openai_model(name: str) -> dict[str, Any]:
