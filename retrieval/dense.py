@@ -206,13 +206,17 @@ class EdgeDenseIndex(_BaseIndex):
         """The open shard, taken back first if it was lent (call with `_using` held)."""
         if self._held is None:
             deadline = time.monotonic() + RECLAIM_S
-            while self._held is None:
-                try:
-                    self._held = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)))
-                except IndexBusy:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(0.05)
+            try:
+                while self._held is None:
+                    try:
+                        self._held = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)))
+                    except IndexBusy:
+                        if time.monotonic() >= deadline:
+                            raise
+                        want_shard(self.path)  # a borrower that now waits itself lends it back
+                        time.sleep(_LEND_POLL_S)
+            finally:
+                unwant_shard(self.path)
         return self._held
 
     def count(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from types import TracebackType
 
 import tantivy
 
-from retrieval.errors import RetrievalError
+from retrieval.errors import IndexBusy, RetrievalError
 
 # NLTK's English list (the apostrophe forms dropped: the tokenizer splits "don't" into the
 # fragments "don" and "t", which are listed). Removing these from long questions is what lifts
@@ -34,6 +35,7 @@ STOPWORDS: frozenset[str] = frozenset(_STOPWORD_TEXT.split())
 TITLE_BOOST = 0.25
 _ID, _TITLE, _BODY = "chunk_id", "title", "body"
 _WRITER_HEAP = 64_000_000
+WRITER_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,9 @@ def query_terms(text: str) -> list[str]:
 class KeywordIndex:
     """A Tantivy BM25 index in one folder, keyed by chunk id."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, writer_wait_s: float = WRITER_WAIT_S) -> None:
         self.path = Path(path)
+        self.writer_wait_s = writer_wait_s
         self.path.mkdir(parents=True, exist_ok=True)
         self._schema = _schema()
         try:
@@ -94,14 +97,20 @@ class KeywordIndex:
 
     def _open_writer(self) -> tantivy.IndexWriter:
         # Opened on first write and kept: Tantivy allows one writer per index, and a
-        # process that only searches should not take the lock.
-        if self._writer is None:
+        # process that only searches should not take the lock. Another writer (an ingest
+        # in another process) is waited for, `writer_wait_s` at most.
+        deadline = time.monotonic() + self.writer_wait_s
+        while self._writer is None:
             try:
                 self._writer = self._index.writer(_WRITER_HEAP, 1)
             except ValueError as exc:
-                raise RetrievalError(
-                    f"{self.path}: keyword index is locked by another writer — stop the other "
-                    "archivist process (watch/serve) and try again"
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                raise IndexBusy(
+                    f"{self.path}: the keyword index is being written by another Archivist "
+                    f"process (waited {self.writer_wait_s:.0f} s) — let it finish, or stop it "
+                    "(`archivist serve`, `archivist watch`), and run the command again"
                 ) from exc
         return self._writer
 

@@ -26,16 +26,16 @@ def start(data: Path, *args: str) -> subprocess.Popen[str]:
 
 def test_two_ingests_on_a_new_data_folder_take_turns(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    write_notes(tmp_path / "garden", 3, "garden")
-    write_notes(tmp_path / "bikes", 3, "bikes")
+    write_notes(tmp_path / "garden", 60, "garden")
+    write_notes(tmp_path / "bikes", 60, "bikes")
     first = start(data, "ingest", "--json", str(tmp_path / "garden"))
     second = start(data, "ingest", "--json", str(tmp_path / "bikes"))
-    for process in (first, second):
-        out, err = process.communicate(timeout=300)
+    for process in (first, second):  # they overlap: both convert, embed and write at once
+        out, err = process.communicate(timeout=600)
         assert process.returncode == 0, err
-        assert json.loads(out)["summary"]["ingested"] == 3
+        assert json.loads(out)["summary"]["ingested"] == 60
     stores = json.loads(archivist(data, "status", "--json").stdout)["stores"]
-    assert stores == {"sqlite": 6, "tantivy": 6, "qdrant": 6, "pending": 0, "in_sync": True}
+    assert stores == {"sqlite": 120, "tantivy": 120, "qdrant": 120, "pending": 0, "in_sync": True}
     for term, name in (("garden1word5", "garden-1.md"), ("bikes2word7", "bikes-2.md")):
         found = archivist(data, "search", "--json", term)
         assert found.returncode == 0, found.stderr

@@ -1,5 +1,6 @@
 """The Tantivy keyword index: upserts, deletes, persistence and forgiving BM25 queries."""
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,10 +170,20 @@ def test_close_discards_uncommitted_changes(tmp_path: Path) -> None:
 
 
 def test_second_writer_gets_a_clear_error(index: KeywordIndex) -> None:
-    other = KeywordIndex(index.path)
+    other = KeywordIndex(index.path, writer_wait_s=0.3)
     assert ids(other.search("honey")) == ["bees-1"]  # reading needs no lock
-    with pytest.raises(RetrievalError, match="locked by another writer"):
+    with pytest.raises(RetrievalError, match="being written by another Archivist process"):
         other.upsert(DOCS[:1])
+
+
+def test_second_writer_waits_for_the_first_to_finish(index: KeywordIndex) -> None:
+    other = KeywordIndex(index.path, writer_wait_s=30)
+    index.upsert(DOCS[:1])  # holds the writer
+    threading.Timer(0.5, index.close).start()
+    other.upsert(DOCS[1:2])
+    other.commit()
+    other.close()
+    assert DOCS[1].chunk_id in KeywordIndex(index.path).chunk_ids()
 
 
 def test_search_on_an_empty_index_returns_nothing(tmp_path: Path) -> None:
