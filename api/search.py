@@ -14,7 +14,6 @@ from retrieval.rerank import Reranker, rerank
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
 _SNIPPET_CHARS = 240
-FOCUS_DEPTH = 10  # hits per leg whose documents are counted (retrieval.fusion.focus_weights)
 _Ranked = tuple[str, float, dict[str, tuple[int, float]]]
 
 
@@ -76,7 +75,9 @@ def search(
     if mode == "hybrid":
         weights = {"bm25": settings.bm25_weight, "dense": settings.dense_weight}
         if settings.fusion == "blend":
-            weights = focus_weights(legs, _documents_of(store, legs), weights, depth=FOCUS_DEPTH)
+            depth = settings.focus_depth
+            documents = _documents_of(store, legs, depth)
+            weights = focus_weights(legs, documents, weights, depth=depth)
             legs = _scored_by_both(indexes, query, vector, legs)
         fused = fuse_rankings(
             legs,
@@ -95,9 +96,11 @@ def search(
     return _resolve(store, query, ranked[:k], filters)
 
 
-def _documents_of(store: ChunkStore, legs: dict[str, list[tuple[str, float]]]) -> dict[str, str]:
-    """The content hash (the document) of each leg's first FOCUS_DEPTH chunks."""
-    ids = {cid for ranking in legs.values() for cid, _ in ranking[:FOCUS_DEPTH]}
+def _documents_of(
+    store: ChunkStore, legs: dict[str, list[tuple[str, float]]], depth: int
+) -> dict[str, str]:
+    """The content hash (the document) of each leg's first `depth` chunks."""
+    ids = {cid for ranking in legs.values() for cid, _ in ranking[:depth]}
     return store.contents_of(sorted(ids))
 
 

@@ -238,6 +238,52 @@ def test_focus_weights_keep_the_ratio_where_every_document_is_one_chunk():
     assert weights["bm25"] / weights["dense"] == pytest.approx(0.45 / 0.55)
 
 
+def _reference_focus(rankings, document_of, weights, depth):
+    """Focus weights written out: walk each leg's ids, skipping repeats, until `depth` distinct
+    ids are seen; the leg's weight is divided by how many documents they belong to."""
+    focused = {}
+    for leg, ranking in rankings.items():
+        seen, documents = [], set()
+        for doc, _ in ranking:
+            if doc in seen:
+                continue
+            if len(seen) == depth:
+                break
+            seen.append(doc)
+            documents.add(document_of.get(doc, doc))
+        focused[leg] = Fraction(weights.get(leg, 1.0)) / max(1, len(documents))
+    return focused
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_focus_weights_match_reference_at_any_depth(seed):
+    rng = random.Random(seed)
+    rankings, _, weights = _random_case(seed)
+    # Chunks of a few documents, with repeats, so the depth decides how many are counted.
+    rankings = {leg: ranking + ranking[:3] for leg, ranking in rankings.items()}
+    document_of = {doc: f"doc{rng.randint(0, 5)}" for r in rankings.values() for doc, _ in r}
+    depth = rng.choice([1, 3, 5, 10, 50])
+    focused = focus_weights(rankings, document_of, weights or {}, depth=depth)
+    expected = _reference_focus(rankings, document_of, weights or {}, depth)
+    assert focused == pytest.approx({leg: float(value) for leg, value in expected.items()})
+
+
+def test_a_shallower_focus_depth_sees_a_scattered_leg_sooner():
+    rankings = {
+        "bm25": [("a1", 9.0), ("b1", 8.0), ("c1", 7.0), ("d1", 6.0), ("e1", 5.0)],
+        "dense": [("a1", 0.9), ("a2", 0.8), ("a3", 0.7), ("a4", 0.6), ("b1", 0.5)],
+    }
+    document_of = {doc: doc[0].upper() for r in rankings.values() for doc, _ in r}
+    weights = {"bm25": 0.45, "dense": 0.55}
+    # The dense leg stays on one document through its first four hits, BM25 never does.
+    assert focus_weights(rankings, document_of, weights, depth=4) == pytest.approx(
+        {"bm25": 0.45 / 4, "dense": 0.55}
+    )
+    assert focus_weights(rankings, document_of, weights, depth=5) == pytest.approx(
+        {"bm25": 0.45 / 5, "dense": 0.55 / 2}
+    )
+
+
 def test_limit_keeps_the_best_hits():
     fused = fuse_rankings({"bm25": BM25, "dense": DENSE}, limit=2)
     assert [hit.id for hit in fused] == ["a", "c"]
