@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     )
     convert_timeout_s: float = Field(120.0, gt=0, description="Time limit for converting one file.")
     convert_memory_mb: int = Field(
-        2048, ge=256, description="Memory limit for converting one file."
+        2048, ge=256, description="Memory limit for all conversions together (MB)."
     )
     max_file_mb: int = Field(512, gt=0, description="Files larger than this are not converted.")
     max_expand_mb: int = Field(

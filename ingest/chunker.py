@@ -15,6 +15,14 @@ from ingest.document import Block
 # Flows Years ended December 31".
 PAGE_OPENING_WORDS = 16
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+# One tokenizer call holds tens of bytes per character of its text at once (a 20 MB "word"
+# asked for single blocks of 268 and 536 MB, and the worker aborted under its memory cap):
+# text goes to the tokenizer in pieces of at most this many characters.
+_ENCODE_CHARS = 1 << 16
+# Pieces are also cut at this many characters per token they may hold: a blob the tokenizer
+# reads as a few tokens (4 MB of one letter: 64) would otherwise make a chunk of megabytes,
+# which the embedder would have to read whole.
+_CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -80,14 +88,25 @@ class TokenCounter:
         if len(self._word_tokens) + len(new) > self._CACHE_LIMIT:
             self._word_tokens.clear()
             new = list(words)
-        # One call over all new words joined by spaces, far cheaper than one call per word;
+        for batch in _batches(new, _ENCODE_CHARS):
+            self._word_tokens.update(zip(batch, self._counts(batch), strict=True))
+
+    def _counts(self, words: list[str]) -> list[int]:
+        if len(words) == 1:  # (perhaps longer than one call takes)
+            return [sum(len(offsets) for _, offsets in self._encode(words[0]))]
+        # One call over the words joined by spaces, far cheaper than one call per word;
         # each token is credited to the word its first character falls in.
-        word_starts = np.cumsum([0] + [len(word) + 1 for word in new[:-1]])
-        offsets = self._tokenizer.encode(" ".join(new), add_special_tokens=False).offsets
+        word_starts = np.cumsum([0] + [len(word) + 1 for word in words[:-1]])
+        offsets = self._tokenizer.encode(" ".join(words), add_special_tokens=False).offsets
         token_starts = np.fromiter((start for start, _ in offsets), dtype=np.int64)
         owners = np.searchsorted(word_starts, token_starts, side="right") - 1
-        counts = np.bincount(owners, minlength=len(new))
-        self._word_tokens.update(zip(new, counts.tolist(), strict=True))
+        return np.bincount(owners, minlength=len(words)).tolist()  # type: ignore[no-any-return]
+
+    def _encode(self, text: str) -> Iterator[tuple[int, list[tuple[int, int]]]]:
+        """Token offsets of a text of any length, a piece at a time: (piece start, offsets)."""
+        for start in range(0, len(text), _ENCODE_CHARS):
+            piece = text[start : start + _ENCODE_CHARS]
+            yield start, self._tokenizer.encode(piece, add_special_tokens=False).offsets
 
     def windows(self, text: str, size: int) -> list[str]:
         """Cut text into consecutive pieces of at most `size` tokens, between words."""
@@ -98,7 +117,7 @@ class TokenCounter:
         used = 0
         for word in words:
             tokens = self._word_tokens[word]
-            if tokens > size:  # one "word" longer than a chunk: a URL, a blob of data
+            if tokens > size or len(word) > size * _CHARS_PER_TOKEN:  # a URL, a blob of data
                 pieces += [" ".join(current), *self._token_windows(word, size)]
                 current, used = [], 0
             elif used + tokens > size:
@@ -111,10 +130,32 @@ class TokenCounter:
         return [piece for piece in pieces if piece]
 
     def _token_windows(self, text: str, size: int) -> list[str]:
-        offsets = self._tokenizer.encode(text, add_special_tokens=False).offsets
-        starts = [offsets[i][0] for i in range(0, len(offsets), size)]
+        starts: list[int] = []
+        seen = 0
+        for piece_start, offsets in self._encode(text):
+            starts += [piece_start + offsets[i][0] for i in range(-seen % size, len(offsets), size)]
+            seen += len(offsets)
         ends = starts[1:] + [len(text)]
-        return [text[start:end] for start, end in zip(starts, ends, strict=True)]
+        longest = size * _CHARS_PER_TOKEN
+        return [
+            text[cut : min(cut + longest, end)]
+            for start, end in zip(starts, ends, strict=True)
+            for cut in range(start, end, longest)
+        ]
+
+
+def _batches(words: list[str], chars: int) -> Iterator[list[str]]:
+    """Consecutive words, joined by spaces no longer than `chars` (a longer word alone)."""
+    batch: list[str] = []
+    length = 0
+    for word in words:
+        if batch and length + len(word) > chars:
+            yield batch
+            batch, length = [], 0
+        batch.append(word)
+        length += len(word) + 1
+    if batch:
+        yield batch
 
 
 def split_blocks(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) -> list[Chunk]:
@@ -144,14 +185,15 @@ def _page_openings(blocks: list[Block]) -> dict[int | None, str]:
 
 def _units(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) -> Iterator[_Unit]:
     """Paragraphs, split into sentences when longer than the target, then into token windows."""
+    longest = options.cap * _CHARS_PER_TOKEN
     counts = counter.count([block.text for block in blocks])
     for index, (block, tokens) in enumerate(zip(blocks, counts, strict=True)):
-        if tokens <= options.target:
+        if tokens <= options.target and len(block.text) <= longest:
             yield _Unit(block.text, tokens, index, block.page)
             continue
         sentences = [s for s in _SENTENCE_END.split(block.text) if s.strip()]
         for sentence, sentence_tokens in zip(sentences, counter.count(sentences), strict=True):
-            if sentence_tokens <= options.cap:
+            if sentence_tokens <= options.cap and len(sentence) <= longest:
                 yield _Unit(sentence, sentence_tokens, index, block.page)
                 continue
             pieces = counter.windows(sentence, options.cap)
@@ -160,17 +202,18 @@ def _units(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) ->
 
 
 def _pack(units: list[_Unit], options: ChunkOptions) -> Iterator[list[_Unit]]:
+    longest = options.cap * _CHARS_PER_TOKEN
     current: list[_Unit] = []
-    size = 0
+    size = chars = 0
     for unit in units:
-        if current and size + unit.tokens > options.target:
+        if current and (size + unit.tokens > options.target or chars + len(unit.text) > longest):
             yield current
             current = _overlap_tail(current, options.overlap)
-            size = sum(u.tokens for u in current)
-            if size + unit.tokens > options.cap:
-                current, size = [], 0
+            size, chars = sum(u.tokens for u in current), sum(len(u.text) for u in current)
+            if size + unit.tokens > options.cap or chars + len(unit.text) > longest:
+                current, size, chars = [], 0, 0
         current.append(unit)
-        size += unit.tokens
+        size, chars = size + unit.tokens, chars + len(unit.text)
     if current:
         yield current
 

@@ -22,7 +22,7 @@ class Limits:
     """Bounds on one conversion, so a hostile file cannot hang or exhaust the machine."""
 
     timeout_s: float
-    memory_mb: int
+    memory_mb: int  # (a ConversionPool shares it among its workers: see ingest.budget)
     max_file_mb: int
     max_expand_mb: int
 

@@ -37,6 +37,10 @@ class TooLarge(IngestError):
     reason = "too-large"
 
 
+class OutOfMemory(TooLarge):
+    """Converting the file needs more memory than it was given (a bigger share may do)."""
+
+
 class TooDeep(IngestError):
     """The file is valid, but nested deeper (sections, lists, tables) than the converter follows."""
 
@@ -59,6 +63,12 @@ class OutsideFolder(IngestError):
     """A symbolic link in an ingested folder points outside the folders being ingested."""
 
     reason = "outside-folder"
+
+
+class BadName(IngestError):
+    """The file's name is not valid UTF-8, so it cannot be stored or shown as it is."""
+
+    reason = "bad-name"
 
 
 class StoreError(Exception):

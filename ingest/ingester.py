@@ -10,7 +10,7 @@ from stat import S_ISREG
 from typing import Any
 
 from ingest.convert import is_supported, unsupported
-from ingest.errors import IngestError, OutsideFolder, Unreadable, UnsupportedType
+from ingest.errors import BadName, IngestError, OutsideFolder, Unreadable, UnsupportedType
 from ingest.store import PIPELINE_VERSION, ChunkStore, DocumentRecord, FileState
 from ingest.workers import Chunked, ConversionPool, Failed, Job
 
@@ -151,7 +151,7 @@ def ingest_paths(
         if stop and stop():
             return report  # the conversions under way are dropped with the workers
 
-    seen = {str(path) for path in files}
+    seen = {_shown_path(path) for path in files}
     for root in (p for p in paths if p.is_dir()):
         for record in store.documents(under=str(root)):
             if record.path not in seen and not os.path.exists(record.path):
@@ -165,6 +165,7 @@ def _plan(
 ) -> tuple[FileResult | None, FileState | None]:
     """Settle a file without converting it if possible; otherwise say what to convert."""
     try:
+        _check_name(path)
         stat = _readable_stat(path, folders)
     except IngestError as refusal:
         return _refused(store, path, path.lstat(), refusal), None
@@ -193,9 +194,26 @@ def _plan(
 
 def _refused(store: ChunkStore, path: Path, stat: os.stat_result, error: IngestError) -> FileResult:
     """Record a file that is not read at all, and why."""
-    state = FileState(str(path), "", stat.st_size, stat.st_mtime_ns)
+    state = FileState(_shown_path(path), "", stat.st_size, stat.st_mtime_ns)
     store.record_failure(state, _file_type(path), error.reason, str(error))
-    return FileResult(str(path), "failed", reason=error.reason, error=str(error))
+    return FileResult(state.path, "failed", reason=error.reason, error=str(error))
+
+
+def _shown_path(path: Path) -> str:
+    """The path as text that SQLite, JSON and a terminal can take: bytes of a name that are
+    not UTF-8 (Python carries them as lone surrogates) written as \\x escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _check_name(path: Path) -> None:
+    """Refuse a path that is not valid UTF-8 (a name from a Latin-1 disk or an old archive):
+    it cannot be stored, printed or sent as JSON as it is."""
+    shown = _shown_path(path)
+    if shown != str(path):
+        raise BadName(
+            f"{Path(shown).name}: the file name is not valid UTF-8 (bytes of another encoding, "
+            "shown as \\x escapes) — rename it, e.g. `convmv -f latin1 -t utf8 --notest FILE`"
+        )
 
 
 def _readable_stat(path: Path, folders: Sequence[Path]) -> os.stat_result:

@@ -4,15 +4,17 @@ import json
 import resource
 import subprocess
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import pypandoc
 
+from ingest.budget import held_mb
 from ingest.document import Block, Converted
 from ingest.epub import spine_html
-from ingest.errors import Corrupt, Encrypted, NoTextLayer, TimedOut, TooLarge
+from ingest.errors import Corrupt, Encrypted, NoTextLayer, OutOfMemory, TimedOut, TooLarge
 from ingest.text import decode_text
 
 ZIP_FORMATS = {".docx": "docx", ".odt": "odt", ".epub": "epub", ".pptx": "pptx", ".xlsx": "xlsx"}
@@ -23,6 +25,16 @@ TEXT_FORMATS = {
     ".fb2": "fb2", ".typ": "typst", ".opml": "opml", ".muse": "muse",
 }  # fmt: skip
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # encrypted OOXML files are OLE containers
+# Pandoc's readers held 75-330 times their input at their peak here (resident memory, 4-6 MB
+# inputs: org 75x, ipynb 85x, LaTeX 104x, HTML 109x, CSV 116x, RST 120x, pandoc's own HTML
+# 333x): a text input over 1/50 of the memory left cannot fit, and is refused at once rather
+# than after minutes of a core (a 50 MB one-line HTML: 72 s and 2.2 GB, then out of heap).
+_PANDOC_INPUT_FACTOR = 50
+# Pandoc allocates a little outside its capped heap: its anonymous resident memory peaked 6-21
+# MB over the cap here (-M128m to -M363m: a LaTeX macro bomb, a 2-million-column CSV, 5 MB of
+# HTML, a sheet with a far cell); the pages of its program (up to 92 MB, shared) come on top.
+_OUTSIDE_HEAP_MB = 32
+_MIN_HEAP_MB = 64
 
 
 def convert_with_pandoc(
@@ -62,9 +74,15 @@ def _epub_spine(path: Path) -> str:
 def run_pandoc(
     args: list[str], stdin: bytes | None, name: str, timeout_s: float, memory_mb: int
 ) -> dict[str, Any]:
-    """Run pandoc to its JSON AST; pandoc's own heap cap and a wall-clock timeout bound it."""
+    """Run pandoc to its JSON AST within a wall-clock timeout and the memory this conversion
+    has left (`memory_mb` less what a worker process holds itself), through pandoc's heap cap."""
+    left_mb = memory_mb - held_mb()
+    heap_mb = left_mb * 7 // 8 - _OUTSIDE_HEAP_MB
+    too_big = stdin is not None and len(stdin) * _PANDOC_INPUT_FACTOR > left_mb * 1024 * 1024
+    if too_big or heap_mb < _MIN_HEAP_MB:
+        raise _out_of_memory(name, memory_mb)
     command = [pypandoc.get_pandoc_path(), "--sandbox", "-t", "json", *args]
-    command += ["+RTS", f"-M{memory_mb}m", "-RTS"]
+    command += ["+RTS", f"-M{heap_mb}m", "-RTS"]
     try:
         done = subprocess.run(
             command,
@@ -78,10 +96,17 @@ def run_pandoc(
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip()
         if "Heap exhausted" in message or "heap overflow" in message:
-            raise TooLarge(f"{name}: converting it needs more than {memory_mb} MB of memory")
+            raise _out_of_memory(name, memory_mb)
         first_line = message.splitlines()[0] if message else f"exit code {done.returncode}"
         raise Corrupt(f"{name}: could not be read ({first_line})")
     return dict(_loads(done.stdout))
+
+
+def _out_of_memory(name: str, memory_mb: int) -> OutOfMemory:
+    return OutOfMemory(
+        f"{name}: converting it needs more than {memory_mb} MB of memory "
+        "(ARCHIVIST_CONVERT_MEMORY_MB)"
+    )
 
 
 def _loads(output: bytes) -> Any:
@@ -145,14 +170,40 @@ def _check_archive(path: Path, max_expand_mb: int) -> None:
         )
     try:
         with zipfile.ZipFile(path) as archive:
-            expanded = sum(info.file_size for info in archive.infolist())
+            members = archive.infolist()
+            expanded = sum(info.file_size for info in members)
+            if expanded > max_expand_mb * 1024 * 1024:
+                raise TooLarge(
+                    f"{path.name}: expands to {expanded // (1024 * 1024)} MB, over the "
+                    f"{max_expand_mb} MB limit (ARCHIVIST_MAX_EXPAND_MB)"
+                )
+            for info in members:
+                _check_member(archive, info, path.name)
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise Corrupt(f"{path.name}: damaged or not a real {path.suffix} file ({error})") from None
-    if expanded > max_expand_mb * 1024 * 1024:
-        raise TooLarge(
-            f"{path.name}: expands to {expanded // (1024 * 1024)} MB, over the "
-            f"{max_expand_mb} MB limit (ARCHIVIST_MAX_EXPAND_MB)"
-        )
+
+
+def _check_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> None:
+    """Inflate a member as far as its header says it goes, checking its CRC: a header can
+    understate what a member inflates to (a zip bomb that hides from the size check above),
+    and pandoc reads on past what the header says (a 2 GB member claiming 1 KB held its heap
+    cap and a core until the time limit)."""
+    try:
+        with archive.open(info) as member:
+            while member.read(1024 * 1024):
+                pass
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise Corrupt(
+            f"{name}: damaged, or a zip bomb hiding its size: {info.filename} does not match "
+            f"its zip header ({error})"
+        ) from None
+    except RuntimeError:  # zipfile: "File ... is encrypted, password required"
+        raise Encrypted(
+            f"{name}: {info.filename} is password-protected inside the archive — save an "
+            "unprotected copy and add that"
+        ) from None
+    except NotImplementedError as error:  # a compression method neither zipfile nor pandoc reads
+        raise Corrupt(f"{name}: {info.filename} cannot be unpacked ({error})") from None
 
 
 def meta_title(ast: dict[str, Any]) -> str | None:

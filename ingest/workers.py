@@ -5,17 +5,24 @@ import contextlib
 import multiprocessing
 import os
 import queue
-import resource
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
+from ingest.budget import (
+    MemoryBudget,
+    address_space,
+    cap_address_space,
+    ran_out,
+    watch_address_space,
+)
 from ingest.chunker import Chunk, ChunkOptions, TokenCounter, split_blocks
 from ingest.convert import Limits, convert_file
-from ingest.errors import IngestError, TimedOut, TooLarge
+from ingest.errors import IngestError, OutOfMemory, TimedOut, TooLarge
 from ingest.titles import document_title
 
 
@@ -40,10 +47,12 @@ class Chunked:
 
 @dataclass(frozen=True)
 class Failed:
-    """Why a file could not be converted: a reason kind and a message for the user."""
+    """Why a file could not be converted: a reason kind and a message for the user;
+    `out_of_memory` when it ran out of the memory it was given (more may do)."""
 
     reason: str
     message: str
+    out_of_memory: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> 
             document.file_type, chunks, document.page_count, document.pages_without_text, title
         )
     except IngestError as error:
-        return Failed(error.reason, str(error))
+        return Failed(error.reason, str(error), isinstance(error, OutOfMemory))
     except OSError as error:
         return Failed("unreadable", f"{path.name}: cannot be read ({error.strerror or error})")
     except MemoryError:
@@ -83,34 +92,44 @@ def _nothing() -> None:
     """A process that only proves the fork server runs."""
 
 
-def _serve(connection: Connection, setup: WorkerSetup, work: ConvertFn) -> None:
-    """Worker process main loop: receive a path, send back its chunks or failure."""
+def _serve(connection: Connection, setup: WorkerSetup, work: ConvertFn, memory: Any) -> None:
+    """Worker process main loop: receive a path and the memory it may use (MB), send back its
+    chunks or failure. `memory` is shared with the parent: [address space at the start of
+    this file, the largest since] (bytes), which tells it why this process died, if it does."""
     os.setpgrp()  # so a kill on timeout also reaches pandoc
     # Conversion is background work: searches and answers in the parent process come first
     # (alone on the machine, a lower priority costs a conversion nothing).
     with contextlib.suppress(OSError):
         os.nice(10)
-    limit = setup.limits.memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
     counter = TokenCounter(setup.tokenizer_file)
+    threading.Thread(target=watch_address_space, args=(memory,), daemon=True).start()
     while True:
         try:
-            path = connection.recv()
+            path, memory_mb = connection.recv()
         except EOFError:
             return
+        # The cap covers this process and the pandoc it starts (which gets what is left).
+        cap_address_space(memory_mb)
+        memory[0] = memory[1] = address_space()
+        limits = replace(setup.limits, memory_mb=memory_mb)
         try:
-            outcome = work(path, counter, setup)
+            outcome = work(path, counter, replace(setup, limits=limits))
         except MemoryError:  # the address-space cap set above was hit
-            outcome = Failed(
-                TooLarge.reason,
-                f"{path.name}: converting it needs more than {setup.limits.memory_mb} MB of "
-                "memory (ARCHIVIST_CONVERT_MEMORY_MB)",
-            )
+            outcome = _out_of_memory(path, memory_mb)
         connection.send(outcome)
 
 
+def _out_of_memory(path: Path, memory_mb: int) -> Failed:
+    message = (
+        f"{path.name}: converting it needs more than {memory_mb} MB of memory "
+        "(ARCHIVIST_CONVERT_MEMORY_MB)"
+    )
+    return Failed(TooLarge.reason, message, out_of_memory=True)
+
+
 class _Worker:
-    """One worker process, restarted after a timeout or a crash."""
+    """One worker process; after a timeout, a crash or running out of memory it is stopped,
+    and the next file starts a new one."""
 
     def __init__(
         self, context: multiprocessing.context.BaseContext, setup: WorkerSetup, work: ConvertFn
@@ -122,34 +141,44 @@ class _Worker:
 
     def _start(self) -> None:
         self._connection, child = self._context.Pipe()
+        self._memory = self._context.RawArray("q", 2)  # type: ignore[attr-defined]
         self._process = self._context.Process(  # type: ignore[attr-defined]
-            target=_serve, args=(child, self._setup, self._work), daemon=True
+            target=_serve, args=(child, self._setup, self._work, self._memory), daemon=True
         )
         self._process.start()
         child.close()
 
-    def run(self, path: Path) -> Chunked | Failed:
+    def run(self, path: Path, memory_mb: int) -> Chunked | Failed:
+        """Convert one file within `memory_mb` (this process and the pandoc it starts)."""
+        if self._connection.closed:
+            self._start()
         timeout = self._setup.limits.timeout_s
-        self._connection.send(path)
+        self._connection.send((path, memory_mb))
         if not self._connection.poll(timeout + 5):
-            self._restart()
+            self.stop()
             return Failed(
                 TimedOut.reason, f"{path.name}: conversion took longer than {timeout:g} s"
             )
         try:
-            return self._connection.recv()  # type: ignore[no-any-return]
+            outcome: Chunked | Failed = self._connection.recv()
         except (EOFError, ConnectionResetError):
-            self._process.join(5)
-            code = self._process.exitcode
-            self._restart()
-            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            return Failed("crashed", f"{path.name}: the converter crashed on it ({how})")
+            return self._crashed(path, memory_mb)
+        if _ran_out(outcome):
+            self.stop()  # what it took from the system may not shrink back under a cap
+        return outcome
 
-    def _restart(self) -> None:
+    def _crashed(self, path: Path, memory_mb: int) -> Failed:
+        self._process.join(5)
+        code = self._process.exitcode
+        out_of_memory = ran_out(self._memory, memory_mb)
         self.stop()
-        self._start()
+        if out_of_memory:
+            return _out_of_memory(path, memory_mb)
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return Failed("crashed", f"{path.name}: the converter crashed on it ({how})")
 
     def stop(self) -> None:
+        """End the process (and the pandoc it runs); `run` starts a new one."""
         self._connection.close()
         if self._process.is_alive() and self._process.pid is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -158,7 +187,9 @@ class _Worker:
 
 
 class ConversionPool:
-    """Runs conversions on `workers` processes; results arrive in completion order.
+    """Runs conversions on `workers` processes, all within one memory budget (`limits.memory_mb`,
+    see ingest.budget: fewer processes if it cannot give each a share); results arrive in
+    completion order.
 
     `work` is what a worker does with each path (a module-level function, so that it can be
     sent to the worker process); the default converts and chunks.
@@ -196,9 +227,12 @@ class ConversionPool:
         for job in jobs:
             todo.put(job)
             count += 1
+        memory_mb = self._setup.limits.memory_mb
+        conversions = min(count, MemoryBudget.conversions(memory_mb, self._workers))
+        budget = MemoryBudget(memory_mb, max(1, conversions))
         threads = [
-            threading.Thread(target=self._drain, args=(todo, done), daemon=True)
-            for _ in range(min(self._workers, count))
+            threading.Thread(target=self._drain, args=(todo, done, budget), daemon=True)
+            for _ in range(conversions)
         ]
         for thread in threads:
             todo.put(None)
@@ -220,15 +254,33 @@ class ConversionPool:
                 thread.join()
 
     def _drain(
-        self, todo: "queue.Queue[Job | None]", done: "queue.Queue[tuple[Job, Chunked | Failed]]"
+        self,
+        todo: "queue.Queue[Job | None]",
+        done: "queue.Queue[tuple[Job, Chunked | Failed]]",
+        budget: MemoryBudget,
     ) -> None:
         worker = _Worker(self._context, self._setup, self._work)
         try:
             while (job := todo.get()) is not None:
                 try:
-                    outcome = worker.run(job.path)
+                    outcome = _convert(worker, job.path, budget)
                 except Exception as error:  # the result must arrive, or the caller waits forever
                     outcome = Failed("crashed", f"{job.path.name}: {type(error).__name__}: {error}")
                 done.put((job, outcome))
         finally:
             worker.stop()
+
+
+def _convert(worker: _Worker, path: Path, budget: MemoryBudget) -> Chunked | Failed:
+    """Convert within a share of the budget; if that is too little, again with all of it."""
+    with budget.share(idle=worker.stop) as memory_mb:
+        outcome = worker.run(path, memory_mb)
+    if _ran_out(outcome) and memory_mb < budget.total_mb:
+        with budget.whole(idle=worker.stop) as memory_mb:
+            outcome = worker.run(path, memory_mb)
+            worker.stop()  # it may hold more than a share now
+    return outcome
+
+
+def _ran_out(outcome: Chunked | Failed) -> bool:
+    return isinstance(outcome, Failed) and outcome.out_of_memory

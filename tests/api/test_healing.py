@@ -121,9 +121,7 @@ def test_a_deleted_keyword_folder_is_refilled_from_sqlite_without_embedding(
         assert hit.path.endswith("garden.md")
 
 
-def test_a_dense_index_missing_chunks_is_found_by_the_count(
-    settings: Settings, docs: Path
-) -> None:
+def test_a_dense_index_missing_chunks_is_found_by_the_count(settings: Settings, docs: Path) -> None:
     ingest_notes(settings, docs)
     with Archivist(settings) as service:
         service.indexes.dense.delete(sorted(service.store.chunk_ids())[:1])
@@ -141,9 +139,7 @@ def corrupt_one_page(database: Path) -> None:
         file.write(b"\xa5" * 64)
 
 
-def test_a_corrupt_database_is_reported_and_never_written(
-    settings: Settings, docs: Path
-) -> None:
+def test_a_corrupt_database_is_reported_and_never_written(settings: Settings, docs: Path) -> None:
     for n in range(40):
         (docs / f"note{n}.md").write_text(f"# Note {n}\n\n" + f"Words about topic {n}. " * 300)
     with Archivist(settings) as service:
