@@ -115,23 +115,25 @@ class Archivist:
         """This thread's connection to the SQLite store."""
         store: ChunkStore | None = getattr(self._local, "store", None)
         if store is None:
+            # Looked at before connecting: a connection creates the write-ahead log file.
+            files = _database_files(self.settings)
+            unchanged = not self._store_checked and passed_before(self._store_marker, *files)
             store = ChunkStore(self.settings.database)
             with self._lock:
                 self._stores.append(store)
                 if not self._store_checked:
-                    self._check_store(store)
+                    self._check_store(store, unchanged)
             self._local.store = store
         return store
 
-    def _check_store(self, store: ChunkStore) -> None:
-        """SQLite's quick_check on the first connection, unless the file is as the last sound
-        close or check left it (api.health): a corrupt database is never written to."""
-        files = _database_files(self.settings)
-        if not passed_before(self._store_marker, *files):
+    def _check_store(self, store: ChunkStore, unchanged: bool) -> None:
+        """SQLite's quick_check on the first connection, unless the file is `unchanged` since
+        the last sound close or check (api.health): a corrupt database is never written to."""
+        if not unchanged:
             if problems := store.problems():
                 raise store_damaged(self.settings.database, problems)
             if not store.read_only:
-                remember_passed(self._store_marker, *files)
+                remember_passed(self._store_marker, *_database_files(self.settings))
         self._store_checked = True
 
     @property
