@@ -330,7 +330,7 @@ def refill_keyword(store: ChunkStore, keyword: KeywordIndex) -> None:
     ids = sorted(store.chunk_ids())
     for start in range(0, len(ids), SYNC_BATCH * 4):
         chunks = store.chunks(ids[start : start + SYNC_BATCH * 4])
-        keyword.upsert([KeywordDoc(c.id, chunk_context(c), c.text) for c in chunks])
+        keyword.upsert(keyword_docs(chunks))
     keyword.commit()
 
 
@@ -338,6 +338,11 @@ def chunk_context(chunk: StoredChunk) -> str:
     """Where a chunk sits: "Title (file name) > Section > first words of its page" (the page's
     words left out of the page's first chunk, which starts with them)."""
     return " > ".join(_context(chunk))
+
+
+def keyword_docs(chunks: list[StoredChunk]) -> list[KeywordDoc]:
+    """What the keyword index holds of these chunks: each led by where it sits."""
+    return [KeywordDoc(c.id, chunk_context(c), c.text) for c in chunks]
 
 
 def embedding_text(chunk: StoredChunk) -> str:
@@ -445,7 +450,7 @@ class _IndexWriter:
         indexes = self._indexes
         if chunks:
             indexes.dense.upsert([c.id for c in chunks], vectors)
-            indexes.keyword.upsert([KeywordDoc(c.id, chunk_context(c), c.text) for c in chunks])
+            indexes.keyword.upsert(keyword_docs(chunks))
         if gone:
             indexes.dense.delete(gone)
             indexes.keyword.delete(gone)

@@ -87,20 +87,12 @@ def pending_migrations(db: Database) -> list[Migration]:
 
 
 def migrate(db: Database) -> None:
-    """Apply every migration not yet recorded in `_migrations`, in one write transaction taken
-    before looking: two processes opening a new database migrate it once, in turn."""
-    if not pending_migrations(db):
-        return  # the common case, without taking the write lock
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS _migrations "
-            "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        for migration in pending_migrations(db):
-            migration(db)
-            db.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__])
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+    """Apply every migration not yet recorded in `_migrations`. Call it inside a write
+    transaction taken before looking (ChunkStore does): two processes opening a new database
+    then migrate it once, in turn."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    for migration in pending_migrations(db):
+        migration(db)
+        db.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__])

@@ -106,7 +106,9 @@ class ChunkStore:
             self.db = Database(connection)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            migrate(self.db)
+            if pending_migrations(self.db):  # looked at first without taking the write lock
+                with self._transaction():
+                    migrate(self.db)
         except (sqlite3.Error, OSError) as error:
             folder = None if path.exists() else _read_only_folder(path)
             if folder is not None:

@@ -289,7 +289,8 @@ class EdgeDenseIndex(_BaseIndex):
     def _query(
         self, query: list[float], limit: int, allowed: list[str] | None
     ) -> list[tuple[str, float]]:
-        exact = self._shard.info().points_count < self.exact_limit  # info() costs microseconds
+        shard = self._shard
+        exact = shard.info().points_count < self.exact_limit  # info() costs microseconds
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(query, using=VECTOR_NAME),
@@ -297,22 +298,19 @@ class EdgeDenseIndex(_BaseIndex):
             params=qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=HNSW_EF),
         )
         try:
-            points = self._shard.query(request)
-        except IndexBusy:
-            raise
+            points = shard.query(request)
         except Exception as exc:  # e.g. a truncated vector file: "vector 125 is not readable"
             raise _damaged(self.path, exc) from exc
         return [(str(p.id), float(p.score)) for p in points]
 
     def _present(self, ids: list[str]) -> list[str]:
         point_ids: list[qe.PointId] = list(ids)
-        try:
-            with self._using:
-                records = self._shard.retrieve(point_ids, with_payload=False, with_vector=True)
-        except IndexBusy:
-            raise
-        except Exception as exc:
-            raise _damaged(self.path, exc) from exc
+        with self._using:
+            shard = self._shard
+            try:
+                records = shard.retrieve(point_ids, with_payload=False, with_vector=True)
+            except Exception as exc:
+                raise _damaged(self.path, exc) from exc
         return [str(r.id) for r in records]
 
     def _page(self, offset: Any) -> tuple[list[str], Any]:
