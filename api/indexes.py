@@ -32,6 +32,7 @@ from retrieval.rerank import CrossEncoderReranker, Reranker
 
 log = logging.getLogger(__name__)
 SYNC_BATCH = 256
+_FILL_POLL_S = 0.05  # a sync beside a conversion looks at the queue this often for a batch
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,11 @@ class Indexes:
         sample = [] if pending else store.sample_chunk_ids(_SAMPLE)  # all indexed when none pending
         if self._keyword is not None and "keyword" not in self.damaged:
             held = self._keyword.count()
+            missing = len(sample) - len(self._keyword.present(sample))
             if abs(held - chunks) > pending:
                 self._note_damage("keyword", _disagrees("keyword", held, chunks))
+            elif missing:
+                self._note_damage("keyword", f"{missing} of {len(sample)} sampled chunks missing")
         try:
             self._try_dense(0)
         except IndexBusy:
@@ -274,27 +278,32 @@ class Indexes:
         if not self._settings.qdrant_url:
             unwant_shard(self._dense_path)
 
-    def counts(self, store: ChunkStore) -> dict[str, Any]:
-        """Chunk counts per store and whether the indexes hold exactly SQLite's chunks."""
-        chunks = store.chunk_ids()
+    def counts(self, store: ChunkStore, *, exact: bool = False) -> dict[str, Any]:
+        """Chunk counts per store and whether the indexes agree with SQLite: the same counts,
+        nothing queued and nothing found damaged (every open looks a few chunk ids up), or,
+        `exact`, the very same chunk ids (loaded into memory: 12 s at a million chunks)."""
         pending = store.pending_count()
         busy = None
         try:
             self._try_dense(READER_WAIT_S)
         except IndexBusy as error:
             busy = str(error)
-        keyword = self._keyword.chunk_ids() if self._keyword is not None else None
+        chunks: Any = store.chunk_ids() if exact else store.chunk_count()
+        keyword: Any = None
+        if self._keyword is not None:
+            keyword = self._keyword.chunk_ids() if exact else self._keyword.count()
+        dense: Any = None
         try:
-            dense = self._dense.ids() if self._dense is not None else None
+            if self._dense is not None:
+                dense = self._dense.ids() if exact else self._dense.count()
         except IndexDamaged as error:
             self._note_damage("dense", error)
-            dense = None
         counts: dict[str, Any] = {
-            "sqlite": len(chunks),
-            "tantivy": None if keyword is None else len(keyword),
-            "qdrant": None if dense is None else len(dense),
+            "sqlite": len(chunks) if exact else chunks,
+            "tantivy": len(keyword) if exact and keyword is not None else keyword,
+            "qdrant": len(dense) if exact and dense is not None else dense,
             "pending": pending,
-            "in_sync": pending == 0 and chunks == keyword == dense,
+            "in_sync": pending == 0 and chunks == keyword == dense and not self.damaged,
         }
         if self.stale is not None:
             counts["stale"] = self.stale
@@ -369,6 +378,7 @@ def sync_indexes(
     max_batches: int | None = None,
     optimize: bool = True,
     stop: Callable[[], bool] | None = None,
+    filling: Callable[[], bool] | None = None,
 ) -> SyncReport:
     """Drain the queue into both indexes; work is marked done only after both committed.
 
@@ -376,40 +386,99 @@ def sync_indexes(
     sync cut short at any point is finished by the next one. `on_progress(done, total)`
     reports chunks handled; `max_batches` stops early (used to test interruption), and so does
     `stop()` returning True (checked between model batches: a server shutting down).
-    A batch is written to the indexes on a thread of its own while the next one is embedded:
-    on a GPU, writing took as long as embedding (pipeline 0.46 of the raw model's throughput
-    with the two in turn, H100). Batches are written in queue order, so later operations on a
-    chunk still win.
+    While `filling()` returns True (files are still being converted into the queue), the sync
+    takes only full batches and waits for more rather than ending when the queue runs dry.
+
+    Three things overlap, so that a GPU never waits: a batch is embedded on the embedder's
+    thread while the next one is read from SQLite here, and written to the indexes on a
+    thread of its own (`_IndexWriter`) while the next one is embedded. On an H100, writing in
+    turn with embedding held the pipeline to 0.46 of the raw model's throughput. Batches are
+    written in queue order, so later operations on a chunk still win.
     `optimize` builds the dense index's HNSW graph afterwards: instant below ~20k chunks, but
     it holds the interpreter while it runs, so a long-running server should defer it.
     """
     batch_size = batch_size or indexes.sync_batch
-    total, done, last_seq = store.pending_count(), 0, 0
+    total, done = store.pending_count(), 0
     upserted = deleted = batches = 0
+
+    def read(after: int, *, wait: bool = True) -> _Batch | None:
+        """The next batch of work queued after `after`, or None: the queue is done (or
+        `stop()`), or, while `filling()`, holds less than a batch — waited for unless not to
+        `wait` (a look-ahead must not hold back the batch before it)."""
+        while not (stop and stop()):
+            more_coming = filling is not None and filling()  # asked first: then the queue
+            work = store.pending_work(limit=batch_size, after=after)
+            if more_coming and len(work) < batch_size:
+                if not wait:
+                    return None
+                time.sleep(_FILL_POLL_S)
+                continue
+            return _Batch.of(store, work) if work else None
+        return None
+
     with _IndexWriter(store, indexes) as writer:
-        while (work := store.pending_work(limit=batch_size, after=last_seq)) and (
-            max_batches is None or batches < max_batches
-        ):
-            if stop and stop():
-                break
-            latest = {item.chunk_id: item.op for item in work}  # later operations win
-            wanted = [cid for cid, op in latest.items() if op == "upsert"]
-            chunks = store.chunks(wanted)
-            gone = [cid for cid in latest if cid not in {c.id for c in chunks}]
-            vectors = None
-            if chunks:
-                vectors = _embed(indexes.embedder, [embedding_text(c) for c in chunks], stop)
-                if vectors is None:
-                    break  # stopped mid-batch: nothing of it was written, it stays queued
-            writer.write(work, chunks, vectors, gone)  # waits for the previous batch's write
-            last_seq = work[-1].seq
-            upserted, deleted, batches = upserted + len(chunks), deleted + len(gone), batches + 1
-            done += len(work)
+        batch = read(after=0)
+        while batch is not None and (max_batches is None or batches < max_batches):
+            embedding = _Embedding(indexes.embedder, batch.chunks) if batch.chunks else None
+            seq = batch.work[-1].seq
+            following = read(after=seq, wait=False)  # from SQLite while the model works
+            vectors = embedding.vectors(stop) if embedding else None
+            if embedding and vectors is None:
+                break  # stopped mid-batch: nothing of it was written, it stays queued
+            writer.write(batch.work, batch.chunks, vectors, batch.gone)  # after the last write
+            upserted, deleted = upserted + len(batch.chunks), deleted + len(batch.gone)
+            batches, done = batches + 1, done + len(batch.work)
+            if filling is not None:
+                total = done + store.pending_count(after=seq)
             if on_progress:
                 on_progress(done, total)
+            batch = following or read(after=seq)
     if batches and optimize:
         indexes.dense.optimize()
     return SyncReport(upserted, deleted)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Queued operations, the chunks to upsert (as stored now) and the ids to delete."""
+
+    work: list[Any]
+    chunks: list[StoredChunk]
+    gone: list[str]
+
+    @classmethod
+    def of(cls, store: ChunkStore, work: list[Any]) -> "_Batch":
+        latest = {item.chunk_id: item.op for item in work}  # later operations win
+        chunks = store.chunks([cid for cid, op in latest.items() if op == "upsert"])
+        stored = {c.id for c in chunks}
+        return cls(work, chunks, [cid for cid in latest if cid not in stored])
+
+
+class _Embedding:
+    """Chunks' vectors being computed on the embedder's thread, a model batch at a time.
+    Texts go to the model longest first, so each model batch holds texts of similar length
+    and little padding, as if the whole batch were encoded in one call."""
+
+    def __init__(self, embedder: Embedder, chunks: list[StoredChunk]) -> None:
+        texts = [embedding_text(c) for c in chunks]
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        size = embedder.batch_size
+        self._rows = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+        self._parts = [
+            (picked, embedder.submit([texts[i] for i in picked]))
+            for picked in (order[n : n + size] for n in range(0, len(order), size))
+        ]
+
+    def vectors(self, stop: Callable[[], bool] | None) -> Any:
+        """The vectors, in the chunks' order; None if `stop()` turned True between model
+        batches (those not started yet are cancelled)."""
+        for picked, part in self._parts:
+            if stop and stop():
+                for _, pending in self._parts:
+                    pending.cancel()
+                return None
+            self._rows[picked] = part.result()
+        return self._rows
 
 
 class _IndexWriter:
@@ -463,17 +532,3 @@ class _IndexWriter:
     def _close(self) -> None:
         if self._store is not None:
             self._store.close()
-
-
-def _embed(embedder: Embedder, texts: list[str], stop: Callable[[], bool] | None) -> Any:
-    """Vectors for `texts`, a model batch at a time (checking `stop()` between: None if it
-    turned True). Texts go to the model longest first, so each model batch holds texts of
-    similar length and little padding, as if the whole batch were encoded in one call."""
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    vectors = np.empty((len(texts), embedder.dimension), dtype=np.float32)
-    for start in range(0, len(texts), embedder.batch_size):
-        if stop and stop():
-            return None
-        picked = order[start : start + embedder.batch_size]
-        vectors[picked] = embedder.encode([texts[i] for i in picked])
-    return vectors

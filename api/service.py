@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -228,17 +229,35 @@ class Archivist:
         """Bring the store in line with files and folders, then both indexes with the store
         (symbolic links followed only into `within`: see `ingest_paths`)."""
         self._check_writable("ingesting")
-        with self._converting:
-            report = ingest_paths(
-                self.store, self.pool, paths, force=force, on_start=on_start, on_file=on_file,
-                stop=self._interrupted.is_set, within=within,
-            )  # fmt: skip
-        if not index:
-            return IngestOutcome(report, None)
-        try:
-            return IngestOutcome(report, self.sync(on_progress=on_progress, optimize=optimize))
-        except RetrievalError as error:  # e.g. the index stayed busy: nothing converted is lost
-            return IngestOutcome(report, None, error)
+        converting, abandoned = threading.Event(), threading.Event()
+        converting.set()
+        with ThreadPoolExecutor(1, thread_name_prefix="indexing") as indexing:
+            # The conversion lock is taken before the indexing thread takes the writing one,
+            # in the order `reindex` takes them.
+            with self._converting:
+                # Indexing runs beside the conversion, taking chunks as files are recorded: on
+                # a GPU the two in turn left the card idle while the cores converted.
+                synced = (
+                    indexing.submit(self._sync, on_progress, optimize, converting.is_set,
+                                    abandoned.is_set)
+                    if index else None
+                )  # fmt: skip
+                try:
+                    report = ingest_paths(
+                        self.store, self.pool, paths, force=force, on_start=on_start,
+                        on_file=on_file, stop=self._interrupted.is_set, within=within,
+                    )  # fmt: skip
+                except BaseException:  # Ctrl+C, a damaged store: the queue waits for next time
+                    abandoned.set()
+                    raise
+                finally:
+                    converting.clear()
+            if synced is None:
+                return IngestOutcome(report, None)
+            try:
+                return IngestOutcome(report, synced.result())
+            except RetrievalError as error:  # e.g. the index stayed busy: nothing converted is lost
+                return IngestOutcome(report, None, error)
 
     def remove(self, paths: Sequence[Path], *, optimize: bool = True) -> list[str]:
         """Forget these files (or every file under these folders) in every store."""
@@ -256,12 +275,24 @@ class Archivist:
 
     def sync(self, *, on_progress: Progress | None = None, optimize: bool = True) -> SyncReport:
         """Drain the index queue into both indexes (rebuilding first after a model change)."""
+        return self._sync(on_progress, optimize)
+
+    def _sync(
+        self,
+        on_progress: Progress | None,
+        optimize: bool,
+        filling: Callable[[], bool] | None = None,
+        abandoned: Callable[[], bool] | None = None,
+    ) -> SyncReport:
+        """`sync`, waiting for more work while `filling()` and stopping once `abandoned()`."""
         self._check_writable("indexing")
+        interrupted = self._interrupted.is_set
         with self._writing:
             self.indexes.heal(self.store)
             return sync_indexes(
                 self.store, self.indexes, on_progress=on_progress, optimize=optimize,
-                stop=self._interrupted.is_set,
+                stop=(lambda: interrupted() or abandoned()) if abandoned else interrupted,
+                filling=filling,
             )  # fmt: skip
 
     def reindex(self, *, on_progress: Progress | None = None) -> SyncReport:
@@ -319,14 +350,14 @@ class Archivist:
         return report
 
     def status(self, *, deep: bool = False) -> dict[str, Any]:
-        """What the store holds and whether the indexes agree with it (`deep`: and SQLite's
-        full integrity check, 0.4 s per 100k chunks). Never writes."""
+        """What the store holds and whether the indexes agree with it (`deep`: chunk by chunk,
+        and SQLite's full integrity check, 0.4 s per 100k chunks). Never writes."""
         summary = self.store.summary()
         if deep:
             problems = self.store.problems(thorough=True)
             summary["database"] = {"sound": not problems, "problems": problems}
         try:
-            stores = self.indexes.counts(self.store)
+            stores = self.indexes.counts(self.store, exact=deep)
         except RetrievalError as error:  # e.g. the dense index is open in another process
             stores = {"error": str(error)}
         return {**summary, "stores": stores, "llm": self.llm.describe()}

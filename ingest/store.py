@@ -190,16 +190,22 @@ class ChunkStore:
         return rows[0] if rows else None
 
     def chunks(self, ids: Sequence[str]) -> list[StoredChunk]:
-        """Chunks by id, in the order asked (missing ids are skipped)."""
+        """Chunks by id, in the order asked (missing ids are skipped).
+
+        The rows come back as one JSON array, in one step of the query: Python's sqlite3 lets
+        go of the interpreter at every row, and waited up to 5 ms for it back each time while
+        another thread ran Python (2,048 chunks: 22 s beside a busy thread instead of 0.03 s;
+        as one array, 0.055 s) — the indexing thread beside the writer and the conversions.
+        """
         marks = ",".join("?" * len(ids))
-        rows = self.db.execute(
-            "SELECT c.id, c.sha256, c.ordinal, c.text, c.heading_path, c.page_start, c.page_end, "
-            "t.title, t.name, c.page_opening FROM chunks c "
-            "LEFT JOIN titles t ON t.sha256 = c.sha256 "
+        (rows,) = self.db.execute(
+            "SELECT json_group_array(json_array(c.id, c.sha256, c.ordinal, c.text, "
+            "c.heading_path, c.page_start, c.page_end, t.title, t.name, c.page_opening)) "
+            "FROM chunks c LEFT JOIN titles t ON t.sha256 = c.sha256 "
             f"WHERE c.id IN ({marks})",
             list(ids),
-        ).fetchall()
-        by_id = {row[0]: _stored_chunk(row) for row in rows}
+        ).fetchone()
+        by_id = {row[0]: _stored_chunk(row) for row in json.loads(rows)}
         return [by_id[i] for i in ids if i in by_id]
 
     def contents_of(self, ids: Sequence[str]) -> dict[str, str]:
@@ -290,9 +296,10 @@ class ChunkStore:
         ).fetchall()
         return {row[0] for row in rows}
 
-    def pending_count(self) -> int:
-        """Number of index operations not yet done."""
-        return int(self.db.execute("SELECT count(*) FROM index_queue").fetchone()[0])
+    def pending_count(self, *, after: int = 0) -> int:
+        """Number of index operations not yet done (of those queued after `after`, a seq)."""
+        query = "SELECT count(*) FROM index_queue WHERE seq > ?"
+        return int(self.db.execute(query, [after]).fetchone()[0])
 
     def pending_work(self, limit: int = 1000, *, after: int = 0) -> list[QueuedOp]:
         """The oldest pending index operations (those queued after `after`, a seq)."""

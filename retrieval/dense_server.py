@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
 from qdrant_client import QdrantClient, models
 
 from retrieval.dense import (
@@ -112,8 +113,8 @@ class ClientDenseIndex(_BaseIndex):
         """Close the client, releasing local mode's folder; closing twice is harmless."""
         self.client.close()
 
-    def _put(self, ids: list[str], rows: list[list[float]]) -> None:
-        vectors: dict[str, Any] = {VECTOR_NAME: rows}
+    def _put(self, ids: list[str], rows: np.ndarray) -> None:
+        vectors: dict[str, Any] = {VECTOR_NAME: rows.tolist()}
         batch = models.Batch(ids=list[models.ExtendedPointId](ids), vectors=vectors)
         with self._turn:
             self.client.upsert(self.collection, points=batch, wait=True)

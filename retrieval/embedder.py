@@ -116,7 +116,12 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> Any:
         """Vectors (numpy float32, one row per text, unit length), on the bulk thread."""
-        return self._bulk.submit(self._encode, self._encoder, texts).result()
+        return self.submit(texts).result()
+
+    def submit(self, texts: list[str]) -> "Future[Any]":
+        """Start `encode` on the bulk thread, after those submitted before; the caller can do
+        other work (or cancel it, if it has not started) before `.result()`."""
+        return self._bulk.submit(self._encode, self._encoder, texts)
 
     def encode_query(self, text: str) -> Any:
         """One vector for one text."""

@@ -4,6 +4,8 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
+
 from api.indexes import sync_indexes
 from api.service import Archivist
 from api.settings import Settings
@@ -84,6 +86,47 @@ def test_an_interrupted_sync_is_finished_by_the_next(service: Archivist, docs: P
     service.sync()
     stores = service.status()["stores"]
     assert stores == {"sqlite": 12, "tantivy": 12, "qdrant": 12, "pending": 0, "in_sync": True}
+
+
+def test_indexing_runs_beside_the_conversion(service: Archivist, docs: Path) -> None:
+    """Chunks are embedded while later files are still being converted: here the conversion
+    of the last files waits until a batch of chunks has been indexed, which never happens if
+    indexing only starts once every file is in."""
+    batch = service.indexes.sync_batch
+    for n in range(batch + 40):
+        (docs / f"note{n:03}.md").write_text(f"Note {n} about the pump in room {n * 7}.\n")
+    indexed, converted = threading.Event(), []
+
+    def on_file(_: object) -> None:
+        converted.append(1)
+        if len(converted) == batch + 20:
+            assert indexed.wait(120), "no chunk was indexed while files were being converted"
+
+    outcome = service.ingest([docs], on_file=on_file, on_progress=lambda done, total: indexed.set())
+    assert outcome.index is not None and outcome.index.upserted == batch + 40
+    assert service.status()["stores"]["in_sync"] is True
+
+
+def test_a_conversion_that_fails_leaves_its_queue_to_the_next_sync(
+    service: Archivist, docs: Path
+) -> None:
+    for n in range(30):
+        (docs / f"note{n:02}.md").write_text(f"Note {n} about the boiler in hall {n}.\n")
+    converted = []
+
+    def on_file(_: object) -> None:
+        converted.append(1)
+        if len(converted) == 20:
+            raise KeyboardInterrupt  # Ctrl+C in the middle of an ingest
+
+    with pytest.raises(KeyboardInterrupt):
+        service.ingest([docs], on_file=on_file)
+    recorded = service.store.chunk_count()
+    assert 20 <= recorded < 30
+    service.sync()
+    stores = service.status()["stores"]
+    assert stores["pending"] == 0 and stores["in_sync"] is True
+    assert stores["tantivy"] == stores["qdrant"] == recorded
 
 
 def test_reindex_rebuilds_both_indexes_from_sqlite(settings: Settings, docs: Path) -> None:

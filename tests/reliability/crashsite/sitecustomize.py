@@ -34,7 +34,7 @@ POINTS: dict[str, tuple[str, ...]] = {
     "remove-committed": ("ingest.store", "ChunkStore.remove", "after"),
     "before-index-sync": ("api.indexes", "Indexes.heal", "before"),
     "model-load": ("api.indexes", "shared_embedder", "during"),
-    "embedding": ("api.indexes", "_embed", "during"),
+    "embedding": ("api.indexes", "_Embedding.vectors", "during"),
     "write-before": ("api.indexes", "_IndexWriter._write", "before"),
     "qdrant-write": ("retrieval.dense", "EdgeDenseIndex._put", "during"),
     "qdrant-written": ("retrieval.dense", "EdgeDenseIndex._put", "after"),
