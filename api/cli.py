@@ -94,7 +94,11 @@ def reindex(settings: Settings, as_json: bool) -> int:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
-@click.option("--deep", is_flag=True, help="Also run SQLite's full integrity check (slower).")
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also compare the indexes with SQLite chunk by chunk and run its full integrity check.",
+)
 @click.pass_obj
 def status(settings: Settings, as_json: bool, deep: bool) -> int:
     """Show what the assistant holds: documents, chunks, failures, indexes and the model.

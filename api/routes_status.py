@@ -12,8 +12,8 @@ router = APIRouter(tags=["status"])
 @router.get("/status")
 def status(state: Running = Depends(running), deep: bool = False) -> dict[str, Any]:  # noqa: B008
     """Counts per store and whether they agree, index work pending, background ingestion,
-    the generation queue, and the language and embedding models; `deep` adds SQLite's full
-    integrity check."""
+    the generation queue, and the language and embedding models; `deep` compares the indexes
+    with SQLite chunk by chunk and adds SQLite's full integrity check."""
     service = state.service
     summary = service.status(deep=deep)
     queue = service.llm.queue

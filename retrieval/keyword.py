@@ -186,6 +186,15 @@ class KeywordIndex:
         """Return the number of committed documents."""
         return int(self._index.searcher().num_docs)
 
+    def present(self, ids: Collection[str]) -> set[str]:
+        """Those of these chunk ids that are committed."""
+        if not ids:
+            return set()
+        searcher = self._index.searcher()
+        query = tantivy.Query.term_set_query(self._schema, _ID, list(ids))
+        hits = searcher.search(query, len(ids), count=False).hits
+        return {searcher.doc(address)[_ID][0] for _, address in hits}
+
     def chunk_ids(self) -> set[str]:
         """Return every committed chunk id (for consistency checks against the store)."""
         searcher = self._index.searcher()

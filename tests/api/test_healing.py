@@ -13,6 +13,7 @@ from api.service import Archivist
 from api.settings import Settings
 from ingest.errors import StoreDamaged
 from retrieval.errors import IndexDamaged
+from retrieval.keyword import KeywordDoc
 from tests.api.test_cli import archivist
 
 NOTES = {
@@ -128,6 +129,38 @@ def test_a_dense_index_missing_chunks_is_found_by_the_count(settings: Settings, 
     with Archivist(settings) as service:
         assert "holds 2 chunks where SQLite has 3" in service.status()["stores"]["damaged"]["dense"]
     assert_heals(settings, docs)
+
+
+def test_an_index_with_the_right_count_but_other_chunks_is_found_at_open(
+    settings: Settings, docs: Path
+) -> None:
+    """Plain `status` compares counts (a million chunk ids took 12 s to load) and the chunk ids
+    every open looks up in both indexes; `--deep` compares every chunk id."""
+    ingest_notes(settings, docs)
+    with Archivist(settings) as service:
+        keyword = service.indexes.keyword
+        (first, *_) = sorted(service.store.chunk_ids())
+        keyword.delete([first])
+        keyword.upsert([KeywordDoc("00000000-0000-0000-0000-000000000001", "", "stray")])
+        keyword.commit()
+    with Archivist(settings) as service:  # the sample at open holds every chunk: found
+        plain = service.status()["stores"]
+        assert plain["tantivy"] == plain["sqlite"] == 3 and plain["in_sync"] is False
+        assert "1 of 3 sampled chunks missing" in plain["damaged"]["keyword"]
+        deep = service.status(deep=True)["stores"]
+        assert deep["tantivy"] == deep["sqlite"] == 3 and deep["in_sync"] is False
+        service.sync()  # a writer refills it from SQLite
+        assert service.status(deep=True)["stores"] == IN_SYNC_3
+    with Archivist(settings) as service:
+        dense = service.indexes.dense
+        (first, *_) = sorted(service.store.chunk_ids())
+        vector = service.indexes.embedder.encode(["stray"])
+        dense.delete([first])
+        dense.upsert(["00000000-0000-0000-0000-000000000001"], vector)
+    with Archivist(settings) as service:
+        plain = service.status()["stores"]
+        assert plain["qdrant"] == 3 and plain["in_sync"] is False
+        assert "1 of 3 sampled chunks missing" in plain["damaged"]["dense"]
 
 
 def corrupt_one_page(database: Path) -> None:

@@ -118,7 +118,7 @@ def run(data: Path, *args: str, crash_at: str | None = None) -> subprocess.Compl
 def check_agreement(data: Path, corpus: Corpus, point: str) -> None:
     settings = Settings(data=data, llm="none")
     with Archivist(settings) as service:
-        stores = service.status()["stores"]
+        stores = service.status(deep=True)["stores"]  # chunk ids compared one by one
         assert stores["in_sync"] and "damaged" not in stores, (point, stores)
         # No duplicates either: a chunk id twice in an index is one id in its set of ids.
         assert service.indexes.keyword.count() == stores["sqlite"], point
