@@ -1,11 +1,20 @@
-"""Hybrid search latency at 10k and 100k chunks, next to the raw cost of its parts.
+"""Hybrid search latency at 10k and 100k chunks (or any size), next to the raw cost of its parts.
 
-Run: .venv/bin/python bench/search.py [SIZE ...]   (default: 10000 100000)
+Run: .venv/bin/python bench/search.py [--text real|generated] [--vectors DIR] [--data DIR]
+                                      [--eval DIR] [SIZE ...]   (default sizes: 10000 100000)
+     .venv/bin/python bench/search.py --embed-only --vectors DIR [SIZE ...]   (on a GPU)
 
-Each size gets a fresh data folder holding a real SQLite store, Tantivy index and embedded
-Qdrant shard. Chunk texts are drawn from a Zipf-distributed vocabulary (so BM25 posting lists
-look like natural text); their vectors are random unit vectors, since embedding 100k chunks
-on two CPU cores takes hours (HNSW latency does not depend on where vectors come from).
+Each size gets a fresh data folder (or `--data DIR`, built once and reused: a million chunks
+take a while) holding a real SQLite store, Tantivy index and embedded Qdrant shard.
+
+Text: `real` (the default when ../shared/eval is there) recombines the sentences of the shared
+dev corpora (squad-dev, cisi, amazon) into as many distinct chunks as asked, and the queries
+are those sets' real questions; `generated` draws words from a Zipf-distributed vocabulary
+(BM25 posting lists shaped like natural text's) and makes queries the same way.
+Vectors: the real text's vectors come from `--vectors DIR`, written once by `--embed-only`
+(a GPU embeds 100k chunks in a minute; two CPU cores take ~45 minutes), stored as int8 with a
+scale per row in files of 40,000 rows; without them, and for generated text, they are random
+unit vectors — HNSW's worst case, said in the output.
 Queries are embedded for real. In one loop, every query is timed through the full `search()`
 and through each part on its own: query embedding, Tantivy search, Qdrant search.
 """
@@ -15,11 +24,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import argparse
+import contextlib
+import hashlib
+import json
 import os
 import random
+import re
 import resource
 import tempfile
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -36,6 +51,9 @@ from retrieval.metrics import percentile
 CHUNKS_PER_DOCUMENT = 100
 WORDS_PER_CHUNK = 150
 QUERIES = 300
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+REAL_CORPORA = ("squad-dev", "cisi", "amazon")
+ROWS_PER_FILE = 40_000  # int8 x 384 dimensions: 15 MB a file
 
 
 class Vocabulary:
@@ -54,27 +72,112 @@ class Vocabulary:
         return [self.words[min(i, len(self.words) - 1)] for i in picks]
 
 
-def build(settings: Settings, size: int, vocabulary: Vocabulary) -> None:
-    """Fill the store and both indexes with `size` chunks."""
+class RealText:
+    """Chunks recombined from the sentences of the shared dev corpora: real words in real
+    sentences, as many distinct chunks as asked; queries are the sets' real questions."""
+
+    def __init__(self, folder: Path = EVAL, seed: int = 0) -> None:
+        self.sentences: list[str] = []
+        for name in REAL_CORPORA:
+            for line in (folder / name / "corpus.jsonl").open():
+                text = json.loads(line)["text"]
+                self.sentences += [s for s in re.split(r"(?<=[.!?])\s+", text) if len(s) > 20]
+        self.questions = [
+            json.loads(line)["text"]
+            for name in ("squad-dev", "amazon")
+            for line in (folder / name / "queries.jsonl").open()
+        ]
+        self.seed = seed
+
+    def chunks(self, count: int) -> list[str]:
+        picks = np.random.default_rng(self.seed).integers(0, len(self.sentences), count * 40)
+        texts, at = [], 0
+        for _ in range(count):
+            words, parts = 0, []
+            while words < WORDS_PER_CHUNK:
+                parts.append(self.sentences[picks[at]])
+                words, at = words + len(parts[-1].split()), at + 1
+            texts.append(" ".join(parts))
+        return texts
+
+    def queries(self, count: int) -> list[str]:
+        return random.Random(self.seed).sample(self.questions, count)
+
+
+def generated_chunks(vocabulary: Vocabulary, count: int) -> list[str]:
+    return [" ".join(vocabulary.sample(WORDS_PER_CHUNK)) for _ in range(count)]
+
+
+def digest(texts: list[str]) -> str:
+    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:12]
+
+
+def save_vectors(folder: Path, texts: list[str], vectors: np.ndarray) -> None:
+    """Int8 rows with a float32 scale each, in files of ROWS_PER_FILE rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scales = np.abs(vectors).max(axis=1, keepdims=True) / 127
+    rows = np.round(vectors / scales).astype(np.int8)
+    name = f"{len(texts)}-{digest(texts)}"
+    np.save(folder / f"{name}.scales.npy", scales.astype(np.float32))
+    for part, start in enumerate(range(0, len(rows), ROWS_PER_FILE)):
+        np.save(folder / f"{name}.{part}.npy", rows[start : start + ROWS_PER_FILE])
+
+
+def load_vectors(folder: Path | None, texts: list[str]) -> np.ndarray | None:
+    """The cached vectors of exactly these texts, unit length again; None if not cached."""
+    name = f"{len(texts)}-{digest(texts)}"
+    if folder is None or not (folder / f"{name}.scales.npy").is_file():
+        return None
+    scales = np.load(folder / f"{name}.scales.npy")
+    parts = len(range(0, len(texts), ROWS_PER_FILE))
+    rows = np.concatenate([np.load(folder / f"{name}.{n}.npy") for n in range(parts)])
+    vectors = rows.astype(np.float32) * scales
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """The index's own embedder (a GPU when there is one), longest texts first as a sync does."""
+    with (
+        tempfile.TemporaryDirectory() as data,
+        Archivist(Settings(data=Path(data), llm="none")) as service,
+    ):
+        embedder = service.indexes.embedder
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vectors = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+        started, step = time.perf_counter(), embedder.batch_size * 8
+        for start in range(0, len(texts), step):
+            picked = order[start : start + step]
+            vectors[picked] = embedder.encode([texts[i] for i in picked])
+        seconds = time.perf_counter() - started
+        print(f"  embedded {len(texts):,} chunks in {seconds:.0f} s on {embedder.device}")
+        return vectors
+
+
+def build(settings: Settings, texts: list[str], vectors: np.ndarray | None) -> None:
+    """Fill the store and both indexes with these chunk texts (random unit vectors if None)."""
     with Archivist(settings) as service:
-        _fill(service.store, service.indexes, size, vocabulary)
+        _fill(service.store, service.indexes, texts, vectors)
 
 
-def _fill(store: ChunkStore, indexes: Indexes, size: int, vocabulary: Vocabulary) -> None:
+def _fill(
+    store: ChunkStore, indexes: Indexes, texts: list[str], vectors: np.ndarray | None
+) -> None:
     generator = np.random.default_rng(1)
-    for start in range(0, size, CHUNKS_PER_DOCUMENT):
-        count = min(CHUNKS_PER_DOCUMENT, size - start)
-        texts = [" ".join(vocabulary.sample(WORDS_PER_CHUNK)) for _ in range(count)]
+    for start in range(0, len(texts), CHUNKS_PER_DOCUMENT):
+        batch = texts[start : start + CHUNKS_PER_DOCUMENT]
         chunks = [Chunk(n, t, (f"Section {n % 7}",), None, None, WORDS_PER_CHUNK)
-                  for n, t in enumerate(texts)]  # fmt: skip
+                  for n, t in enumerate(batch)]  # fmt: skip
         sha = f"{start:064x}"
         store.record_chunks(FileState(f"/bench/doc{start}.md", sha, 1, 1), "md", chunks)
-        stored = store.chunks([w.chunk_id for w in store.pending_work(limit=count)])
-        vectors = generator.standard_normal((len(stored), indexes.dimension)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        indexes.dense.upsert([c.id for c in stored], vectors)
+        stored = store.chunks([w.chunk_id for w in store.pending_work(limit=len(batch))])
+        if vectors is None:
+            rows = generator.standard_normal((len(stored), indexes.dimension)).astype(np.float32)
+            rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        else:  # chunk n of this document holds text start + n
+            rows = vectors[[start + c.ordinal for c in stored]]
+        indexes.dense.upsert([c.id for c in stored], rows)
         indexes.keyword.upsert([KeywordDoc(c.id, c.heading_path[0], c.text) for c in stored])
-        store.complete_work(w.seq for w in store.pending_work(limit=count))
+        store.complete_work(w.seq for w in store.pending_work(limit=len(batch)))
     indexes.keyword.commit()
     indexes.dense.optimize()
 
@@ -116,31 +219,69 @@ def _measure(service: Archivist, queries: list[str]) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [10_000, 100_000]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000])
+    parser.add_argument("--text", choices=("real", "generated"))
+    parser.add_argument("--vectors", type=Path, help="cached vectors of the real text")
+    parser.add_argument("--embed-only", action="store_true", help="embed and cache, then stop")
+    parser.add_argument("--data", type=Path, help="build here once, reuse afterwards")
+    parser.add_argument("--eval", type=Path, default=EVAL, help="the dev sets' folder")
+    args = parser.parse_args()
+    text = args.text or ("real" if (args.eval / "squad-dev").is_dir() else "generated")
+    real = RealText(args.eval) if text == "real" else None
     vocabulary = Vocabulary()
-    rng = random.Random(0)
-    queries = [" ".join(vocabulary.sample(rng.randint(4, 12))) for _ in range(QUERIES)]
-    print(f"cores: {os.cpu_count()}, {QUERIES} queries of 4-12 words, k=10, 50 candidates per leg")
-    for size in sizes:
-        with tempfile.TemporaryDirectory(prefix="archivist-bench-") as data:
-            settings = Settings(data=Path(data), llm="none")
-            started = time.perf_counter()
-            build(settings, size, vocabulary)
-            print(f"\n{size:,} chunks (built in {time.perf_counter() - started:.0f} s)")
+    if real is not None:
+        queries = real.queries(QUERIES)
+        described = f"{QUERIES} real questions (squad-dev, amazon)"
+    else:
+        rng = random.Random(0)
+        queries = [" ".join(vocabulary.sample(rng.randint(4, 12))) for _ in range(QUERIES)]
+        described = f"{QUERIES} generated queries of 4-12 words"
+    print(f"cores: {os.cpu_count()}, {text} text, {described}, k=10, 50 candidates per leg")
+    for size in args.sizes:
+        if args.embed_only:
+            texts = real.chunks(size) if real else generated_chunks(vocabulary, size)
+            save_vectors(args.vectors, texts, embed(texts))
+            continue
+        with _data_folder(args.data) as data:
+            settings = Settings(data=data, llm="none")
+            if settings.database.exists():
+                print(f"\n{size:,} chunks, as built before in {data}")
+            else:
+                texts = real.chunks(size) if real else generated_chunks(vocabulary, size)
+                vectors = load_vectors(args.vectors, texts) if real else None
+                kind = "real" if vectors is not None else "random unit"
+                print(f"\n{size:,} chunks, {kind} vectors")
+                started = time.perf_counter()
+                build(settings, texts, vectors)
+                print(f"  built in {time.perf_counter() - started:.0f} s")
             size_on_disk = disk_size(settings.state_dir)
             opened, timings = measure(settings, queries)
-        p50 = {name: percentile(values, 50) for name, values in timings.items()}
-        p95 = {name: percentile(values, 95) for name, values in timings.items()}
-        for name in ("embed", "tantivy", "qdrant", "search"):
-            label = "hybrid search" if name == "search" else f"  {name}"
-            print(f"  {label:16} p50 {p50[name]:7.2f} ms   p95 {p95[name]:7.2f} ms")
-        parts = p50["embed"] + p50["tantivy"] + p50["qdrant"]
-        print(f"  sum of parts     p50 {parts:7.2f} ms   overhead {p50['search'] / parts - 1:+.0%}")
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(
-            f"  opened in {opened:.2f} s; on disk {size_on_disk / 2**20:,.0f} MiB; "
-            f"peak RSS so far {peak:,.0f} MiB"
-        )
+        report(timings, opened, size_on_disk)
+
+
+@contextlib.contextmanager
+def _data_folder(kept: Path | None) -> Iterator[Path]:
+    if kept is not None:
+        yield kept
+        return
+    with tempfile.TemporaryDirectory(prefix="archivist-bench-") as data:
+        yield Path(data)
+
+
+def report(timings: dict[str, list[float]], opened: float, size_on_disk: int) -> None:
+    p50 = {name: percentile(values, 50) for name, values in timings.items()}
+    p95 = {name: percentile(values, 95) for name, values in timings.items()}
+    for name in ("embed", "tantivy", "qdrant", "search"):
+        label = "hybrid search" if name == "search" else f"  {name}"
+        print(f"  {label:16} p50 {p50[name]:7.2f} ms   p95 {p95[name]:7.2f} ms")
+    parts = p50["embed"] + p50["tantivy"] + p50["qdrant"]
+    print(f"  sum of parts     p50 {parts:7.2f} ms   hybrid / parts {p50['search'] / parts:.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"  opened in {opened:.2f} s; on disk {size_on_disk / 2**20:,.0f} MiB; "
+        f"peak RSS so far {peak:,.0f} MiB"
+    )
 
 
 if __name__ == "__main__":
