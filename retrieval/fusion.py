@@ -90,6 +90,40 @@ def focus_weights(
     return focused
 
 
+def worth_scoring(
+    rankings: Mapping[str, Sequence[tuple[str, float]]],
+    leg: str,
+    *,
+    complete: bool,
+    weights: Mapping[str, float],
+    keep: int,
+    relative: Collection[str] = (),
+) -> list[str]:
+    """The ids the other legs found that `leg` has not scored and that could still be among
+    the first `keep` of a "blend" fusion once it has: the others cannot, whatever their score.
+
+    `leg` must be an exact top-n search of non-negative scores, so that an id it did not
+    return scores at most its last score (`complete`: it returned every id it matches, so the
+    others score 0 there and none needs scoring). Every other id is bounded below by what the
+    other legs give it, and above by that plus `leg`'s most; ids whose bound reaches the
+    `keep`-th best score have `leg`'s score looked up. Fusing with only those scored gives the
+    same first `keep` hits, scores included, as scoring them all.
+    """
+    legs = {name: _first_occurrences(ranking) for name, ranking in rankings.items()}
+    terms = _blend_terms(legs, relative)
+    leg_weights = {name: float(weights.get(name, 1.0)) for name in legs}
+    scored = legs[leg]
+    best = max((score for _, score in scored.values()), default=0.0)
+    last = min((score for _, score in scored.values()), default=0.0)
+    most = 0.0 if complete or best <= 0 else (last / best if leg in relative else last)
+    most *= leg_weights[leg]
+    fused = {doc_id: _weighted_sum(t, leg_weights) for doc_id, t in terms.items()}
+    unscored = [doc_id for doc_id in fused if doc_id not in scored]
+    ordered = sorted(fused.values(), reverse=True)
+    bar = ordered[keep - 1] if 0 < keep <= len(ordered) else -math.inf
+    return [doc_id for doc_id in unscored if most > 0 and fused[doc_id] + most >= bar - 1e-9]
+
+
 def _check_arguments(method: str, k: int, limit: int | None) -> None:
     if method not in _METHODS:
         raise ValueError(f"unknown fusion method {method!r} (supported: {', '.join(_METHODS)})")

@@ -35,6 +35,7 @@ STOPWORDS: frozenset[str] = frozenset(_STOPWORD_TEXT.split())
 TITLE_BOOST = 0.25
 _ID, _TITLE, _BODY = "chunk_id", "title", "body"
 _WRITER_HEAP = 64_000_000
+_ID_TERMS_UP_TO = 4096  # chunk ids matched one term query each (`_ids_query`)
 WRITER_WAIT_S = 60.0
 
 
@@ -157,7 +158,7 @@ class KeywordIndex:
         if built is None or limit <= 0 or (only_ids is not None and not only_ids):
             return []  # (Tantivy panics on limit 0.)
         if only_ids is not None:
-            allowed = tantivy.Query.term_set_query(self._schema, _ID, list(only_ids))
+            allowed = self._ids_query(only_ids)
             built = tantivy.Query.boolean_query(
                 [
                     (tantivy.Occur.Must, built),
@@ -167,6 +168,15 @@ class KeywordIndex:
         searcher = self._index.searcher()
         hits = searcher.search(built, limit, count=False).hits
         return [(searcher.doc(address)[_ID][0], float(score)) for score, address in hits]
+
+    def _ids_query(self, ids: Collection[str]) -> tantivy.Query:
+        """Matches these chunk ids. One term query per id up to a few thousand ids (40 ids:
+        0.42 ms against 1.18 ms for a term set, which builds an automaton first; 1,000 ids:
+        5.8 against 12.5 ms), a term set beyond (20,000 ids: 139 against 159 ms)."""
+        if len(ids) > _ID_TERMS_UP_TO:
+            return tantivy.Query.term_set_query(self._schema, _ID, list(ids))
+        terms = [tantivy.Query.term_query(self._schema, _ID, i) for i in ids]
+        return tantivy.Query.boolean_query([(tantivy.Occur.Should, term) for term in terms])
 
     def _build_query(self, text: str) -> tantivy.Query | None:
         counts = Counter(query_terms(text))
@@ -191,8 +201,7 @@ class KeywordIndex:
         if not ids:
             return set()
         searcher = self._index.searcher()
-        query = tantivy.Query.term_set_query(self._schema, _ID, list(ids))
-        hits = searcher.search(query, len(ids), count=False).hits
+        hits = searcher.search(self._ids_query(ids), len(ids), count=False).hits
         return {searcher.doc(address)[_ID][0] for _, address in hits}
 
     def chunk_ids(self) -> set[str]:

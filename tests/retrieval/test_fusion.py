@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from retrieval.fusion import FusedHit, focus_weights, fuse_rankings
+from retrieval.fusion import FusedHit, focus_weights, fuse_rankings, worth_scoring
 
 BM25 = [("a", 12.0), ("b", 7.5), ("c", 3.0)]
 DENSE = [("c", 0.9), ("a", 0.8), ("d", 0.1)]
@@ -328,3 +328,57 @@ def test_fused_hit_is_frozen():
 def test_fused_hit_is_hashable():
     twins = {FusedHit("a", 0.5, {"bm25": (1, 2.0)}), FusedHit("a", 0.5, {"bm25": (1, 2.0)})}
     assert len(twins) == 1
+
+
+def _bm25_world(rng: random.Random, limit: int) -> tuple[dict[str, float], list, list]:
+    """Every id's true BM25 score (0: no match), BM25's exact top `limit`, and a dense top
+    `limit` with cosines (some ids in both, many in one only)."""
+    ids = [f"d{n}" for n in range(rng.randint(limit, 4 * limit))]
+    truth = {
+        i: (rng.choice([0.0, rng.uniform(0.5, 30)]) if rng.random() < 0.9 else 0.0) for i in ids
+    }
+    bm25 = sorted(((i, s) for i, s in truth.items() if s > 0), key=lambda p: (-p[1], p[0]))
+    dense = sorted(((i, rng.uniform(-0.2, 0.9)) for i in rng.sample(ids, min(limit, len(ids)))),
+                   key=lambda p: (-p[1], p[0]))  # fmt: skip
+    return truth, bm25[:limit], dense
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_scoring_only_what_may_reach_the_top_gives_the_same_hits(seed: int) -> None:
+    """Fusing after BM25 scored only `worth_scoring`'s ids gives the first `keep` hits, with
+    their scores, that fusing after it scored every dense candidate gives."""
+    rng = random.Random(seed)
+    limit, keep = rng.choice([(5, 3), (20, 10), (50, 10), (50, 30)])
+    truth, bm25, dense = _bm25_world(rng, limit)
+    weights = {"bm25": rng.uniform(0.05, 1), "dense": rng.uniform(0.05, 1)}
+    listed = {i for i, _ in bm25}
+
+    def cross(ids: list[str]) -> list[tuple[str, float]]:  # what the filtered search returns
+        return sorted(((i, truth[i]) for i in ids if truth[i] > 0), key=lambda p: (-p[1], p[0]))
+
+    everything = cross([i for i, _ in dense if i not in listed])
+    need = worth_scoring({"bm25": bm25, "dense": dense}, "bm25", complete=len(bm25) < limit,
+                         weights=weights, keep=keep, relative={"bm25"})  # fmt: skip
+    assert set(need) <= {i for i, _ in dense} - listed
+
+    def fused(extra: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        hits = fuse_rankings({"bm25": bm25 + extra, "dense": dense}, method="blend",
+                             weights=weights, limit=keep, relative={"bm25"})  # fmt: skip
+        return [(hit.id, hit.score) for hit in hits]
+
+    assert fused(cross(need)) == fused(everything)
+
+
+def test_worth_scoring_skips_what_cannot_reach_the_top() -> None:
+    bm25 = [("a", 10.0), ("b", 9.0), ("c", 1.0)]  # its last score bounds every other id: 0.1
+    dense = [("a", 0.9), ("b", 0.8), ("x", 0.85), ("y", 0.2)]
+    rankings, weights = {"bm25": bm25, "dense": dense}, {"bm25": 1.0, "dense": 1.0}
+    # a 1.9, b 1.7, then x at least 0.85: the third is at least 0.85, which y (at most
+    # 0.2 + 0.1) cannot reach and x (at most 0.95) can.
+    need = worth_scoring(rankings, "bm25", complete=False, weights=weights, keep=3,
+                         relative={"bm25"})  # fmt: skip
+    assert need == ["x"]
+    assert worth_scoring(rankings, "bm25", complete=False, weights=weights, keep=2,
+                         relative={"bm25"}) == []  # fmt: skip
+    assert worth_scoring(rankings, "bm25", complete=True, weights=weights, keep=3,
+                         relative={"bm25"}) == []  # fmt: skip

@@ -202,4 +202,8 @@ def test_search_can_be_restricted_to_some_chunks(tmp_path: Path) -> None:
     assert {cid for cid, _ in restricted} == {"c1", "c3"}
     assert dict(restricted) == {cid: s for cid, s in unrestricted if cid in {"c1", "c3"}}
     assert index.search("lighthouse", 10, only_ids=set()) == []
+    many = {"c1", "c3"} | {f"absent{n}" for n in range(5000)}  # past one term query per id
+    assert dict(index.search("lighthouse lens", 10, only_ids=many)) == dict(restricted)
+    assert index.present(many) == {"c1", "c3"}
+    assert index.present(["c0", "c4", "nope"]) == {"c0", "c4"}
     index.close()
