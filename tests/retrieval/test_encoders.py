@@ -65,6 +65,17 @@ def test_a_query_embeds_as_it_would_in_a_batch(
         assert float(embedder.encode_query(text) @ row) > 0.9999
 
 
+def test_torch_gives_sentence_transformers_own_vectors(embedders: dict[str, Embedder]) -> None:
+    """The torch backend tokenizes and runs the model's modules itself (faster on a GPU):
+    its vectors are those of sentence-transformers' `encode`, the reference for the others."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(resolve_model_path(DEFAULT_MODEL)), device="cpu")
+    reference = model.encode(TEXTS, batch_size=4, normalize_embeddings=True)
+    cosines = (embedders["torch"].encode(TEXTS) * reference).sum(axis=1)
+    assert cosines.min() > 0.99999, cosines
+
+
 def test_the_export_is_made_once_and_reused(model_dir: Path, tmp_path: Path) -> None:
     folder = resolve_model_path(DEFAULT_MODEL)
     int8 = exported_model(folder, quantized=True, cache=model_dir / "onnx")
