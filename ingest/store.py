@@ -223,10 +223,12 @@ class ChunkStore:
         return {row[0] for row in self.db.execute("SELECT id FROM chunks")}
 
     def sample_chunk_ids(self, count: int) -> list[str]:
-        """Up to `count` chunk ids picked at random, at the cost of `count` index lookups."""
+        """Up to `count` chunk ids picked at random, at the cost of `count` index lookups;
+        every chunk id when there are no more than `count`."""
+        few = self.db.execute("SELECT id FROM chunks LIMIT ?", [count + 1]).fetchall()
+        if len(few) <= count:
+            return sorted(row[0] for row in few)
         (top,) = self.db.execute("SELECT max(rowid) FROM chunks").fetchone()
-        if top is None:
-            return []
         picked = set()
         for _ in range(count):
             row = self.db.execute(
