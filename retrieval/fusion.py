@@ -59,12 +59,16 @@ def fuse_rankings(
     else:
         contributions = _rrf_terms(legs, k)
     leg_weights = {leg: float((weights or {}).get(leg, 1.0)) for leg in legs}
-    hits = [
-        FusedHit(doc_id, _weighted_sum(terms, leg_weights), _positions(doc_id, legs))
-        for doc_id, terms in contributions.items()
-    ]
-    hits.sort(key=lambda hit: (-hit.score, min(rank for rank, _ in hit.legs.values()), hit.id))
-    return hits if limit is None else hits[:limit]
+    scores = {doc_id: _weighted_sum(terms, leg_weights) for doc_id, terms in contributions.items()}
+    ranks = [positions for positions in legs.values()]
+
+    def order(doc_id: str) -> tuple[float, int, str]:
+        best = min(positions[doc_id][0] for positions in ranks if doc_id in positions)
+        return -scores[doc_id], best, doc_id
+
+    ordered = sorted(scores, key=order)  # hits are made for the kept ids only
+    kept = ordered if limit is None else ordered[:limit]
+    return [FusedHit(doc_id, scores[doc_id], _positions(doc_id, legs)) for doc_id in kept]
 
 
 def focus_weights(
@@ -183,7 +187,7 @@ def _finite(leg: str, doc_id: str, score: float) -> float:
 def _weighted_sum(terms: Mapping[str, float], weights: Mapping[str, float]) -> float:
     # Rounded so that equal fused scores compare equal and reach the rank/id tie-breakers:
     # added in floats, 1/15 + 1/10 and 1/6 differ in the last bit.
-    return round(math.fsum(weights[leg] * term for leg, term in terms.items()), 12)
+    return round(math.fsum([weights[leg] * term for leg, term in terms.items()]), 12)
 
 
 def _positions(doc_id: str, legs: Mapping[str, _Positions]) -> dict[str, tuple[int, float]]:
