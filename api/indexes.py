@@ -298,10 +298,14 @@ class Indexes:
                 dense = self._dense.ids() if exact else self._dense.count()
         except IndexDamaged as error:
             self._note_damage("dense", error)
+
+        def size(held: Any) -> int | None:  # ids (exact) or a count; None: not open
+            return len(held) if exact and held is not None else held
+
         counts: dict[str, Any] = {
-            "sqlite": len(chunks) if exact else chunks,
-            "tantivy": len(keyword) if exact and keyword is not None else keyword,
-            "qdrant": len(dense) if exact and dense is not None else dense,
+            "sqlite": size(chunks),
+            "tantivy": size(keyword),
+            "qdrant": size(dense),
             "pending": pending,
             "in_sync": pending == 0 and chunks == keyword == dense and not self.damaged,
         }

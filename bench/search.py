@@ -136,18 +136,14 @@ def load_vectors(folder: Path | None, texts: list[str]) -> np.ndarray | None:
 
 
 def embed(texts: list[str]) -> np.ndarray:
-    """The index's own embedder (a GPU when there is one), longest texts first as a sync does."""
+    """The index's own embedder (a GPU when there is one)."""
     with (
         tempfile.TemporaryDirectory() as data,
         Archivist(Settings(data=Path(data), llm="none")) as service,
     ):
         embedder = service.indexes.embedder
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        vectors = np.empty((len(texts), embedder.dimension), dtype=np.float32)
-        started, step = time.perf_counter(), embedder.batch_size * 8
-        for start in range(0, len(texts), step):
-            picked = order[start : start + step]
-            vectors[picked] = embedder.encode([texts[i] for i in picked])
+        started = time.perf_counter()
+        vectors = embedder.encode(texts)  # in model batches of similar length
         seconds = time.perf_counter() - started
         print(f"  embedded {len(texts):,} chunks in {seconds:.0f} s on {embedder.device}")
         return vectors

@@ -89,7 +89,6 @@ class TorchEncoder:
     def __init__(self, folder: Path, device: Device) -> None:
         import transformers
         from sentence_transformers import SentenceTransformer
-        from tokenizers import Tokenizer
 
         transformers.logging.disable_progress_bar()
         self._device = device
@@ -97,8 +96,7 @@ class TorchEncoder:
         if device == "cuda":
             self._model.half()
         self._model.eval()
-        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._tokenizer.enable_truncation(max_tokens(folder))
+        self._tokenizer = _tokenizer(folder)
         self._tokenizer.enable_padding()  # to the longest text of each batch
 
     def encode(self, texts: list[str], batch_size: int) -> Any:
@@ -139,13 +137,10 @@ class OnnxEncoder:
 
     def __init__(self, model_file: Path, folder: Path, *, threads: int) -> None:
         import onnxruntime
-        from tokenizers import Tokenizer
 
         self._model_file, self._folder = model_file, folder
         self._pooling = _pooling_mode(folder)
-        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self._tokenizer.enable_truncation(max_tokens(folder))
-        self._tokenizer.no_padding()
+        self._tokenizer = _tokenizer(folder)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -201,6 +196,16 @@ def _pooling_mode(folder: Path) -> str:
                 "reproduce — use ARCHIVIST_EMBED_BACKEND=torch"
             )
     return "mean"
+
+
+def _tokenizer(folder: Path) -> Any:
+    """The model's fast tokenizer, truncating where the model stops reading, unpadded."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.enable_truncation(max_tokens(folder))
+    tokenizer.no_padding()  # tokenizer.json may ask for it
+    return tokenizer
 
 
 def max_tokens(folder: Path) -> int:

@@ -60,10 +60,9 @@ def fuse_rankings(
         contributions = _rrf_terms(legs, k)
     leg_weights = {leg: float((weights or {}).get(leg, 1.0)) for leg in legs}
     scores = {doc_id: _weighted_sum(terms, leg_weights) for doc_id, terms in contributions.items()}
-    ranks = [positions for positions in legs.values()]
 
     def order(doc_id: str) -> tuple[float, int, str]:
-        best = min(positions[doc_id][0] for positions in ranks if doc_id in positions)
+        best = min(positions[doc_id][0] for positions in legs.values() if doc_id in positions)
         return -scores[doc_id], best, doc_id
 
     ordered = sorted(scores, key=order)  # hits are made for the kept ids only
