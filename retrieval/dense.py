@@ -56,6 +56,9 @@ class DenseIndex(Protocol):
     def search(
         self, vector: np.ndarray, limit: int = 50, *, only_ids: Collection[str] | None = None
     ) -> list[tuple[str, float]]: ...
+    def search_many(
+        self, vector: np.ndarray, searches: Sequence[tuple[int, Collection[str] | None]]
+    ) -> list[list[tuple[str, float]]]: ...
     def count(self) -> int: ...
     def ids(self) -> set[str]: ...
     def present(self, ids: Sequence[str]) -> set[str]: ...
@@ -93,7 +96,10 @@ class _BaseIndex:
     # What each backend provides, with ids already in canonical form.
     _put: Callable[[list[str], np.ndarray], None]
     _remove: Callable[[list[str]], None]
-    _nearest: Callable[[list[float], int, list[str] | None], list[tuple[str, float]]]
+    # One query vector, several (limit, allowed ids or None) searches, run as one batch.
+    _nearest: Callable[
+        [list[float], list[tuple[int, list[str] | None]]], list[list[tuple[str, float]]]
+    ]
     _page: Callable[[Any], tuple[list[str], Any]]  # (ids, next offset or None)
     _present: Callable[[list[str]], list[str]]
 
@@ -119,13 +125,28 @@ class _BaseIndex:
         self, vector: np.ndarray, limit: int = 50, *, only_ids: Collection[str] | None = None
     ) -> list[tuple[str, float]]:
         """The `limit` nearest chunk ids with their cosine similarity, best first."""
+        return self.search_many(vector, [(limit, only_ids)])[0]
+
+    def search_many(
+        self, vector: np.ndarray, searches: Sequence[tuple[int, Collection[str] | None]]
+    ) -> list[list[tuple[str, float]]]:
+        """Several searches for one vector, each `(limit, only_ids)` as in `search`, run as one
+        batch: Qdrant plans them together (the nearest 50 of 100k chunks and the scores of 50
+        given chunks: 3.5 ms together, 3.3 + 1.0 ms apart)."""
         query = np.asarray(vector, dtype=np.float32)
         if query.shape != (self.dimension,):
             raise ValueError(f"expected a {self.dimension}-dimension query, got {query.shape}")
-        if limit <= 0 or (only_ids is not None and not only_ids):
-            return []
-        allowed = None if only_ids is None else [_point_id(i) for i in only_ids]
-        return self._nearest(query.tolist(), limit, allowed)
+        wanted = [
+            (n, (limit, None if only is None else [_point_id(i) for i in only]))
+            for n, (limit, only) in enumerate(searches)
+            if limit > 0 and (only is None or only)
+        ]
+        found: list[list[tuple[str, float]]] = [[] for _ in searches]
+        if wanted:
+            results = self._nearest(query.tolist(), [request for _, request in wanted])
+            for (n, _), result in zip(wanted, results, strict=True):
+                found[n] = result
+        return found
 
     def present(self, ids: Sequence[str]) -> set[str]:
         """Those of these chunk ids that are stored."""
@@ -284,27 +305,30 @@ class EdgeDenseIndex(_BaseIndex):
             self._shard.update(qe.UpdateOperation.delete_points(point_ids))
 
     def _nearest(
-        self, query: list[float], limit: int, allowed: list[str] | None
-    ) -> list[tuple[str, float]]:
+        self, query: list[float], searches: list[tuple[int, list[str] | None]]
+    ) -> list[list[tuple[str, float]]]:
         with self._using:
-            return self._query(query, limit, allowed)
-
-    def _query(
-        self, query: list[float], limit: int, allowed: list[str] | None
-    ) -> list[tuple[str, float]]:
-        shard = self._shard
-        exact = shard.info().points_count < self.exact_limit  # info() costs microseconds
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(query, using=VECTOR_NAME),
-            filter=None if allowed is None else qe.Filter(must=[qe.HasIdCondition(set(allowed))]),
-            params=qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=HNSW_EF),
-        )
-        try:
-            points = shard.query(request)
-        except Exception as exc:  # e.g. a truncated vector file: "vector 125 is not readable"
-            raise _damaged(self.path, exc) from exc
-        return [(str(p.id), float(p.score)) for p in points]
+            shard = self._shard
+            exact = shard.info().points_count < self.exact_limit  # info() costs microseconds
+            params = qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=HNSW_EF)
+            batch = qe.QueryBatchRequest(
+                [
+                    qe.QueryRequest(
+                        limit=limit,
+                        query=qe.Query.Nearest(query, using=VECTOR_NAME),
+                        filter=None
+                        if allowed is None
+                        else qe.Filter(must=[qe.HasIdCondition(set(allowed))]),
+                        params=params,
+                    )
+                    for limit, allowed in searches
+                ]
+            )
+            try:
+                results = shard.query_batch(batch)
+            except Exception as exc:  # e.g. a truncated vector file: "vector 125 is not readable"
+                raise _damaged(self.path, exc) from exc
+        return [[(str(p.id), float(p.score)) for p in points] for points in results]
 
     def _present(self, ids: list[str]) -> list[str]:
         point_ids: list[qe.PointId] = list(ids)

@@ -125,23 +125,26 @@ class ClientDenseIndex(_BaseIndex):
             self.client.delete(self.collection, points_selector=selector, wait=True)
 
     def _nearest(
-        self, query: list[float], limit: int, allowed: list[str] | None
-    ) -> list[tuple[str, float]]:
-        flt = None
-        if allowed is not None:
-            has_id = list[models.ExtendedPointId](allowed)
-            flt = models.Filter(must=[models.HasIdCondition(has_id=has_id)])
-        with self._turn:
-            response = self.client.query_points(
-                self.collection,
+        self, query: list[float], searches: list[tuple[int, list[str] | None]]
+    ) -> list[list[tuple[str, float]]]:
+        requests = [
+            models.QueryRequest(
                 query=query,
                 using=VECTOR_NAME,
                 limit=limit,
-                query_filter=flt,
-                search_params=self._params,
+                filter=None
+                if allowed is None
+                else models.Filter(
+                    must=[models.HasIdCondition(has_id=list[models.ExtendedPointId](allowed))]
+                ),
+                params=self._params,
                 with_payload=False,
             )
-        return [(str(p.id), float(p.score)) for p in response.points]
+            for limit, allowed in searches
+        ]
+        with self._turn:
+            responses = self.client.query_batch_points(self.collection, requests=requests)
+        return [[(str(p.id), float(p.score)) for p in r.points] for r in responses]
 
     def _present(self, ids: list[str]) -> list[str]:
         with self._turn:

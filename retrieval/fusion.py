@@ -9,7 +9,7 @@ FusionMethod = Literal["blend", "score", "rrf"]
 _METHODS = ("blend", "score", "rrf")
 
 _Positions = dict[str, tuple[int, float]]  # id -> (1-based rank, raw score) within one leg
-_Terms = dict[str, dict[str, float]]  # id -> leg -> that leg's unweighted contribution
+_Terms = dict[str, dict[str, float]]  # leg -> id -> that leg's unweighted contribution
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,13 @@ def fuse_rankings(
     else:
         contributions = _rrf_terms(legs, k)
     leg_weights = {leg: float((weights or {}).get(leg, 1.0)) for leg in legs}
-    scores = {doc_id: _weighted_sum(terms, leg_weights) for doc_id, terms in contributions.items()}
-
-    def order(doc_id: str) -> tuple[float, int, str]:
-        best = min(positions[doc_id][0] for positions in legs.values() if doc_id in positions)
-        return -scores[doc_id], best, doc_id
-
-    ordered = sorted(scores, key=order)  # hits are made for the kept ids only
+    scores = _weighted_sums(contributions, leg_weights)
+    best_rank: dict[str, int] = {}
+    for positions in legs.values():
+        for doc_id, (rank, _) in positions.items():
+            if rank < best_rank.get(doc_id, rank + 1):
+                best_rank[doc_id] = rank
+    ordered = sorted(scores, key=lambda doc_id: (-scores[doc_id], best_rank[doc_id], doc_id))
     kept = ordered if limit is None else ordered[:limit]
     return [FusedHit(doc_id, scores[doc_id], _positions(doc_id, legs)) for doc_id in kept]
 
@@ -120,7 +120,7 @@ def worth_scoring(
     last = min((score for _, score in scored.values()), default=0.0)
     most = 0.0 if complete or best <= 0 else (last / best if leg in relative else last)
     most *= leg_weights[leg]
-    fused = {doc_id: _weighted_sum(t, leg_weights) for doc_id, t in terms.items()}
+    fused = _weighted_sums(terms, leg_weights)
     unscored = [doc_id for doc_id in fused if doc_id not in scored]
     ordered = sorted(fused.values(), reverse=True)
     bar = ordered[keep - 1] if 0 < keep <= len(ordered) else -math.inf
@@ -146,47 +146,61 @@ def _first_occurrences(ranking: Sequence[tuple[str, float]]) -> _Positions:
 
 
 def _rrf_terms(legs: Mapping[str, _Positions], k: int) -> _Terms:
-    """Per id, each leg's unweighted reciprocal-rank term 1 / (k + rank)."""
-    terms: _Terms = {}
-    for leg, positions in legs.items():
-        for doc_id, (rank, _) in positions.items():
-            terms.setdefault(doc_id, {})[leg] = 1.0 / (k + rank)
-    return terms
+    """Per leg and id, the unweighted reciprocal-rank term 1 / (k + rank)."""
+    return {
+        leg: {doc_id: 1.0 / (k + rank) for doc_id, (rank, _) in positions.items()}
+        for leg, positions in legs.items()
+    }
 
 
 def _blend_terms(legs: Mapping[str, _Positions], relative: Collection[str]) -> _Terms:
-    """Per id, each leg's score, divided by that leg's best score for `relative` legs."""
+    """Per leg and id, the score, divided by that leg's best score for `relative` legs."""
     terms: _Terms = {}
     for leg, positions in legs.items():
-        scores = {doc_id: _finite(leg, doc_id, score) for doc_id, (_, score) in positions.items()}
+        scores = _finite_scores(leg, positions)
         best = max(scores.values(), default=0.0) if leg in relative else 1.0
-        for doc_id, score in scores.items():
-            terms.setdefault(doc_id, {})[leg] = score / best if best > 0 else 0.0
+        terms[leg] = {d: score / best if best > 0 else 0.0 for d, score in scores.items()}
     return terms
 
 
 def _normalised_scores(legs: Mapping[str, _Positions]) -> _Terms:
-    """Per id, each leg's score min-max normalised to [0, 1] within that leg."""
+    """Per leg and id, the score min-max normalised to [0, 1] within that leg."""
     terms: _Terms = {}
     for leg, positions in legs.items():
-        scores = {doc_id: _finite(leg, doc_id, score) for doc_id, (_, score) in positions.items()}
+        scores = _finite_scores(leg, positions)
         low = min(scores.values(), default=0.0)
         span = max(scores.values(), default=low) - low
-        for doc_id, score in scores.items():
-            terms.setdefault(doc_id, {})[leg] = (score - low) / span if span else 1.0
+        terms[leg] = {d: (score - low) / span if span else 1.0 for d, score in scores.items()}
     return terms
 
 
-def _finite(leg: str, doc_id: str, score: float) -> float:
-    if not math.isfinite(score):
+def _finite_scores(leg: str, positions: _Positions) -> dict[str, float]:
+    """Each id's score in one leg; every score must be a finite number."""
+    scores = {doc_id: score for doc_id, (_, score) in positions.items()}
+    if not all(map(math.isfinite, scores.values())):
+        doc_id, score = next((d, s) for d, s in scores.items() if not math.isfinite(s))
         raise ValueError(f"leg '{leg}': score of '{doc_id}' is {score} — scores must be finite")
-    return score
+    return scores
 
 
-def _weighted_sum(terms: Mapping[str, float], weights: Mapping[str, float]) -> float:
-    # Rounded so that equal fused scores compare equal and reach the rank/id tie-breakers:
-    # added in floats, 1/15 + 1/10 and 1/6 differ in the last bit.
-    return round(math.fsum([weights[leg] * term for leg, term in terms.items()]), 12)
+def _weighted_sums(terms: _Terms, weights: Mapping[str, float]) -> dict[str, float]:
+    """Per id, the sum of its legs' terms times the legs' weights, in `math.fsum`'s precision:
+    two terms are added as floats (one correctly rounded addition is what fsum gives for two).
+    Rounded so that equal fused scores compare equal and reach the rank/id tie-breakers:
+    added in floats, 1/15 + 1/10 and 1/6 differ in the last bit."""
+    if len(terms) <= 2:
+        sums: dict[str, float] = {}
+        for leg, by_id in terms.items():
+            weight = weights[leg]
+            for doc_id, term in by_id.items():
+                sums[doc_id] = sums[doc_id] + weight * term if doc_id in sums else weight * term
+    else:
+        parts: dict[str, list[float]] = {}
+        for leg, by_id in terms.items():
+            for doc_id, term in by_id.items():
+                parts.setdefault(doc_id, []).append(weights[leg] * term)
+        sums = {doc_id: math.fsum(values) for doc_id, values in parts.items()}
+    return {doc_id: round(total, 12) for doc_id, total in sums.items()}
 
 
 def _positions(doc_id: str, legs: Mapping[str, _Positions]) -> dict[str, tuple[int, float]]:

@@ -118,6 +118,25 @@ def test_empty_only_ids_finds_nothing(index: DenseIndex) -> None:
     assert index.search(unit_vectors(1)[0], only_ids=set()) == []
 
 
+def test_search_many_gives_each_search_alone_in_order(index: DenseIndex) -> None:
+    ids, vectors = chunk_ids(40), unit_vectors(40)
+    index.upsert(ids, vectors)
+    query = unit_vectors(1, seed=7)[0]
+    some = [ids[3], ids[17], ids[31], ids[39]]
+    searches: list[tuple[int, set[str] | list[str] | None]] = [
+        (5, None), (0, None), (10, some), (3, set()), (2, some[:3])
+    ]  # fmt: skip
+
+    batch = index.search_many(query, searches)
+
+    alone = [index.search(query, limit, only_ids=only) for limit, only in searches]
+    assert [len(found) for found in batch] == [5, 0, 4, 0, 2]
+    assert [[i for i, _ in found] for found in batch] == [[i for i, _ in f] for f in alone]
+    expected = {ids[i]: float(vectors[i] @ query) for i in range(40)}
+    for found in batch:
+        assert [score for _, score in found] == pytest.approx([expected[i] for i, _ in found])
+
+
 def test_ids_and_count_agree(index: DenseIndex) -> None:
     ids = chunk_ids(25)
     index.upsert(ids, unit_vectors(25))
