@@ -68,6 +68,18 @@ def m004_page_openings(db: Database) -> None:
     db.execute("ALTER TABLE chunks ADD COLUMN page_opening TEXT NOT NULL DEFAULT ''")
 
 
+def m005_chunk_total(db: Database) -> None:
+    """The number of chunks, kept by triggers in the transaction that changes them: counting
+    a million rows at every open took 31-73 ms, and 2.1 s from a cold page cache."""
+    db.execute("CREATE TABLE totals (name TEXT PRIMARY KEY, count INTEGER NOT NULL)")
+    db.execute("INSERT INTO totals SELECT 'chunks', count(*) FROM chunks")
+    for trigger, event, change in (("chunk_added", "INSERT", "+"), ("chunk_gone", "DELETE", "-")):
+        db.execute(
+            f"CREATE TRIGGER {trigger} AFTER {event} ON chunks BEGIN "
+            f"UPDATE totals SET count = count {change} 1 WHERE name = 'chunks'; END"
+        )
+
+
 def _run_statements(db: Database, script: str) -> None:
     # executescript() would commit mid-migration; single statements stay in one transaction.
     for statement in script.split(";"):
@@ -75,7 +87,13 @@ def _run_statements(db: Database, script: str) -> None:
             db.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [m001_create_tables, m002_file_type, m003_titles, m004_page_openings]
+MIGRATIONS: list[Migration] = [
+    m001_create_tables,
+    m002_file_type,
+    m003_titles,
+    m004_page_openings,
+    m005_chunk_total,
+]
 
 
 def pending_migrations(db: Database) -> list[Migration]:

@@ -21,6 +21,17 @@ from ingest.migrations import migrate, pending_migrations
 from ingest.titles import identity, name_words
 
 PIPELINE_VERSION = 4  # bump when conversion or chunking changes, to redo stored files
+_CHUNK_COLUMNS = (
+    "id", "sha256", "ordinal", "text", "heading_path", "page_start", "page_end", "token_count",
+    "page_opening",
+)  # fmt: skip
+# An upsert: INSERT OR REPLACE would delete and insert again, counted right by m005's
+# triggers only while `recursive_triggers` is on (sqlite-utils' default, not SQLite's).
+_UPSERT_CHUNK = (
+    f"INSERT INTO chunks ({', '.join(_CHUNK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_CHUNK_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _CHUNK_COLUMNS[1:])
+)
 
 
 @dataclass(frozen=True)
@@ -216,7 +227,8 @@ class ChunkStore:
 
     def chunk_count(self) -> int:
         """Number of stored chunks."""
-        return int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        (count,) = self.db.execute("SELECT count FROM totals WHERE name = 'chunks'").fetchone()
+        return int(count)
 
     def chunk_ids(self) -> set[str]:
         """Every stored chunk id (for consistency checks against the indexes)."""
@@ -472,9 +484,7 @@ class ChunkStore:
         new = {row[0] for row in rows}
         gone = sorted(old - new)
         self.db.conn.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in gone])
-        self.db.conn.executemany(
-            "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-        )
+        self.db.conn.executemany(_UPSERT_CHUNK, rows)
         self._enqueue("delete", gone)
         self._enqueue("upsert", [row[0] for row in rows if requeue_all or row[0] not in old])
 

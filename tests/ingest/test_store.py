@@ -38,3 +38,62 @@ def test_a_sample_of_a_small_store_is_every_chunk(tmp_path: Path) -> None:
     some = store.sample_chunk_ids(3)
     assert 1 <= len(some) <= 3 and set(some) <= set(everything)
     store.close()
+
+
+def _counted(store: ChunkStore) -> int:
+    (count,) = store.db.execute("SELECT count(*) FROM chunks").fetchone()
+    return int(count)
+
+
+def test_the_chunk_count_follows_every_change_without_counting(tmp_path: Path) -> None:
+    """The count is kept in the transaction that changes the chunks (no count(*) per open)."""
+    store = ChunkStore(tmp_path / "archivist.db")
+    lines = [Chunk(k, f"Line {k} of the note.", (), None, None, 5) for k in range(3)]
+    first = FileState(str(tmp_path / "a.md"), "a" * 64, 1, 1)
+    steps = [
+        lambda: store.record_chunks(first, "md", lines),
+        lambda: store.record_chunks(first, "md", lines),  # the same chunks written again
+        lambda: store.record_chunks(first, "md", lines[:2]),  # one gone
+        lambda: store.record_chunks(FileState(str(tmp_path / "b.md"), "b" * 64, 1, 1), "md", lines),
+        lambda: store.remove(first.path),
+    ]
+    counts = []
+    for step in steps:
+        step()
+        counts.append((store.chunk_count(), _counted(store)))
+    store.close()
+
+    assert counts == [(3, 3), (3, 3), (2, 2), (5, 5), (3, 3)]
+
+
+def test_a_store_from_before_the_kept_count_counts_its_chunks_once(tmp_path: Path) -> None:
+    from sqlite_utils import Database
+
+    from ingest.migrations import MIGRATIONS, m005_chunk_total, migrate
+
+    database = tmp_path / "archivist.db"
+    old = Database(database)
+    old.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for migration in MIGRATIONS[: MIGRATIONS.index(m005_chunk_total)]:
+        migration(old)
+        old.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", [migration.__name__])
+    for n in range(4):
+        old.execute(
+            "INSERT INTO chunks (id, sha256, ordinal, text, heading_path, token_count) "
+            "VALUES (?, ?, ?, 'text', '[]', 1)",
+            [f"chunk-{n}", "c" * 64, n],
+        )
+    old.conn.commit()
+    old.close()
+
+    store = ChunkStore(database)
+    assert store.chunk_count() == _counted(store) == 4
+    store.record_chunks(
+        FileState(str(tmp_path / "n.md"), "d" * 64, 1, 1),
+        "md",
+        [Chunk(0, "New.", (), None, None, 1)],
+    )
+    assert store.chunk_count() == _counted(store) == 5
+    migrate(store.db)  # nothing left to apply
+    assert store.chunk_count() == 5
+    store.close()
