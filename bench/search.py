@@ -178,14 +178,23 @@ def _fill(
     indexes.dense.optimize()
 
 
-def measure(settings: Settings, queries: list[str]) -> tuple[float, dict[str, list[float]]]:
-    """Seconds to open the store and both indexes, then per query: full search, and
-    embedding, Tantivy and Qdrant searches on their own."""
+def measure(settings: Settings, queries: list[str]) -> tuple[float, int, dict[str, list[float]]]:
+    """Seconds to open the store and both indexes and the process' RSS then, and per query:
+    full search, and embedding, Tantivy and Qdrant searches on their own."""
     started = time.perf_counter()
     with Archivist(settings) as service:
         service.status()  # opens SQLite, Tantivy and Qdrant and counts each
         opened = time.perf_counter() - started
-        return opened, _measure(service, queries)
+        return opened, resident_bytes(), _measure(service, queries)
+
+
+def resident_bytes() -> int:
+    """The process' resident memory now (Linux), or its peak so far elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def disk_size(folder: Path) -> int:
@@ -252,8 +261,8 @@ def main() -> None:
                 build(settings, texts, vectors)
                 print(f"  built in {time.perf_counter() - started:.0f} s")
             size_on_disk = disk_size(settings.state_dir)
-            opened, timings = measure(settings, queries)
-        report(timings, opened, size_on_disk)
+            opened, resident, timings = measure(settings, queries)
+        report(timings, opened, resident, size_on_disk)
 
 
 @contextlib.contextmanager
@@ -265,7 +274,9 @@ def _data_folder(kept: Path | None) -> Iterator[Path]:
         yield Path(data)
 
 
-def report(timings: dict[str, list[float]], opened: float, size_on_disk: int) -> None:
+def report(
+    timings: dict[str, list[float]], opened: float, resident: int, size_on_disk: int
+) -> None:
     p50 = {name: percentile(values, 50) for name, values in timings.items()}
     p95 = {name: percentile(values, 95) for name, values in timings.items()}
     for name in ("embed", "tantivy", "qdrant", "search"):
@@ -276,7 +287,7 @@ def report(timings: dict[str, list[float]], opened: float, size_on_disk: int) ->
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"  opened in {opened:.2f} s; on disk {size_on_disk / 2**20:,.0f} MiB; "
-        f"peak RSS so far {peak:,.0f} MiB"
+        f"RSS after opening {resident / 2**20:,.0f} MiB, peak so far {peak:,.0f} MiB"
     )
 
 
