@@ -18,7 +18,7 @@ _SNIPPET_CHARS = 240
 # BM25's first hits whose rows are read while the query is embedded: at 100k chunks of real
 # text, 2.4 of the 10 results are then still to be read, and the wait for the vector does not
 # grow (20 rows from SQLite 2.3 ms, beside an embedding of 7-8 ms).
-PREFETCH = 20
+_PREFETCH = 20
 _Ranked = tuple[str, float, dict[str, tuple[int, float]]]
 
 
@@ -78,7 +78,7 @@ def search(
         if embedding is not None:
             # While the query is embedded (on other threads: the wait does not grow), read
             # the rows of BM25's first hits: most of them are among the results.
-            rows.read([cid for cid, _ in legs["bm25"][:PREFETCH]])
+            rows.read([cid for cid, _ in legs["bm25"][:_PREFETCH]])
     cross: list[tuple[str, float]] = []  # dense scores of BM25's candidates it did not find
     if embedding is not None:
         # BM25 is done long before the query's vector: its candidates are scored in the
