@@ -294,8 +294,13 @@ class EdgeDenseIndex(_BaseIndex):
                         break
 
     def _put(self, ids: list[str], rows: np.ndarray) -> None:
-        # numpy rows as they are: 0.04 s for 2,048 points against 0.10 s through lists
-        points = [qe.Point(i, {VECTOR_NAME: row}) for i, row in zip(ids, rows, strict=True)]
+        # numpy rows as they are (0.04 s for 2,048 points against 0.10 s through lists), and
+        # ids as UUID objects: given strings, the bindings let go of the interpreter lock for
+        # each id and wait to get it back while another thread runs Python — 2,048 points
+        # beside one busy thread, median of 8: 0.47 s with strings, 0.12 s with UUIDs.
+        points = [
+            qe.Point(uuid.UUID(i), {VECTOR_NAME: row}) for i, row in zip(ids, rows, strict=True)
+        ]
         with self._using:
             self._shard.update(qe.UpdateOperation.upsert_points(points))
 
