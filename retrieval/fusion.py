@@ -185,7 +185,8 @@ def _finite_scores(leg: str, positions: _Positions) -> dict[str, float]:
 
 def _weighted_sums(terms: _Terms, weights: Mapping[str, float]) -> dict[str, float]:
     """Per id, the sum of its legs' terms times the legs' weights, in `math.fsum`'s precision:
-    two terms are added as floats (one correctly rounded addition is what fsum gives for two).
+    with two legs, added as floats a leg at a time (one correctly rounded addition is what
+    fsum gives for two terms; no list per id: 0.96 -> 0.67 ms a hybrid search's fusion).
     Rounded so that equal fused scores compare equal and reach the rank/id tie-breakers:
     added in floats, 1/15 + 1/10 and 1/6 differ in the last bit."""
     if len(terms) <= 2:
