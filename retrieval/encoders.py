@@ -97,7 +97,6 @@ class TorchEncoder:
             self._model.half()
         self._model.eval()
         self._tokenizer = _tokenizer(folder)
-        self._tokenizer.enable_padding()  # to the longest text of each batch
 
     def encode(self, texts: list[str], batch_size: int) -> Any:
         import torch
@@ -106,13 +105,11 @@ class TorchEncoder:
         vectors = np.empty((len(texts), 0), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
-            encodings = self._tokenizer.encode_batch([texts[i] for i in rows])
-            ids = torch.from_numpy(np.array([e.ids for e in encodings], dtype=np.int64))
-            mask = torch.from_numpy(np.array([e.attention_mask for e in encodings], dtype=np.int64))
+            ids, mask = _padded(self._tokenizer.encode_batch([texts[i] for i in rows]))
             features = {
-                "input_ids": ids.to(self._device, non_blocking=True),
-                "attention_mask": mask.to(self._device, non_blocking=True),
-                "token_type_ids": torch.zeros_like(ids).to(self._device, non_blocking=True),
+                "input_ids": torch.from_numpy(ids).to(self._device, non_blocking=True),
+                "attention_mask": torch.from_numpy(mask).to(self._device, non_blocking=True),
+                "token_type_ids": torch.zeros(ids.shape, dtype=torch.int64, device=self._device),
             }
             with torch.inference_mode():
                 pooled = self._model(features)["sentence_embedding"]
@@ -178,6 +175,20 @@ class OnnxEncoder:
         hidden = self._session.run(None, feeds)[0][0]
         pooled = hidden[0] if self._pooling == "cls" else hidden.mean(axis=0)
         return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
+
+
+def _padded(encodings: list[Any]) -> tuple[Any, Any]:
+    """Token ids padded with zeros to the longest text, and the attention mask, as int64
+    arrays. The mask comes from the lengths rather than from the tokenizer's padding: a
+    Python list per text fewer, 4 ms instead of 10 for 512 chunks, time the interpreter is
+    held from the threads that read SQLite and write the indexes."""
+    lengths = [len(e) for e in encodings]  # without building the list of ids
+    width = max(lengths, default=0)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)
+    for row, (encoding, length) in enumerate(zip(encodings, lengths, strict=True)):
+        ids[row, :length] = encoding.ids
+    mask = (np.arange(width) < np.array(lengths)[:, None]).astype(np.int64)
+    return ids, mask
 
 
 def _pooling_mode(folder: Path) -> str:

@@ -88,6 +88,43 @@ def test_an_interrupted_sync_is_finished_by_the_next(service: Archivist, docs: P
     assert stores == {"sqlite": 12, "tantivy": 12, "qdrant": 12, "pending": 0, "in_sync": True}
 
 
+def test_a_batch_whose_keyword_write_fails_stays_queued(
+    service: Archivist, settings: Settings, docs: Path
+) -> None:
+    """A batch is marked done only once both indexes committed it: every chunk no longer
+    queued is searchable by keyword, and the batch that failed is written by the next sync."""
+    for n in range(12):
+        (docs / f"note{n}.md").write_text(f"Note number {n} about topic {n * 7}.\n")
+    service.ingest([docs], index=False)
+    meta = settings.state_dir / "keyword" / "meta.json"
+
+    def break_the_keyword_index(done: int, total: int) -> None:
+        if done == 10:  # after the first batch: Tantivy can no longer replace its meta.json
+            meta.unlink()
+            meta.mkdir()
+
+    with pytest.raises(ValueError, match="Is a directory"):
+        sync_indexes(
+            service.store, service.indexes, batch_size=5, on_progress=break_the_keyword_index
+        )
+    queued = {op.chunk_id for op in service.store.pending_work()}
+    assert len(queued) >= 2  # the failing batch and those after it
+    done = service.store.chunk_ids() - queued
+    assert len(done) >= 5
+    assert service.indexes.keyword.present(sorted(done)) == done
+
+    meta.rmdir()
+    service.indexes.heal(service.store)
+    service.sync()
+    assert service.status()["stores"] == {
+        "sqlite": 12,
+        "tantivy": 12,
+        "qdrant": 12,
+        "pending": 0,
+        "in_sync": True,
+    }
+
+
 def test_indexing_runs_beside_the_conversion(service: Archivist, docs: Path) -> None:
     """Chunks are embedded while later files are still being converted: here the conversion
     of the last files waits until a batch of chunks has been indexed, which never happens if
