@@ -72,20 +72,25 @@ def search(
     limit = max(keep, settings.search_candidates)
     legs: dict[str, list[tuple[str, float]]] = {}
     rows = _Rows(store)
-    embedding = indexes.embed_query(query) if mode in ("hybrid", "dense") else None
-    if mode in ("hybrid", "bm25"):
-        legs["bm25"] = indexes.keyword.search(query, limit, only_ids=only)
+    # Both legs' indexes first: a damaged one raises before a query is embedded, so that a
+    # command ending on the error never leaves the model running (ONNX Runtime aborts the
+    # process when the interpreter exits under it).
+    keyword = indexes.keyword if mode in ("hybrid", "bm25") else None
+    dense = indexes.dense if mode in ("hybrid", "dense") else None
+    embedding = indexes.embed_query(query) if dense is not None else None
+    if keyword is not None:
+        legs["bm25"] = keyword.search(query, limit, only_ids=only)
         if embedding is not None:
             # While the query is embedded (on other threads: the wait does not grow), read
             # the rows of BM25's first hits: most of them are among the results.
             rows.read([cid for cid, _ in legs["bm25"][:_PREFETCH]])
     cross: list[tuple[str, float]] = []  # dense scores of BM25's candidates it did not find
-    if embedding is not None:
+    if dense is not None and embedding is not None:
         # BM25 is done long before the query's vector: its candidates are scored in the
         # same batch as the dense search (see `_scored_by_both`).
         blend = mode == "hybrid" and settings.fusion == "blend"
         bm25_ids = [cid for cid, _ in legs["bm25"]] if blend else []
-        legs["dense"], scored = indexes.dense.search_many(
+        legs["dense"], scored = dense.search_many(
             embedding.result(), [(limit, only), (len(bm25_ids), bm25_ids)]
         )
         in_dense = {cid for cid, _ in legs["dense"]}
