@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import string
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -38,6 +40,12 @@ _WRITER_HEAP = 64_000_000
 _ID_TERMS_UP_TO = 4096  # chunk ids matched one term query each (`_ids_query`)
 WRITER_WAIT_S = 60.0
 
+# How text becomes terms, recorded beside the index: an index whose terms were made another
+# way is reported damaged and refilled from SQLite (seconds, no embedding), never searched
+# with terms it does not hold. 1 (no record): Tantivy's en_stem alone. 2: `split_joined`.
+ANALYSIS_VERSION = 2
+_ANALYSIS_FILE = "archivist-analysis"
+
 
 @dataclass(frozen=True)
 class KeywordDoc:
@@ -73,10 +81,31 @@ def _query_analyzer() -> tantivy.TextAnalyzer:
 
 _ANALYZER = _query_analyzer()
 
+# Letters and digits written together: both sides of `_JOINED` are checked on a byte map of
+# the text first (letters "a", digits "0", everything else " "), 6-13 µs a chunk against
+# ~90 µs for the pattern over every text.
+_JOINED = re.compile(r"(?<=[A-Za-z]{2})(?=[0-9]{2})|(?<=[0-9]{2})(?=[A-Za-z]{2})")
+_SHAPES = bytes(
+    ord("a") if chr(b) in string.ascii_letters else ord("0") if chr(b) in string.digits else 32
+    for b in range(256)
+)
+
+
+def split_joined(text: str) -> str:
+    """The text with a space where two or more ASCII letters meet two or more digits:
+    "FY2022" and "iPhone12" are searched as "FY 2022" and "iPhone 12", as people also write
+    them, while "3M", "mp3", "H100" and "2021Q1" stay whole. On financebench-dev a question's
+    "FY2022" then matches the year in its filing: the right filing first for 26 of 30
+    questions instead of 24; the BEIR dev sets moved by at most 0.001."""
+    shape = text.encode(errors="surrogatepass").translate(_SHAPES)
+    if b"aa00" not in shape and b"00aa" not in shape:
+        return text
+    return _JOINED.sub(" ", text)
+
 
 def query_terms(text: str) -> list[str]:
     """Return the indexed terms a query searches for: stemmed, stopwords removed."""
-    return _ANALYZER.analyze(text)
+    return _ANALYZER.analyze(split_joined(text))
 
 
 class KeywordIndex:
@@ -87,6 +116,7 @@ class KeywordIndex:
         self.writer_wait_s = writer_wait_s
         self.path.mkdir(parents=True, exist_ok=True)
         self._schema = _schema()
+        fresh = not (self.path / "meta.json").exists()
         try:
             self._index = tantivy.Index(self._schema, path=str(self.path), reuse=True)
         except ValueError as exc:
@@ -94,6 +124,15 @@ class KeywordIndex:
                 f"{self.path}: keyword index cannot be opened ({exc}) — delete the folder "
                 "and run `archivist reindex`"
             ) from exc
+        analysis = self.path / _ANALYSIS_FILE
+        if fresh:
+            analysis.write_text(f"{ANALYSIS_VERSION}\n")
+        elif _recorded_analysis(analysis) != ANALYSIS_VERSION:
+            raise RetrievalError(
+                f"{self.path}: keyword index built by an older Archivist, which split text into "
+                "words differently — `archivist ingest`, `serve` or `reindex` refills it from "
+                "SQLite (seconds, nothing is embedded again)"
+            )
         self._writer: tantivy.IndexWriter | None = None
 
     def _open_writer(self) -> tantivy.IndexWriter:
@@ -122,7 +161,9 @@ class KeywordIndex:
             writer.delete_documents_by_term(_ID, doc.chunk_id)
             writer.add_document(
                 tantivy.Document(
-                    chunk_id=doc.chunk_id, title=doc.title, body=f"{doc.title}\n\n{doc.body}"
+                    chunk_id=doc.chunk_id,
+                    title=split_joined(doc.title),
+                    body=split_joined(f"{doc.title}\n\n{doc.body}"),
                 )
             )
 
@@ -233,3 +274,13 @@ class KeywordIndex:
 
 def _boosted(query: tantivy.Query, boost: float) -> tantivy.Query:
     return query if boost == 1 else tantivy.Query.boost_query(query, boost)
+
+
+def _recorded_analysis(path: Path) -> int:
+    """The analysis version an index folder records; 1 where it records none."""
+    try:
+        return int(path.read_text())
+    except FileNotFoundError:
+        return 1
+    except ValueError:
+        return 0

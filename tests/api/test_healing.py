@@ -122,6 +122,23 @@ def test_a_deleted_keyword_folder_is_refilled_from_sqlite_without_embedding(
         assert hit.path.endswith("garden.md")
 
 
+def test_a_keyword_index_from_an_older_analysis_is_refilled_without_embedding(
+    settings: Settings, docs: Path
+) -> None:
+    ingest_notes(settings, docs)
+    (settings.state_dir / "keyword" / "archivist-analysis").unlink()  # as built before it
+    with Archivist(settings) as service:
+        stores = service.status()["stores"]
+        assert "split text into words differently" in stores["damaged"]["keyword"]
+        with pytest.raises(IndexDamaged, match="refills it from SQLite"):
+            service.search("tomatoes", k=1, mode="bm25")
+        index = service.ingest([docs]).index
+        assert index is not None and index.upserted == 0  # nothing embedded again
+        assert service.status()["stores"] == IN_SYNC_3
+        (hit,) = service.search("tomatoes", k=1, mode="bm25")
+        assert hit.path.endswith("garden.md")
+
+
 def test_a_dense_index_missing_chunks_is_found_by_the_count(settings: Settings, docs: Path) -> None:
     ingest_notes(settings, docs)
     with Archivist(settings) as service:

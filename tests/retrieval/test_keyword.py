@@ -207,3 +207,32 @@ def test_search_can_be_restricted_to_some_chunks(tmp_path: Path) -> None:
     assert index.present(many) == {"c1", "c3"}
     assert index.present(["c0", "c4", "nope"]) == {"c0", "c4"}
     index.close()
+
+
+def test_letters_and_digits_written_together_match_them_written_apart(tmp_path: Path) -> None:
+    with KeywordIndex(tmp_path / "kw") as index:
+        index.upsert(
+            [
+                KeywordDoc("revenue", "Annual report", "Revenue in fiscal 2022 rose by a tenth."),
+                KeywordDoc("phone", "Reviews", "The iPhone 12 battery lasts a full day."),
+                KeywordDoc("cases", "Health", "COVID19 cases fell in the spring."),
+                KeywordDoc("tape", "3M", "Masking tape from 3M and an mp3 player."),
+            ]
+        )
+        index.commit()
+        assert ids(index.search("FY2022 revenue"))[0] == "revenue"
+        assert ids(index.search("iPhone12")) == ["phone"]
+        assert ids(index.search("covid 19")) == ["cases"]
+        assert ids(index.search("3M tape")) == ["tape"]
+    # a run of one letter or one digit is a name: kept whole
+    assert query_terms("FY2022 3M mp3 H100 2021Q1") == ["fy", "2022", "3m", "mp3", "h100", "2021q1"]
+
+
+def test_an_index_whose_terms_were_made_another_way_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "kw"
+    with KeywordIndex(path) as index:
+        index.upsert(DOCS)
+        index.commit()
+    (path / "archivist-analysis").unlink()  # as an index built before the analysis was recorded
+    with pytest.raises(RetrievalError, match="split text into words differently"):
+        KeywordIndex(path)
