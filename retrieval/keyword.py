@@ -149,6 +149,11 @@ class KeywordIndex:
             try:
                 self._writer = self._index.writer(_WRITER_HEAP, 1)
             except ValueError as exc:
+                if "LockBusy" not in str(exc):  # not another writer: the folder itself
+                    raise RetrievalError(
+                        f"{self.path}: the keyword index cannot be written ({exc}) — run "
+                        "`archivist reindex`, which rebuilds it from SQLite"
+                    ) from exc
                 if time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue

@@ -1,7 +1,9 @@
 """The Tantivy keyword index: upserts, deletes, persistence and forgiving BM25 queries."""
 
 import re
+import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,6 +179,18 @@ def test_second_writer_gets_a_clear_error(index: KeywordIndex) -> None:
     assert ids(other.search("honey")) == ["bees-1"]  # reading needs no lock
     with pytest.raises(RetrievalError, match="being written by another Archivist process"):
         other.upsert(DOCS[:1])
+
+
+def test_a_folder_gone_from_under_the_index_is_not_taken_for_another_writer(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "kw"
+    index = KeywordIndex(path, writer_wait_s=30)
+    shutil.rmtree(path)
+    started = time.monotonic()
+    with pytest.raises(RetrievalError, match="cannot be written .* run `archivist reindex`"):
+        index.upsert(DOCS[:1])
+    assert time.monotonic() - started < 5  # not the 30 s a busy writer is waited for
 
 
 def test_second_writer_waits_for_the_first_to_finish(index: KeywordIndex) -> None:
