@@ -81,8 +81,8 @@ def _query_analyzer() -> tantivy.TextAnalyzer:
 _ANALYZER = _query_analyzer()
 
 # Where letters meet digits is found on a map of the text, one byte a character (ASCII letters
-# "a", ASCII digits "0", anything else " "), with bytes.find: 4-7 µs a chunk of real text,
-# where a pattern with lookarounds took ~90 µs, time the index writer holds the interpreter.
+# "a", ASCII digits "0", anything else " "), with bytes.find: 5-8 µs a chunk of real text,
+# where a pattern with lookarounds took ~85 µs, time the index writer holds the interpreter.
 _SHAPES = bytes(
     ord("a") if chr(b) in string.ascii_letters else ord("0") if chr(b) in string.digits else 32
     for b in range(256)
