@@ -7,6 +7,7 @@ runs on its own thread, and answers go through a bounded generation queue.
 """
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -37,6 +38,8 @@ from ingest.store import ChunkStore, store_damaged
 from ingest.workers import ConversionPool
 from retrieval.embedder import max_sequence_tokens, tokenizer_file
 from retrieval.errors import RetrievalError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Progress = Callable[[int, int], None]
 
@@ -306,6 +309,7 @@ class Archivist:
         self, query: str, *, k: int, mode: Mode = "hybrid", filters: Filters | None = None
     ) -> list[SearchHit]:
         """The `k` best passages for a query, with file, page and section."""
+        query = encodable(query)
         if not query.strip():
             # Refused rather than searched: the dense leg would rank every chunk against the
             # embedding of nothing and return arbitrary passages as if they matched.
@@ -327,6 +331,7 @@ class Archivist:
         on_token: Callable[[str], None] | None = None,
     ) -> Answer:
         """Answer a question from the documents, citing file and page; streams to `on_token`."""
+        question = encodable(question)
         return answer_question(self, question, options or AskOptions(), on_token=on_token)
 
     def evaluate(
@@ -398,6 +403,13 @@ class Archivist:
             max_file_mb=settings.max_file_mb,
             max_expand_mb=settings.max_expand_mb,
         )
+
+
+def encodable(text: str) -> str:
+    """The text with any lone surrogate as U+FFFD: bytes a command line could not decode
+    (Python keeps them as surrogates) and "\\ud800" escapes in a JSON file made the
+    tokenizers raise mid-search. The HTTP API refuses such text before it gets here."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _database_files(settings: Settings) -> tuple[Path, Path]:

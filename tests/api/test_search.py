@@ -57,6 +57,14 @@ def test_every_mode_finds_the_right_document(corpus, mode: str) -> None:  # type
     assert Path(hits[0].path).name == "ferry.html"
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
+def test_undecodable_bytes_in_a_query_are_searched_past(corpus, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """A command line's undecodable bytes reach Python as lone surrogates, which the
+    tokenizers cannot take: they are searched as U+FFFD, the rest of the query as usual."""
+    hits = corpus.search("last ferry to Gull Island \udcff", k=3, mode=mode)
+    assert Path(hits[0].path).name == "ferry.html"
+
+
 def test_dense_finds_a_paraphrase_without_shared_words(corpus) -> None:  # type: ignore[no-untyped-def]
     hits = find(corpus, "irrigating vegetables in the early day", mode="dense", k=2)
     assert hits[0].section == ("Allotment Rules", "Watering")
