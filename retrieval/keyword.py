@@ -41,8 +41,9 @@ WRITER_WAIT_S = 60.0
 
 # How text becomes terms, recorded beside the index: an index whose terms were made another
 # way is reported damaged and refilled from SQLite (seconds, no embedding), never searched
-# with terms it does not hold. 1 (no record): Tantivy's en_stem alone. 2: `split_joined`.
-ANALYSIS_VERSION = 2
+# with terms it does not hold. 1 (no record): Tantivy's en_stem alone. 2: every place two
+# letters met two digits split. 3: `split_joined` (two-part words only).
+ANALYSIS_VERSION = 3
 _ANALYSIS_FILE = "archivist-analysis"
 
 
@@ -80,9 +81,9 @@ def _query_analyzer() -> tantivy.TextAnalyzer:
 
 _ANALYZER = _query_analyzer()
 
-# Where letters meet digits is found on a map of the text, one byte a character (ASCII letters
-# "a", ASCII digits "0", anything else " "), with bytes.find: 5-8 µs a chunk of real text,
-# where a pattern with lookarounds took ~85 µs, time the index writer holds the interpreter.
+# Found on a map of the text, one byte a character (ASCII letters "a", ASCII digits "0",
+# anything else " "), with bytes.find: 5-8 µs a chunk of real text, where a pattern over every
+# word took ~85 µs, time the index writer holds the interpreter.
 _SHAPES = bytes(
     ord("a") if chr(b) in string.ascii_letters else ord("0") if chr(b) in string.digits else 32
     for b in range(256)
@@ -90,17 +91,21 @@ _SHAPES = bytes(
 
 
 def split_joined(text: str) -> str:
-    """The text with a space where two or more ASCII letters meet two or more digits:
-    "FY2022" and "iPhone12" are searched as "FY 2022" and "iPhone 12", as people also write
-    them, while "3M", "mp3", "H100" and "2021Q1" stay whole. On financebench-dev a question's
-    "FY2022" then matches the year in its filing: the right filing first for 26 of 30
-    questions instead of 24; the BEIR dev sets moved by at most 0.001."""
+    """The text with each two-part word — letters then digits or digits then letters, two or
+    more of each — written as two: "FY2022" and "iPhone12" are searched as "FY 2022" and
+    "iPhone 12", as people also write them. Codes that alternate more ("tok160x", "ab12cd34")
+    or have a single letter or digit ("3M", "mp3", "H100") stay whole. On financebench-dev a
+    question's "FY2022" then matches the year in its filing: the right filing first for 26 of
+    30 questions instead of 24; the BEIR dev sets moved by at most 0.001."""
     shape = text.encode("latin-1", errors="replace").translate(_SHAPES)
     cuts = []
     for joined in (b"aa00", b"00aa"):
         at = shape.find(joined)
         while at != -1:
-            cuts.append(at + 2)
+            end = shape.find(b" ", at)
+            word = shape[shape.rfind(b" ", 0, at) + 1 : end if end != -1 else len(shape)]
+            if word.count(b"a0") + word.count(b"0a") == 1:  # two parts, not a code
+                cuts.append(at + 2)
             at = shape.find(joined, at + 2)
     if not cuts:
         return text
