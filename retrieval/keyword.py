@@ -126,7 +126,9 @@ class KeywordIndex:
         self.writer_wait_s = writer_wait_s
         self.path.mkdir(parents=True, exist_ok=True)
         self._schema = _schema()
-        fresh = not (self.path / "meta.json").exists()
+        analysis = self.path / _ANALYSIS_FILE
+        if not (self.path / "meta.json").exists():  # a new index: recorded before it exists,
+            analysis.write_text(f"{ANALYSIS_VERSION}\n")  # so no one opens it unrecorded
         try:
             self._index = tantivy.Index(self._schema, path=str(self.path), reuse=True)
         except ValueError as exc:
@@ -134,10 +136,7 @@ class KeywordIndex:
                 f"{self.path}: keyword index cannot be opened ({exc}) — delete the folder "
                 "and run `archivist reindex`"
             ) from exc
-        analysis = self.path / _ANALYSIS_FILE
-        if fresh:
-            analysis.write_text(f"{ANALYSIS_VERSION}\n")
-        elif _recorded_analysis(analysis) != ANALYSIS_VERSION:
+        if _recorded_analysis(analysis) != ANALYSIS_VERSION:
             raise RetrievalError(
                 f"{self.path}: keyword index built by an older Archivist, which split text into "
                 "words differently — `archivist ingest`, `serve` or `reindex` refills it from "
