@@ -173,11 +173,10 @@ class KeywordIndex:
         writer = self._open_writer()
         for doc in docs:
             writer.delete_documents_by_term(_ID, doc.chunk_id)
+            title = split_joined(doc.title)  # no word spans the blank line: split each once
             writer.add_document(
                 tantivy.Document(
-                    chunk_id=doc.chunk_id,
-                    title=split_joined(doc.title),
-                    body=split_joined(f"{doc.title}\n\n{doc.body}"),
+                    chunk_id=doc.chunk_id, title=title, body=f"{title}\n\n{split_joined(doc.body)}"
                 )
             )
 
