@@ -97,7 +97,8 @@ def test_an_api_key_server_tells_the_cli_to_send_the_key(seeded: Settings) -> No
 
 def test_ctrl_c_stops_the_server_cleanly(seeded: Settings) -> None:
     env = {**os.environ, "ARCHIVIST_DATA": str(seeded.data), "ARCHIVIST_LLM": "none",
-           "ARCHIVIST_WORKERS": "1", "ARCHIVIST_PORT": "0"}  # fmt: skip
+           "ARCHIVIST_WORKERS": "1", "ARCHIVIST_PORT": "0",
+           "PYTHONFAULTHANDLER": "1"}  # fmt: skip
     server = subprocess.Popen(
         [ARCHIVIST, "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -105,7 +106,12 @@ def test_ctrl_c_stops_the_server_cleanly(seeded: Settings) -> None:
         assert server.stdout is not None
         assert "is serving" in server.stdout.readline()
         server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=60)
+        try:
+            out, err = server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.send_signal(signal.SIGABRT)  # the fault handler prints every thread's stack
+            out, err = server.communicate(timeout=30)
+            pytest.fail(f"still stopping 60 s after Ctrl+C; where it was:\n{out}\n{err}")
     finally:
         server.kill()
     assert server.returncode == 0, err
