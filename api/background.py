@@ -157,12 +157,15 @@ class BackgroundIngest:
 
     def _warm_up(self) -> None:
         """Load the models and start the converters before the first change arrives: measured
-        13.4 s from a dropped file to a search hit on a cold server, 1.5 s once warm."""
+        13.4 s from a dropped file to a search hit on a cold server, 1.5 s once warm. A stop
+        ends the model's first export early (it took over a minute on a busy machine, and
+        Ctrl+C waited for it)."""
         try:
             self.service.pool.warm()
-            self.service.indexes.embedder.encode_query("warm up")
+            self.service.indexes.load_embedder(stop=lambda: self._stopping)
         except Exception as error:  # the scan that follows reports what is wrong
-            log.warning("warming up failed: %s", error)
+            if not self._stopping:
+                log.warning("warming up failed: %s", error)
 
     def _apply(self, scan: bool, touched: list[Path], forget: list[Path]) -> None:
         """Scan or ingest first, forget second: a renamed file's new path takes over the

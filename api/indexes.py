@@ -24,10 +24,17 @@ from retrieval.dense import (
     unwant_shard,
     want_shard,
 )
-from retrieval.embedder import Embedder, embedder_identity, model_dimension, shared_embedder
+from retrieval.embedder import (
+    Embedder,
+    embedder_identity,
+    model_dimension,
+    resolve_model_path,
+    shared_embedder,
+)
 from retrieval.encoders import resolve_backend, resolve_device
 from retrieval.errors import IndexBusy, IndexDamaged, IndexMismatch, RetrievalError
 from retrieval.keyword import KeywordDoc, KeywordIndex
+from retrieval.onnx_export import exported_model
 from retrieval.rerank import CrossEncoderReranker, Reranker
 
 log = logging.getLogger(__name__)
@@ -247,9 +254,24 @@ class Indexes:
                 self.backend,
                 self.device,
                 self._settings.embed_batch_for(self.device),
-                self._settings.models / "onnx",
+                self._onnx_cache,
             )
         return self._embedder
+
+    def load_embedder(self, stop: Callable[[], bool]) -> None:
+        """Load the embedding model now, unless `stop()` turns true while its ONNX export (the
+        first use of a models folder: seconds, or minutes on a busy machine) is under way."""
+        if self.backend != "torch":
+            folder = resolve_model_path(self.model)
+            exported_model(
+                folder, quantized=self.backend == "onnx-int8", cache=self._onnx_cache, stop=stop
+            )
+        if not stop():
+            self.embedder.encode_query("warm up")
+
+    @property
+    def _onnx_cache(self) -> Path:
+        return self._settings.models / "onnx"
 
     def embed_query(self, text: str) -> "Future[Any]":
         """Start embedding a query on the model's thread, so the keyword search can run

@@ -1,10 +1,13 @@
 """Exports a local sentence-transformers model to ONNX, fp32 and int8, once per model.
 
 The export runs on this machine from the model's own folder (nothing is downloaded) and takes
-~5 s plus torch's import, the first time a data folder uses an ONNX backend. The result is
-cached under the data folder's models directory, in a folder named after what it was made
-from (the model folder, its weight files' sizes and times, the ONNX Runtime version and this
-module's EXPORT_VERSION), so a changed model or runtime gets a new export and never a stale one.
+~5 s plus torch's import, the first time a data folder uses an ONNX backend, in a child
+process: torch and transformers stay out of the caller's memory, and an export can be stopped
+(a server asked to stop while it exports: on a busy two-core machine it took over a minute).
+The result is cached under the data folder's models directory, in a folder named after what it
+was made from (the model folder, its weight files' sizes and times, the ONNX Runtime version and
+this module's EXPORT_VERSION), so a changed model or runtime gets a new export and never a stale
+one.
 
 - fp32: the transformer traced with eager attention, then ONNX Runtime's transformer optimizer
   fuses attention, GELU and layer norms (BERT-family models).
@@ -23,9 +26,11 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +42,20 @@ EXPORT_VERSION = 3
 FP32_FILE, INT8_FILE = "model.onnx", "model-int8.onnx"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _OPTIMIZER_MODEL_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "mpnet": "bert"}
+_PROJECT = Path(__file__).resolve().parents[1]
 
 
-def exported_model(folder: Path, *, quantized: bool, cache: Path) -> Path:
+class ExportStopped(EmbedderUnavailable):
+    """The export was stopped on request before it finished (nothing was kept)."""
+
+
+def exported_model(
+    folder: Path, *, quantized: bool, cache: Path, stop: Callable[[], bool] = lambda: False
+) -> Path:
     """The ONNX file for the model in `folder`, exporting it into `cache` on first use.
 
     Concurrent first uses each export into a folder of their own; the first to finish is kept.
+    An export under way ends (ExportStopped) soon after `stop()` turns true.
     """
     name, file = _export_name(folder), INT8_FILE if quantized else FP32_FILE
     # A read-only data folder: export for this user, outside it.
@@ -63,9 +76,11 @@ def exported_model(folder: Path, *, quantized: bool, cache: Path) -> Path:
     target, wanted = place / name, place / name / file
     log.warning("Exporting the embedding model to ONNX (once for this data folder, ~10 s)")
     try:
-        _export(folder, workspace)
+        _export_in_child(folder, workspace, stop)
         with contextlib.suppress(OSError):  # another process finished first: keep theirs
             os.rename(workspace, target)
+    except ExportStopped:
+        raise
     except Exception as error:
         raise EmbedderUnavailable(
             f"could not export the embedding model in {folder} to ONNX ({error}) — use "
@@ -87,6 +102,31 @@ def _export_name(folder: Path) -> str:
             facts.append([path.name, stat.st_size, stat.st_mtime_ns])
     digest = hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
     return f"{resolved.name}-{digest}"
+
+
+def _export_in_child(folder: Path, into: Path, stop: Callable[[], bool]) -> None:
+    """`_export` in a child process of this interpreter, stopped once `stop()` is true."""
+    log_file = into / "export.log"
+    path = os.pathsep.join(p for p in (str(_PROJECT), os.environ.get("PYTHONPATH")) if p)
+    with log_file.open("wb") as output:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "retrieval.onnx_export", str(folder), str(into)],
+            stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+            env={**os.environ, "PYTHONPATH": path},
+        )  # fmt: skip
+        while True:
+            try:
+                child.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if stop():
+                    child.kill()
+                    child.wait()
+                    raise ExportStopped("the embedding model's ONNX export was stopped") from None
+    if child.returncode != 0:
+        lines = log_file.read_text(errors="replace").strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"the export exited with {child.returncode}")
+    log_file.unlink()
 
 
 def _export(folder: Path, into: Path) -> None:
@@ -185,3 +225,7 @@ def _hidden_states(model: Any) -> Any:
             ).last_hidden_state
 
     return HiddenStates()
+
+
+if __name__ == "__main__":  # the child process of `_export_in_child`: MODEL_FOLDER INTO
+    _export(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -96,24 +97,51 @@ def test_an_api_key_server_tells_the_cli_to_send_the_key(seeded: Settings) -> No
 
 
 def test_ctrl_c_stops_the_server_cleanly(seeded: Settings) -> None:
-    env = {**os.environ, "ARCHIVIST_DATA": str(seeded.data), "ARCHIVIST_LLM": "none",
-           "ARCHIVIST_WORKERS": "1", "ARCHIVIST_PORT": "0",
-           "PYTHONFAULTHANDLER": "1"}  # fmt: skip
-    server = subprocess.Popen(
+    server = _serve(seeded)
+    assert server.stdout is not None
+    assert "is serving" in server.stdout.readline()
+    out, err = _interrupted(server)
+    assert server.returncode == 0, err
+    assert "Stopped." in out and "Aborted" not in err and "Traceback" not in err
+    assert running_server(seeded) is None  # the announcement is withdrawn
+
+
+def test_ctrl_c_during_the_models_first_export_stops_the_export(
+    seeded: Settings, tmp_path: Path
+) -> None:
+    """A new models folder: the server exports the model to ONNX as it warms up (over a minute
+    on a busy machine). Ctrl+C stops the export instead of waiting for it."""
+    exports = tmp_path / "models" / "onnx"
+    server = _serve(seeded, ARCHIVIST_MODEL_DIR=str(tmp_path / "models"))
+    started = time.monotonic()
+    while not (exports.is_dir() and any(exports.iterdir())) and time.monotonic() - started < 120:
+        time.sleep(0.05)
+    assert exports.is_dir() and [p.name[:8] for p in exports.iterdir()] == [".export-"]
+    out, err = _interrupted(server)
+    assert server.returncode == 0, err
+    assert "Stopped." in out and "Traceback" not in err and "warming up failed" not in err
+    assert not list(exports.iterdir())  # neither an export nor its workspace
+
+
+def _serve(settings: Settings, **more: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "ARCHIVIST_DATA": str(settings.data), "ARCHIVIST_LLM": "none",
+           "ARCHIVIST_WORKERS": "1", "ARCHIVIST_PORT": "0", "PYTHONFAULTHANDLER": "1",
+           **more}  # fmt: skip
+    return subprocess.Popen(
         [ARCHIVIST, "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+
+
+def _interrupted(server: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl+C, then what the server printed until it exited (every thread's stack in the
+    failure if it was still stopping a minute later)."""
     try:
-        assert server.stdout is not None
-        assert "is serving" in server.stdout.readline()
         server.send_signal(signal.SIGINT)
         try:
-            out, err = server.communicate(timeout=60)
+            return server.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             server.send_signal(signal.SIGABRT)  # the fault handler prints every thread's stack
             out, err = server.communicate(timeout=30)
             pytest.fail(f"still stopping 60 s after Ctrl+C; where it was:\n{out}\n{err}")
     finally:
         server.kill()
-    assert server.returncode == 0, err
-    assert "Stopped." in out and "Aborted" not in err and "Traceback" not in err
-    assert running_server(seeded) is None  # the announcement is withdrawn

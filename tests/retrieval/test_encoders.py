@@ -11,7 +11,7 @@ import pytest
 from retrieval.embedder import DEFAULT_MODEL, Embedder, resolve_model_path
 from retrieval.encoders import BACKENDS, Backend, _cuda_available, resolve_backend, resolve_device
 from retrieval.errors import EmbedderUnavailable
-from retrieval.onnx_export import FP32_FILE, INT8_FILE, exported_model
+from retrieval.onnx_export import FP32_FILE, INT8_FILE, ExportStopped, exported_model
 
 TEXTS = [
     "The tower is 21 metres tall, built of granite blocks, with 112 steps to the lantern room.",
@@ -98,6 +98,24 @@ def test_another_model_folder_gets_its_own_export(model_dir: Path, tmp_path: Pat
     shutil.copytree(resolve_model_path(DEFAULT_MODEL), copy)
     original = exported_model(resolve_model_path(DEFAULT_MODEL), quantized=False, cache=model_dir)
     assert exported_model(copy, quantized=False, cache=model_dir).parent != original.parent
+
+
+def test_an_export_stops_when_asked_and_keeps_nothing(tmp_path: Path) -> None:
+    folder, cache = resolve_model_path(DEFAULT_MODEL), tmp_path / "onnx"
+    with pytest.raises(ExportStopped, match="export was stopped"):
+        exported_model(folder, quantized=True, cache=cache, stop=lambda: True)
+    assert not list(cache.iterdir())
+
+
+def test_a_failed_export_says_why(tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "minilm"
+    shutil.copytree(resolve_model_path(DEFAULT_MODEL), broken)
+    (broken / "config.json").write_text("{}")
+    with pytest.raises(EmbedderUnavailable, match=r"could not export .*Unrecognized model"):
+        exported_model(broken, quantized=True, cache=tmp_path / "onnx")
+    assert not list((tmp_path / "onnx").iterdir())
 
 
 def test_cuda_asked_for_without_a_gpu_is_a_clear_error() -> None:
