@@ -35,7 +35,7 @@ from ingest.convert import Limits
 from ingest.errors import ReadOnly
 from ingest.ingester import FileResult, IngestReport, ingest_paths
 from ingest.store import ChunkStore, store_damaged
-from ingest.workers import ConversionPool
+from ingest.workers import MAIN_GUARD_HINT, ConversionPool, starting_a_worker
 from retrieval.embedder import max_sequence_tokens, tokenizer_file
 from retrieval.errors import RetrievalError
 
@@ -59,6 +59,8 @@ class Archivist:
 
     def __init__(self, settings: Settings, *, backend: Backend | None = None) -> None:
         """Open lazily what `settings` names; `backend`, if given, answers every question."""
+        if starting_a_worker():  # the script's top level, run again by a conversion worker
+            raise ConfigError(f"Archivist was started by a conversion worker: {MAIN_GUARD_HINT}")
         self.settings = settings
         self._check_settings()
         self._local = threading.local()

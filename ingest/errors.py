@@ -71,6 +71,12 @@ class BadName(IngestError):
     reason = "bad-name"
 
 
+class WorkersFailed(IngestError):
+    """The conversion worker processes exit as they start, so nothing can be converted."""
+
+    reason = "workers-failed"
+
+
 class StoreError(Exception):
     """The SQLite store cannot be opened or written."""
 

@@ -22,7 +22,7 @@ from ingest.budget import (
 )
 from ingest.chunker import Chunk, ChunkOptions, TokenCounter, split_blocks
 from ingest.convert import Limits, convert_file
-from ingest.errors import IngestError, OutOfMemory, TimedOut, TooLarge
+from ingest.errors import IngestError, OutOfMemory, TimedOut, TooLarge, WorkersFailed
 from ingest.titles import document_title
 
 
@@ -88,6 +88,22 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> 
         )
 
 
+_READY = "ready"
+# Python's multiprocessing imports the main script again in every worker it starts: a script
+# that uses Archivist at its top level, not under `if __name__ == "__main__":`, makes each
+# worker run it instead of converting (and wait on a pool of its own that cannot start).
+MAIN_GUARD_HINT = (
+    "a script that uses Archivist must keep its top-level code under "
+    '`if __name__ == "__main__":` (each conversion worker process imports the script again)'
+)
+
+
+def starting_a_worker() -> bool:
+    """Whether this process is a worker still importing its parent's main script (the check
+    multiprocessing itself makes before refusing to start a process from there)."""
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
 def _nothing() -> None:
     """A process that only proves the fork server runs."""
 
@@ -103,6 +119,7 @@ def _serve(connection: Connection, setup: WorkerSetup, work: ConvertFn, memory: 
         os.nice(10)
     counter = TokenCounter(setup.tokenizer_file)
     threading.Thread(target=watch_address_space, args=(memory,), daemon=True).start()
+    connection.send(_READY)
     while True:
         try:
             path, memory_mb = connection.recv()
@@ -147,6 +164,25 @@ class _Worker:
         )
         self._process.start()
         child.close()
+        # A worker that dies as it starts says so before a file is lost to it.
+        ready = self._connection.poll(self._setup.limits.timeout_s)
+        try:
+            if ready and self._connection.recv() == _READY:
+                return
+        except (EOFError, ConnectionResetError):
+            pass
+        self.stop()
+        if not ready:
+            raise WorkersFailed(
+                f"a conversion worker did not start within {self._setup.limits.timeout_s:g} s "
+                "(ARCHIVIST_CONVERT_TIMEOUT_S) — is the machine out of memory or processes?"
+            )
+        raise WorkersFailed(f"a conversion worker exited as it started ({self._exit()}): "
+                            f"{MAIN_GUARD_HINT}")  # fmt: skip
+
+    def _exit(self) -> str:
+        code = self._process.exitcode
+        return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
 
     def run(self, path: Path, memory_mb: int) -> Chunked | Failed:
         """Convert one file within `memory_mb` (this process and the pandoc it starts)."""
@@ -169,12 +205,11 @@ class _Worker:
 
     def _crashed(self, path: Path, memory_mb: int) -> Failed:
         self._process.join(5)
-        code = self._process.exitcode
         out_of_memory = ran_out(self._memory, memory_mb)
+        how = self._exit()
         self.stop()
         if out_of_memory:
             return _out_of_memory(path, memory_mb)
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         return Failed("crashed", f"{path.name}: the converter crashed on it ({how})")
 
     def stop(self) -> None:
@@ -222,7 +257,7 @@ class ConversionPool:
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Chunked | Failed]]:
         """Convert every job; yields (job, outcome) as each finishes."""
         todo: queue.Queue[Job | None] = queue.Queue()
-        done: queue.Queue[tuple[Job, Chunked | Failed]] = queue.Queue()
+        done: queue.Queue[tuple[Job, Chunked | Failed] | Exception] = queue.Queue()
         count = 0
         for job in jobs:
             todo.put(job)
@@ -240,7 +275,10 @@ class ConversionPool:
         finished = False
         try:
             for _ in range(count):
-                yield done.get()
+                outcome = done.get()
+                if isinstance(outcome, Exception):
+                    raise outcome
+                yield outcome
             finished = True
         finally:
             if not finished:  # the caller stopped early: no new files; the busy ones finish
@@ -256,10 +294,14 @@ class ConversionPool:
     def _drain(
         self,
         todo: "queue.Queue[Job | None]",
-        done: "queue.Queue[tuple[Job, Chunked | Failed]]",
+        done: "queue.Queue[tuple[Job, Chunked | Failed] | Exception]",
         budget: MemoryBudget,
     ) -> None:
-        worker = _Worker(self._context, self._setup, self._work)
+        try:
+            worker = _Worker(self._context, self._setup, self._work)
+        except Exception as error:  # e.g. WorkersFailed: `run` raises it to the caller
+            done.put(error)
+            return
         try:
             while (job := todo.get()) is not None:
                 try:
