@@ -89,6 +89,9 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> 
 
 
 _READY = "ready"
+# A worker starts in well under a second (forked from the fork server, then the tokenizer
+# loaded); the first start also waits for the fork server to import the converters.
+_START_S = 60.0
 # Python's multiprocessing imports the main script again in every worker it starts: a script
 # that uses Archivist at its top level, not under `if __name__ == "__main__":`, makes each
 # worker run it instead of converting (and wait on a pool of its own that cannot start).
@@ -165,7 +168,7 @@ class _Worker:
         self._process.start()
         child.close()
         # A worker that dies as it starts says so before a file is lost to it.
-        ready = self._connection.poll(self._setup.limits.timeout_s)
+        ready = self._connection.poll(_START_S)
         try:
             if ready and self._connection.recv() == _READY:
                 return
@@ -174,8 +177,8 @@ class _Worker:
         self.stop()
         if not ready:
             raise WorkersFailed(
-                f"a conversion worker did not start within {self._setup.limits.timeout_s:g} s "
-                "(ARCHIVIST_CONVERT_TIMEOUT_S) — is the machine out of memory or processes?"
+                f"a conversion worker did not start within {_START_S:g} s — is the machine out "
+                "of memory or processes?"
             )
         raise WorkersFailed(f"a conversion worker exited as it started ({self._exit()}): "
                             f"{MAIN_GUARD_HINT}")  # fmt: skip
