@@ -31,10 +31,9 @@ from retrieval.embedder import (
     resolve_model_path,
     shared_embedder,
 )
-from retrieval.encoders import resolve_backend, resolve_device
+from retrieval.encoders import onnx_model_file, resolve_backend, resolve_device
 from retrieval.errors import IndexBusy, IndexDamaged, IndexMismatch, RetrievalError
 from retrieval.keyword import KeywordDoc, KeywordIndex
-from retrieval.onnx_export import exported_model
 from retrieval.rerank import CrossEncoderReranker, Reranker
 
 log = logging.getLogger(__name__)
@@ -262,10 +261,7 @@ class Indexes:
         """Load the embedding model now, unless `stop()` turns true while its ONNX export (the
         first use of a models folder: seconds, or minutes on a busy machine) is under way."""
         if self.backend != "torch":
-            folder = resolve_model_path(self.model)
-            exported_model(
-                folder, quantized=self.backend == "onnx-int8", cache=self._onnx_cache, stop=stop
-            )
+            onnx_model_file(resolve_model_path(self.model), self.backend, self._onnx_cache, stop)
         if not stop():
             self.embedder.encode_query("warm up")
 

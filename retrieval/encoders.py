@@ -8,6 +8,7 @@ searches starts in a fraction of a second instead of ~4.5 s of imports.
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
@@ -70,10 +71,17 @@ def load_encoder(folder: Path, backend: Backend, device: Device, onnx_cache: Pat
     """The model in `folder` on the chosen runtime (ONNX files exported once into the cache)."""
     if backend == "torch":
         return TorchEncoder(folder, device)
+    return OnnxEncoder(onnx_model_file(folder, backend, onnx_cache), folder, threads=_cores())
+
+
+def onnx_model_file(
+    folder: Path, backend: Backend, onnx_cache: Path, stop: Callable[[], bool] = lambda: False
+) -> Path:
+    """The ONNX file an ONNX backend runs, exported into the cache on first use (an export
+    under way ends with ExportStopped once `stop()` is true)."""
     from retrieval.onnx_export import exported_model
 
-    model_file = exported_model(folder, quantized=backend == "onnx-int8", cache=onnx_cache)
-    return OnnxEncoder(model_file, folder, threads=_cores())
+    return exported_model(folder, quantized=backend == "onnx-int8", cache=onnx_cache, stop=stop)
 
 
 class TorchEncoder:
