@@ -1,7 +1,9 @@
 """`archivist serve`: the HTTP API, the web page and the watched folder, in one process."""
 
 import ipaddress
+import signal
 import socket
+from types import FrameType
 
 import uvicorn
 
@@ -36,16 +38,25 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     config = uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM alike, then raises the signal again
+    # for the handler it found: SIGTERM's default would end the process there, before the
+    # announcement is withdrawn. A service manager's stop then ends like Ctrl+C.
+    terminate = signal.signal(signal.SIGTERM, _interrupt)
     try:
         print(f"Archivist is serving {url}/ — the API at {url}/docs (Ctrl+C to stop)", flush=True)
         print(f"Watching {settings.inbox.resolve()} for documents.", flush=True)
         announce(settings, url)
         server.run(sockets=[listening])
-    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then raises the signal again
+    except KeyboardInterrupt:
         print("Stopped.", flush=True)
     finally:
+        signal.signal(signal.SIGTERM, terminate)
         withdraw(settings)
         listening.close()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -96,11 +96,14 @@ def test_an_api_key_server_tells_the_cli_to_send_the_key(seeded: Settings) -> No
         withdraw(keyed)
 
 
-def test_ctrl_c_stops_the_server_cleanly(seeded: Settings) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_a_service_managers_stop_ends_the_server_cleanly(
+    seeded: Settings, stop: signal.Signals
+) -> None:
     server = _serve(seeded)
     assert server.stdout is not None
     assert "is serving" in server.stdout.readline()
-    out, err = _interrupted(server)
+    out, err = _interrupted(server, stop)
     assert server.returncode == 0, err
     assert "Stopped." in out and "Aborted" not in err and "Traceback" not in err
     assert running_server(seeded) is None  # the announcement is withdrawn
@@ -132,11 +135,13 @@ def _serve(settings: Settings, **more: str) -> subprocess.Popen[str]:
     )
 
 
-def _interrupted(server: subprocess.Popen[str]) -> tuple[str, str]:
-    """Ctrl+C, then what the server printed until it exited (every thread's stack in the
-    failure if it was still stopping a minute later)."""
+def _interrupted(
+    server: subprocess.Popen[str], stop: signal.Signals = signal.SIGINT
+) -> tuple[str, str]:
+    """Ctrl+C (or `stop`), then what the server printed until it exited (every thread's stack
+    in the failure if it was still stopping a minute later)."""
     try:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(stop)
         try:
             return server.communicate(timeout=60)
         except subprocess.TimeoutExpired:
