@@ -29,7 +29,7 @@ from api.settings import Settings
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 SETS = ("squad-dev", "cisi", "amazon", "financebench-dev")
-OLD_DEFAULT = {"fusion": "score", "bm25_weight": 1.0, "dense_weight": 1.0}
+OLD_DEFAULT = {"fusion": "score", "bm25_weight": 1.0, "dense_weight": 1.0, "document_weight": 0.0}
 
 
 def measure(name: str, data: Path, max_queries: int | None) -> dict[str, dict[str, float]]:

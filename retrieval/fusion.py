@@ -1,7 +1,7 @@
 """Fuse ranked lists from several retrieval legs (BM25, dense) into one ranking."""
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -91,6 +91,57 @@ def focus_weights(
         documents = len({document_of.get(doc_id, doc_id) for doc_id in top}) or 1
         focused[leg] = float(weights.get(leg, 1.0)) / documents
     return focused
+
+
+def with_document_evidence(
+    hits: Sequence[FusedHit],
+    places: Mapping[str, tuple[str, Hashable]],
+    weight: float,
+    *,
+    per_document: int = 2,
+) -> list[FusedHit]:
+    """The hits re-scored with how widely their document matched, best first.
+
+    `places` maps a hit's id to its document and its place in it (a page, or a section
+    where the document has no pages). A document's evidence is the mean of its
+    `per_document` best places among `hits` (a place scores its best hit; a document matched
+    in fewer places counts the rest as 0), and each hit's score is multiplied by
+    1 + `weight` × its document's evidence / the best document's. A filing matched on
+    several pages then outranks another company's filing with one page that matched a
+    little better: a chunk alone rarely says which document it is from. The factor scales a
+    hit's own score, so a document's weak hits are not lifted past other documents' good
+    ones. Chunks of one place add no evidence, so a long passage split in two does not
+    outrank a short one; where each document is one place the order does not change. Ids
+    missing from `places` count as documents of their own. Ties go to the earlier hit.
+    """
+    if weight < 0:
+        raise ValueError(f"document weight must be 0 or more, got {weight}")
+    if weight == 0 or per_document <= 0:
+        return list(hits)
+    where = {hit.id: places.get(hit.id, (hit.id, None)) for hit in hits}
+    best_by_place: dict[tuple[str, Hashable], float] = {}
+    for hit in hits:
+        best_by_place[where[hit.id]] = max(best_by_place.get(where[hit.id], -math.inf), hit.score)
+    by_document: dict[str, list[float]] = {}
+    for (document, _), score in best_by_place.items():
+        by_document.setdefault(document, []).append(score)
+    evidence = {
+        document: sum(sorted(scores, reverse=True)[:per_document]) / per_document
+        for document, scores in by_document.items()
+    }
+    best = max(evidence.values(), default=0.0)
+    if best <= 0:
+        return list(hits)
+    rescored = [
+        FusedHit(
+            hit.id,
+            round(hit.score * (1 + weight * evidence[where[hit.id][0]] / best), 12),
+            hit.legs,
+        )
+        for hit in hits
+    ]
+    order = sorted(range(len(rescored)), key=lambda i: (-rescored[i].score, i))
+    return [rescored[i] for i in order]
 
 
 def worth_scoring(

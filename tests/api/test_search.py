@@ -8,6 +8,7 @@ import pytest
 from api.search import Filters, SearchHit, search
 from api.service import Archivist
 from api.settings import Settings
+from retrieval.fusion import FusedHit, with_document_evidence
 from tests.fixtures import make_pdf, make_with_pandoc
 
 GARDEN = """# Allotment Rules
@@ -85,6 +86,28 @@ def test_hybrid_reports_each_legs_rank(corpus) -> None:  # type: ignore[no-untyp
     hit = find(corpus, "green bins for kitchen scraps compost", k=1)[0]
     assert hit.section == ("Allotment Rules", "Compost")
     assert set(hit.legs) == {"bm25", "dense"} and hit.legs["bm25"][0] == 1
+
+
+def test_hybrid_weighs_each_hit_by_its_documents_best_pages_or_sections(corpus) -> None:  # type: ignore[no-untyped-def]
+    """The fused hits go through `with_document_evidence`, with a PDF's pages and the other
+    documents' sections as the places where a document matched."""
+    query = "who do I call when the red lamp flashes"
+    plain = corpus.settings.model_copy(update={"document_weight": 0.0})
+    weighed = corpus.settings.model_copy(update={"document_weight": 1.0})
+    fused = search(corpus.store, corpus.indexes, plain, query, k=10)  # evidence's depth
+    hits = search(corpus.store, corpus.indexes, weighed, query, k=6)
+    places = {
+        h.chunk_id: (h.path, h.section if h.page_start is None else h.page_start) for h in fused
+    }
+    expected = with_document_evidence([FusedHit(h.chunk_id, h.score) for h in fused], places, 1.0)
+    assert [h.chunk_id for h in hits] == [h.id for h in expected[:6]]
+    assert [h.score for h in hits] == pytest.approx([h.score for h in expected[:6]])
+    # The manual's other pages come up behind its lamp page: the weight changed the order.
+    assert [h.chunk_id for h in hits] != [h.chunk_id for h in fused[:6]]
+    assert [(Path(h.path).name, h.page_start) for h in hits[:2]] == [
+        ("boiler.pdf", 3),
+        ("boiler.pdf", 1),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,13 @@ from fractions import Fraction
 
 import pytest
 
-from retrieval.fusion import FusedHit, focus_weights, fuse_rankings, worth_scoring
+from retrieval.fusion import (
+    FusedHit,
+    focus_weights,
+    fuse_rankings,
+    with_document_evidence,
+    worth_scoring,
+)
 
 BM25 = [("a", 12.0), ("b", 7.5), ("c", 3.0)]
 DENSE = [("c", 0.9), ("a", 0.8), ("d", 0.1)]
@@ -382,3 +388,102 @@ def test_worth_scoring_skips_what_cannot_reach_the_top() -> None:
                          relative={"bm25"}) == []  # fmt: skip
     assert worth_scoring(rankings, "bm25", complete=True, weights=weights, keep=3,
                          relative={"bm25"}) == []  # fmt: skip
+
+
+def _reference_document_evidence(hits, places, weight, per_document=2):
+    """Document evidence in exact fractions: per document, its places' best scores, the mean of
+    the `per_document` best (missing ones 0); each hit's score times 1 + weight × its
+    document's evidence / the best document's."""
+    where = {hit.id: places.get(hit.id, (hit.id, None)) for hit in hits}
+    best = {}
+    for hit in hits:
+        best[where[hit.id]] = max(best.get(where[hit.id], Fraction(-(10**9))), Fraction(hit.score))
+    evidence = {}
+    for document in {document for document, _ in best}:
+        top = sorted((s for (d, _), s in best.items() if d == document), reverse=True)
+        evidence[document] = sum(top[:per_document], Fraction(0)) / per_document
+    best = max(evidence.values(), default=Fraction(0))
+    if best <= 0:
+        return [(hit.id, hit.score) for hit in hits]
+    scored = [
+        (
+            hit.id,
+            Fraction(hit.score) * (1 + Fraction(weight) * evidence[where[hit.id][0]] / best),
+            n,
+        )
+        for n, hit in enumerate(hits)
+    ]
+    return [
+        (doc_id, float(score)) for doc_id, score, _ in sorted(scored, key=lambda t: (-t[1], t[2]))
+    ]
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_document_evidence_matches_reference_on_random_hits(seed):
+    rng = random.Random(seed)
+    hits = [
+        FusedHit(f"c{i}", rng.choice([0.25, 0.5, rng.uniform(0, 1)]))
+        for i in range(rng.randint(0, 30))
+    ]
+    hits.sort(key=lambda hit: -hit.score)
+    places = {
+        hit.id: (f"doc{rng.randint(0, 4)}", rng.choice([1, 2, 3, ("Intro",), ("Intro", "Scope")]))
+        for hit in hits
+        if rng.random() < 0.9
+    }
+    weight, per_document = rng.choice([0.0, 0.1, 0.25, 1.0, 3.0]), rng.choice([1, 2, 3])
+    got = with_document_evidence(hits, places, weight, per_document=per_document)
+    expected = _reference_document_evidence(hits, places, weight, per_document)
+    assert [hit.id for hit in got] == [doc_id for doc_id, _ in expected]
+    assert [hit.score for hit in got] == pytest.approx([score for _, score in expected], abs=1e-9)
+
+
+def test_a_document_matched_on_several_pages_outranks_one_matched_on_one():
+    hits = [FusedHit("other-p4", 0.30), FusedHit("filing-p7", 0.28), FusedHit("filing-p9", 0.25)]
+    places = {"other-p4": ("other", 4), "filing-p7": ("filing", 7), "filing-p9": ("filing", 9)}
+    # evidence: filing (0.28 + 0.25) / 2 = 0.265, other 0.30 / 2 = 0.15
+    assert [hit.id for hit in with_document_evidence(hits, places, 0.0)] == [
+        "other-p4", "filing-p7", "filing-p9",
+    ]  # fmt: skip
+    ranked = with_document_evidence(hits, places, 0.25)
+    assert [hit.id for hit in ranked] == ["filing-p7", "other-p4", "filing-p9"]
+    assert ranked[0].score == pytest.approx(0.28 * 1.25)  # the best document's evidence
+    assert ranked[1].score == pytest.approx(0.30 * (1 + 0.25 * 0.15 / 0.265))
+
+
+def test_chunks_of_one_page_or_section_add_no_evidence():
+    """A passage cut into two chunks is one place: it does not outrank a short one."""
+    hits = [FusedHit("short", 0.30), FusedHit("long-1", 0.28), FusedHit("long-2", 0.27)]
+    for place in (3, (), ("Results",)):
+        places = {"short": ("a", place), "long-1": ("b", place), "long-2": ("b", place)}
+        ranked = with_document_evidence(hits, places, 1.0)
+        assert [hit.id for hit in ranked] == ["short", "long-1", "long-2"]
+
+
+def test_where_each_document_is_one_place_the_order_stays():
+    rng = random.Random(7)
+    hits = sorted((FusedHit(f"d{i}", rng.random()) for i in range(50)), key=lambda h: -h.score)
+    places = {hit.id: (hit.id, None) for hit in hits}
+    for weight in (0.1, 0.25, 2.0):
+        assert [h.id for h in with_document_evidence(hits, places, weight)] == [h.id for h in hits]
+
+
+def test_document_evidence_keeps_each_hits_legs():
+    hit = FusedHit("a", 0.5, {"bm25": (1, 7.0), "dense": (3, 0.6)})
+    (rescored,) = with_document_evidence([hit], {"a": ("doc", 1)}, 0.25)
+    assert rescored.legs == hit.legs
+
+
+def test_a_negative_document_weight_is_rejected():
+    with pytest.raises(ValueError, match="0 or more"):
+        with_document_evidence([FusedHit("a", 1.0)], {}, -0.1)
+
+
+def test_a_documents_weak_hits_are_lifted_by_at_most_one_plus_the_weight():
+    """Under the additive form (score + weight × evidence) the manual's contents page would
+    pass the Wi-Fi note: every hit of the best document gained the same amount."""
+    hits = [FusedHit("manual-p3", 0.56), FusedHit("wifi", 0.04), FusedHit("manual-p1", 0.019)]
+    places = {"manual-p3": ("manual", 3), "wifi": ("wifi", ()), "manual-p1": ("manual", 1)}
+    ranked = with_document_evidence(hits, places, 1.0)
+    assert [hit.id for hit in ranked] == ["manual-p3", "wifi", "manual-p1"]
+    assert ranked[2].score == pytest.approx(0.019 * 2)
