@@ -112,7 +112,9 @@ def with_document_evidence(
     hit's own score, so a document's weak hits are not lifted past other documents' good
     ones. Chunks of one place add no evidence, so a long passage split in two does not
     outrank a short one; where each document is one place the order does not change. Ids
-    missing from `places` count as documents of their own. Ties go to the earlier hit.
+    missing from `places` count as documents of their own. A score below 0 (a blend of
+    cosines can be) stays as it is, and so does every score where no document's evidence is
+    above 0. Ties go to the earlier hit.
     """
     if weight < 0:
         raise ValueError(f"document weight must be 0 or more, got {weight}")
@@ -126,7 +128,7 @@ def with_document_evidence(
     for (document, _), score in best_by_place.items():
         by_document.setdefault(document, []).append(score)
     evidence = {
-        document: sum(sorted(scores, reverse=True)[:per_document]) / per_document
+        document: max(sum(sorted(scores, reverse=True)[:per_document]) / per_document, 0.0)
         for document, scores in by_document.items()
     }
     best = max(evidence.values(), default=0.0)
@@ -135,7 +137,7 @@ def with_document_evidence(
     rescored = [
         FusedHit(
             hit.id,
-            round(hit.score * (1 + weight * evidence[where[hit.id][0]] / best), 12),
+            round(hit.score + max(hit.score, 0.0) * weight * evidence[where[hit.id][0]] / best, 12),
             hit.legs,
         )
         for hit in hits

@@ -392,8 +392,8 @@ def test_worth_scoring_skips_what_cannot_reach_the_top() -> None:
 
 def _reference_document_evidence(hits, places, weight, per_document=2):
     """Document evidence in exact fractions: per document, its places' best scores, the mean of
-    the `per_document` best (missing ones 0); each hit's score times 1 + weight × its
-    document's evidence / the best document's."""
+    the `per_document` best (missing ones 0, below 0 counting 0); each hit's score times
+    1 + weight × its document's evidence / the best document's."""
     where = {hit.id: places.get(hit.id, (hit.id, None)) for hit in hits}
     best = {}
     for hit in hits:
@@ -401,18 +401,16 @@ def _reference_document_evidence(hits, places, weight, per_document=2):
     evidence = {}
     for document in {document for document, _ in best}:
         top = sorted((s for (d, _), s in best.items() if d == document), reverse=True)
-        evidence[document] = sum(top[:per_document], Fraction(0)) / per_document
+        evidence[document] = max(sum(top[:per_document], Fraction(0)) / per_document, 0)
     best = max(evidence.values(), default=Fraction(0))
     if best <= 0:
         return [(hit.id, hit.score) for hit in hits]
-    scored = [
-        (
-            hit.id,
-            Fraction(hit.score) * (1 + Fraction(weight) * evidence[where[hit.id][0]] / best),
-            n,
-        )
-        for n, hit in enumerate(hits)
-    ]
+    scored = []
+    for n, hit in enumerate(hits):
+        score = Fraction(hit.score)
+        if score > 0:  # a score below 0 stays as it is
+            score *= 1 + Fraction(weight) * evidence[where[hit.id][0]] / best
+        scored.append((hit.id, score, n))
     return [
         (doc_id, float(score)) for doc_id, score, _ in sorted(scored, key=lambda t: (-t[1], t[2]))
     ]
@@ -422,7 +420,7 @@ def _reference_document_evidence(hits, places, weight, per_document=2):
 def test_document_evidence_matches_reference_on_random_hits(seed):
     rng = random.Random(seed)
     hits = [
-        FusedHit(f"c{i}", rng.choice([0.25, 0.5, rng.uniform(0, 1)]))
+        FusedHit(f"c{i}", rng.choice([0.25, 0.5, rng.uniform(0, 1), rng.uniform(-0.3, 0.1)]))
         for i in range(rng.randint(0, 30))
     ]
     hits.sort(key=lambda hit: -hit.score)
