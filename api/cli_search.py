@@ -22,7 +22,11 @@ from api.settings import Settings
 @click.option("--path", "path_glob", help="Only files whose path matches this glob.")
 @click.option("--type", "file_type", help="Only files of this type (pdf, docx, md, ...).")
 @click.option("--document", type=int, help="Only the document with this id.")
-@click.option("--explain", is_flag=True, help="Show each leg's rank and score.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Show each leg's rank and score, and the document's rank and score factor.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
 @click.pass_obj
 def search_command(

@@ -82,7 +82,10 @@ def search(
     q: str = Query(..., max_length=4000, description="What to look for."),
     k: int | None = Query(None, ge=1, le=1000, description="Results (default ARCHIVIST_SEARCH_K)."),
     mode: Literal["hybrid", "bm25", "dense"] = "hybrid",
-    explain: bool = Query(False, description="Each leg's rank and score."),
+    explain: bool = Query(
+        False,
+        description="Each leg's rank and score, and the document's rank and score factor.",
+    ),
     path_glob: str | None = Query(None, examples=["*manual*"]),
     file_type: str | None = Query(None, examples=["pdf"]),
     document: int | None = Query(None, ge=1, le=INT64_MAX, description="A document id."),

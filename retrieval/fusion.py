@@ -114,7 +114,9 @@ def with_document_evidence(
     outrank a short one; where each document is one place the order does not change. Ids
     missing from `places` count as documents of their own. A score below 0 (a blend of
     cosines can be) stays as it is, and so does every score where no document's evidence is
-    above 0. Ties go to the earlier hit.
+    above 0. Ties go to the earlier hit. Each hit's `legs` gains "document": its document's
+    place among the documents by evidence, and the factor its score was multiplied by (what
+    `archivist search --explain` shows).
     """
     if weight < 0:
         raise ValueError(f"document weight must be 0 or more, got {weight}")
@@ -134,14 +136,14 @@ def with_document_evidence(
     best = max(evidence.values(), default=0.0)
     if best <= 0:
         return list(hits)
-    rescored = [
-        FusedHit(
-            hit.id,
-            round(hit.score + max(hit.score, 0.0) * weight * evidence[where[hit.id][0]] / best, 12),
-            hit.legs,
-        )
-        for hit in hits
-    ]
+    ranked = sorted(evidence, key=lambda document: -evidence[document])  # stable: ties by order
+    standing = {document: n for n, document in enumerate(ranked, 1)}
+    rescored = []
+    for hit in hits:
+        document = where[hit.id][0]
+        factor = 1 + weight * evidence[document] / best if hit.score > 0 else 1.0
+        legs = {**hit.legs, "document": (standing[document], factor)}
+        rescored.append(FusedHit(hit.id, round(hit.score * factor, 12), legs))
     order = sorted(range(len(rescored)), key=lambda i: (-rescored[i].score, i))
     return [rescored[i] for i in order]
 

@@ -73,7 +73,11 @@ def test_search_with_legs_pages_and_filters(seeded: Settings) -> None:
         found = live.http.get("/search", params=query).json()["hits"]
         best = found[0]
         assert (best["name"], best["page_start"]) == ("manual.pdf", 1)
-        assert best["url"].endswith("/file#page=1") and set(best["legs"]) == {"bm25", "dense"}
+        assert best["url"].endswith("/file#page=1") and set(best["legs"]) == {
+            "bm25",
+            "dense",
+            "document",
+        }
         assert best["legs"]["bm25"]["rank"] >= 1 and "fourteen days" in best["text"]
         only_md = live.http.get("/search", params={"q": "lens", "file_type": "md"}).json()
         assert {h["name"] for h in only_md["hits"]} <= {"notes.md"}

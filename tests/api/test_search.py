@@ -85,7 +85,7 @@ def test_pdf_hits_cite_their_page_and_snippets_show_the_match(corpus) -> None:  
 def test_hybrid_reports_each_legs_rank(corpus) -> None:  # type: ignore[no-untyped-def]
     hit = find(corpus, "green bins for kitchen scraps compost", k=1)[0]
     assert hit.section == ("Allotment Rules", "Compost")
-    assert set(hit.legs) == {"bm25", "dense"} and hit.legs["bm25"][0] == 1
+    assert set(hit.legs) == {"bm25", "dense", "document"} and hit.legs["bm25"][0] == 1
 
 
 def test_hybrid_weighs_each_hit_by_its_documents_best_pages_or_sections(corpus) -> None:  # type: ignore[no-untyped-def]

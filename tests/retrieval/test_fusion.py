@@ -466,10 +466,11 @@ def test_where_each_document_is_one_place_the_order_stays():
         assert [h.id for h in with_document_evidence(hits, places, weight)] == [h.id for h in hits]
 
 
-def test_document_evidence_keeps_each_hits_legs():
-    hit = FusedHit("a", 0.5, {"bm25": (1, 7.0), "dense": (3, 0.6)})
-    (rescored,) = with_document_evidence([hit], {"a": ("doc", 1)}, 0.25)
-    assert rescored.legs == hit.legs
+def test_document_evidence_keeps_each_hits_legs_and_adds_its_documents_standing():
+    hits = [FusedHit("a", 0.5, {"bm25": (1, 7.0), "dense": (3, 0.6)}), FusedHit("b", 0.4)]
+    a, b = with_document_evidence(hits, {"a": ("one", 1), "b": ("two", 1)}, 0.25)
+    assert a.legs == {"bm25": (1, 7.0), "dense": (3, 0.6), "document": (1, 1.25)}
+    assert b.legs["document"] == (2, pytest.approx(1 + 0.25 * 0.2 / 0.25))
 
 
 def test_a_negative_document_weight_is_rejected():
