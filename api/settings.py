@@ -110,9 +110,9 @@ class Settings(BaseSettings):
         0.25,
         ge=0,
         description=(
-            "hybrid: how much a hit's score grows with its document's evidence (the mean of "
-            "its two best-matching pages, or sections) relative to the best document's; "
-            "0 turns it off."
+            "hybrid: how much each of the first 10 hits' scores grows with its document's "
+            "evidence (the mean of its two best-matching pages, or sections) relative to the "
+            "best document's; 0 turns it off."
         ),
     )
     search_k: int = Field(10, gt=0, description="Results `archivist search` shows.")

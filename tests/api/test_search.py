@@ -176,3 +176,27 @@ def test_chunks_are_found_by_their_documents_title_and_file_name(tmp_path: Path,
             assert [Path(h.path).name for h in hits][0] == expected
             assert "Zephyr" not in hits[0].text and "BRAMBLE" not in hits[0].text
             assert hits[0].text.startswith("Net revenue grew")
+
+
+def test_a_searchs_first_ten_hits_are_the_same_whatever_k(tmp_path: Path) -> None:
+    """Document evidence re-orders only the first 10 fused hits: asking for 40 does not change
+    them. (Weighed among all 40, the second guide's weaker pages, found only then, raised
+    its evidence and so its first page's score.)"""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    ferry = "{} harbour: the ferry to the island leaves at {}:15 when the tide allows."
+    make_pdf(docs / "ashford.pdf", [ferry.format("Ashford", 6 + n) for n in range(9)])
+    make_pdf(
+        docs / "brindle.pdf",
+        [ferry.format("Brindle", 7)]
+        + [f"Brindle harbour café, page {n}: tea and cake near the pontoons." for n in range(7)],
+    )
+    with Archivist(Settings(data=tmp_path / "data", llm="none")) as service:
+        service.ingest([docs])
+        query = "when does the ferry to the island leave the harbour"
+        few = search(service.store, service.indexes, service.settings, query, k=10)
+        many = search(service.store, service.indexes, service.settings, query, k=40)
+    assert len(many) == 17 and "brindle.pdf" in {Path(h.path).name for h in few}
+    assert [(h.chunk_id, h.score) for h in many[:10]] == [(h.chunk_id, h.score) for h in few]
+    assert all("document" not in h.legs for h in many[10:])
+    assert [h.score for h in many] == sorted((h.score for h in many), reverse=True)
