@@ -151,7 +151,13 @@ class KeywordIndex:
         deadline = time.monotonic() + self.writer_wait_s
         while self._writer is None:
             try:
-                self._writer = self._index.writer(_WRITER_HEAP, 1)
+                writer = self._index.writer(_WRITER_HEAP, 1)
+                # A commit cut short (kill -9, power loss) can leave its delete file behind,
+                # unreferenced; the next commit that reaches the same operation number would
+                # fail on it ("FileAlreadyExists ….del"). Tantivy lists every file it writes
+                # before writing it, so its collector removes what no commit refers to.
+                writer.garbage_collect_files()
+                self._writer = writer
             except ValueError as exc:
                 if "LockBusy" not in str(exc):  # not another writer: the folder itself
                     raise RetrievalError(
@@ -189,7 +195,13 @@ class KeywordIndex:
     def commit(self) -> None:
         """Make pending changes durable and visible to searches."""
         if self._writer is not None:
-            self._writer.commit()
+            try:
+                self._writer.commit()
+            except ValueError as exc:  # the folder gone or unwritable: nothing was committed
+                raise RetrievalError(
+                    f"{self.path}: the keyword index could not be saved ({exc}) — the changes "
+                    "stay queued in SQLite; `archivist reindex` rebuilds the index from it"
+                ) from exc
         self._index.reload()
 
     def clear(self) -> None:

@@ -277,3 +277,38 @@ def _split_by_words(text: str) -> str:
 )
 def test_split_joined_is_the_word_by_word_rule(text: str) -> None:
     assert split_joined(text) == _split_by_words(text)
+
+
+def test_a_commit_cut_short_does_not_block_the_next_one(tmp_path: Path) -> None:
+    """A process killed mid-commit can leave the commit's delete file written (and listed in
+    Tantivy's managed files) but meta.json not yet replaced. The next process, repeating the
+    same changes, reaches the same operation number: its commit must not fail on the file
+    (it did, "FileAlreadyExists", in the kill -9 test's recovery now and then)."""
+    path, crashed = tmp_path / "index", tmp_path / "crashed"
+    with KeywordIndex(path) as index:
+        index.upsert([KeywordDoc(f"c{i}", "", f"lighthouse lens {i}") for i in range(20)])
+        index.commit()
+    shutil.copytree(path, crashed)
+    changes = [KeywordDoc(f"c{i}", "", f"lantern room {i}") for i in range(5)]
+    with KeywordIndex(path) as index:
+        index.upsert(changes)
+        index.commit()
+    # The state a kill between writing the delete file and replacing meta.json leaves.
+    left = [p for p in path.glob("*.del") if not (crashed / p.name).exists()]
+    assert left  # the commit wrote one: the copy below is what a crash leaves
+    for leftover in left:
+        shutil.copy(leftover, crashed / leftover.name)
+    shutil.copy(path / ".managed.json", crashed / ".managed.json")
+    with KeywordIndex(crashed) as index:
+        index.upsert(changes)
+        index.commit()
+        assert len(index.search("lantern", 10)) == 5
+        assert len(index.search("lens", 30)) == 15
+
+
+def test_a_commit_that_cannot_be_written_says_what_to_do(tmp_path: Path) -> None:
+    index = KeywordIndex(tmp_path / "index")
+    index.upsert([KeywordDoc("a", "", "lighthouse lens")])
+    (tmp_path / "index").rename(tmp_path / "moved")  # its folder gone from under it
+    with pytest.raises(RetrievalError, match="could not be saved.*archivist reindex"):
+        index.commit()
