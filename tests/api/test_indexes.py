@@ -11,6 +11,7 @@ from api.service import Archivist
 from api.settings import Settings
 from ingest.store import ChunkStore
 from retrieval.embedder import embedder_identity, resolve_model_path
+from retrieval.errors import RetrievalError
 from tests.fixtures import make_pdf
 
 NOTES = {
@@ -103,7 +104,7 @@ def test_a_batch_whose_keyword_write_fails_stays_queued(
             meta.unlink()
             meta.mkdir()
 
-    with pytest.raises(ValueError, match="Is a directory"):
+    with pytest.raises(RetrievalError, match="could not be saved.*Is a directory"):
         sync_indexes(
             service.store, service.indexes, batch_size=5, on_progress=break_the_keyword_index
         )
