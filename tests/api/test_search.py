@@ -154,7 +154,8 @@ def test_a_reranker_reorders_the_candidates(corpus) -> None:  # type: ignore[no-
     assert reranked[0].legs["rerank"] == (1, 4.0)
     scores = [hit.score for hit in reranked]
     assert scores == sorted(scores, reverse=True)
-    assert {h.chunk_id for h in reranked} <= {h.chunk_id for h in find(corpus, query, k=30)}
+    read = find(corpus, query, k=corpus.settings.rerank_candidates)
+    assert {h.chunk_id for h in reranked} <= {h.chunk_id for h in read}
 
 
 @pytest.mark.parametrize("mode", ["bm25", "dense"])
