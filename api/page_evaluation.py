@@ -1,7 +1,7 @@
 """`archivist eval` on real documents with page-level questions (the financebench-dev layout).
 
 A dataset folder holds `pdfs/` (or any documents) and `questions.jsonl`, one question per line
-with the file it is about (`doc`) and its evidence pages (`pages`, 1-based). The documents are
+with the file it is about (`doc`, its path inside `pdfs/`) and its evidence pages (`pages`, 1-based). The documents are
 ingested through the normal path; each mode's hits are then scored on finding the right file
 and the right page.
 """
@@ -78,11 +78,16 @@ def load_page_dataset(folder: Path, max_queries: int | None = None) -> PageDatas
 def page_scores(hits: Sequence[SearchHit], question: PageQuestion) -> dict[str, float]:
     """Document recall@1/@5 (over distinct files, best first), page recall@1/@5/@10 (share of
     the evidence pages that the first k hits cover) and page MRR@10 for one question."""
-    files = list(dict.fromkeys(Path(hit.path).name for hit in hits))
+    doc = Path(question.doc).parts  # relative to the documents folder: may name a subfolder
+
+    def is_doc(path: str) -> bool:
+        return Path(path).parts[-len(doc) :] == doc
+
+    files = list(dict.fromkeys(hit.path for hit in hits))
     covered: list[set[int]] = []
     for hit in hits[:DEPTH]:
         pages: set[int] = set()
-        if Path(hit.path).name == question.doc and hit.page_start is not None:
+        if is_doc(hit.path) and hit.page_start is not None:
             last = hit.page_end if hit.page_end is not None else hit.page_start
             pages = set(range(hit.page_start, last + 1)) & question.pages
         covered.append(pages)
@@ -93,8 +98,8 @@ def page_scores(hits: Sequence[SearchHit], question: PageQuestion) -> dict[str, 
 
     first = next((rank for rank, pages in enumerate(covered, 1) if pages), None)
     return {
-        "doc_recall@1": float(question.doc in files[:1]),
-        "doc_recall@5": float(question.doc in files[:5]),
+        "doc_recall@1": float(any(map(is_doc, files[:1]))),
+        "doc_recall@5": float(any(map(is_doc, files[:5]))),
         "page_recall@1": page_recall(1),
         "page_recall@5": page_recall(5),
         "page_recall@10": page_recall(10),

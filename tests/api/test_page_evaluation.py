@@ -62,6 +62,19 @@ def test_page_scores_count_files_pages_and_the_first_right_page() -> None:
     assert page_scores([], question)["page_mrr@10"] == 0.0
 
 
+def test_a_question_may_name_its_file_inside_a_subfolder() -> None:
+    """`doc` is relative to the documents folder: "2020/a.pdf" is not 2019's a.pdf."""
+    question = PageQuestion("q", "?", "2020/a.pdf", frozenset({2}))
+    hits = [_hit("2019/a.pdf", 2), _hit("2020/a.pdf", 2)]
+    scores = page_scores(hits, question)
+    assert scores["doc_recall@1"] == 0.0 and scores["doc_recall@5"] == 1.0
+    assert scores["page_recall@1"] == 0.0 and scores["page_mrr@10"] == 0.5
+    assert (
+        page_scores(hits[1:], PageQuestion("q", "?", "a.pdf", frozenset({2})))["page_recall@1"]
+        == 1.0
+    )
+
+
 def test_eval_scores_files_and_pages_per_mode(tmp_path: Path) -> None:
     dataset = write_dataset(tmp_path / "filings")
     env = {**os.environ, "ARCHIVIST_DATA": str(tmp_path / "unused"), "ARCHIVIST_LLM": "none"}
