@@ -1,9 +1,9 @@
 """`archivist eval` on real documents with page-level questions (the financebench-dev layout).
 
 A dataset folder holds `pdfs/` (or any documents) and `questions.jsonl`, one question per line
-with the file it is about (`doc`, its path inside `pdfs/`) and its evidence pages (`pages`, 1-based). The documents are
-ingested through the normal path; each mode's hits are then scored on finding the right file
-and the right page.
+with the file it is about (`doc`, its path inside `pdfs/`) and its evidence pages (`pages`,
+1-based). The documents are ingested through the normal path; each mode's hits are then scored
+on finding the right file and the right page.
 """
 
 import json
