@@ -40,8 +40,10 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT and SIGTERM alike, then raises the signal again
     # for the handler it found: SIGTERM's default would end the process there, before the
-    # announcement is withdrawn. A service manager's stop then ends like Ctrl+C.
-    terminate = signal.signal(signal.SIGTERM, _interrupt)
+    # announcement is withdrawn, and a SIGINT ignored from the start (a background job of a
+    # non-interactive shell: `archivist serve &`) was dropped, or, arriving before uvicorn
+    # listened, ignored for good. A service manager's stop and `kill -INT` end like Ctrl+C.
+    handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(f"Archivist is serving {url}/ — the API at {url}/docs (Ctrl+C to stop)", flush=True)
         print(f"Watching {settings.inbox.resolve()} for documents.", flush=True)
@@ -50,7 +52,8 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     except KeyboardInterrupt:
         print("Stopped.", flush=True)
     finally:
-        signal.signal(signal.SIGTERM, terminate)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
         withdraw(settings)
         listening.close()
 

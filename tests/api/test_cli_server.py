@@ -96,11 +96,17 @@ def test_an_api_key_server_tells_the_cli_to_send_the_key(seeded: Settings) -> No
         withdraw(keyed)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    ("stop", "background"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["ctrl-c", "sigterm", "sigint-to-a-background-job"],
+)
 def test_ctrl_c_or_a_service_managers_stop_ends_the_server_cleanly(
-    seeded: Settings, stop: signal.Signals
+    seeded: Settings, stop: signal.Signals, background: bool
 ) -> None:
-    server = _serve(seeded)
+    """`background`: started the way a non-interactive shell starts `archivist serve &`, with
+    SIGINT ignored; `kill -INT` still stops it like Ctrl+C."""
+    server = _serve(seeded, background=background)
     assert server.stdout is not None
     assert "is serving" in server.stdout.readline()
     out, err = _interrupted(server, stop)
@@ -126,12 +132,18 @@ def test_ctrl_c_during_the_models_first_export_stops_the_export(
     assert not list(exports.iterdir())  # neither an export nor its workspace
 
 
-def _serve(settings: Settings, **more: str) -> subprocess.Popen[str]:
+def _serve(settings: Settings, *, background: bool = False, **more: str) -> subprocess.Popen[str]:
     env = {**os.environ, "ARCHIVIST_DATA": str(settings.data), "ARCHIVIST_LLM": "none",
            "ARCHIVIST_WORKERS": "1", "ARCHIVIST_PORT": "0", "PYTHONFAULTHANDLER": "1",
            **more}  # fmt: skip
+    # A shell's `trap "" INT` ignores SIGINT, and exec keeps it ignored, as for a background job.
+    command = (
+        ["sh", "-c", 'trap "" INT; exec "$0" serve', ARCHIVIST]
+        if background
+        else [ARCHIVIST, "serve"]
+    )
     return subprocess.Popen(
-        [ARCHIVIST, "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
 
 
