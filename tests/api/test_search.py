@@ -201,3 +201,51 @@ def test_a_searchs_first_ten_hits_are_the_same_whatever_k(tmp_path: Path) -> Non
     assert [(h.chunk_id, h.score) for h in many[:10]] == [(h.chunk_id, h.score) for h in few]
     assert all("document" not in h.legs for h in many[10:])
     assert [h.score for h in many] == sorted((h.score for h in many), reverse=True)
+
+
+def _cross_encoder(folder: Path) -> Path:
+    """A real (small, untrained) sentence-transformers cross-encoder, saved as a user's would
+    be: BERT with one relevance output, on the packaged model's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from retrieval.embedder import DEFAULT_MODEL, resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, num_labels=1)  # fmt: skip
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_cross_encoder_folder_reranks_the_services_searches(tmp_path: Path) -> None:
+    """ARCHIVIST_RERANK_MODEL names a local folder: the service's searches are ordered by that
+    model's score of (query, chunk text) over the first `rerank_candidates` fused hits."""
+    from sentence_transformers import CrossEncoder
+
+    model = _cross_encoder(tmp_path / "cross-encoder")
+    (tmp_path / "docs").mkdir()
+    make_pdf(
+        tmp_path / "docs" / "boiler.pdf", [f"Boiler page {n}: pressure {n} bar." for n in range(8)]
+    )
+    query = "what pressure should the boiler stay at"
+    settings = Settings(data=tmp_path / "data", llm="none", rerank_model=str(model))
+    with Archivist(settings) as service:
+        service.ingest([tmp_path / "docs"])
+        hits = service.search(query, k=5)
+        read = search(service.store, service.indexes, settings, query, k=settings.rerank_candidates)
+    expected = CrossEncoder(str(model)).predict([(query, hit.text) for hit in hits])
+    assert [hit.score for hit in hits] == pytest.approx([float(s) for s in expected], abs=1e-5)
+    assert [hit.legs["rerank"][0] for hit in hits] == [1, 2, 3, 4, 5]
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    assert {hit.chunk_id for hit in hits} <= {hit.chunk_id for hit in read}
+    assert [h.chunk_id for h in hits] != [h.chunk_id for h in read[:5]]  # the order did change
+
+
+def test_a_missing_cross_encoder_folder_says_what_to_give(tmp_path: Path) -> None:
+    settings = Settings(data=tmp_path / "data", llm="none", rerank_model=str(tmp_path / "nowhere"))
+    with Archivist(settings) as service, pytest.raises(Exception, match="local folder") as error:
+        service.search("boiler pressure", k=3)
+    assert type(error.value).__name__ == "ModelNotFound"
