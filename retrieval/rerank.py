@@ -1,9 +1,12 @@
 """Optional second-stage reranking of fused candidates (off unless a model is configured)."""
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from retrieval.embedder import resolve_model_path
+from retrieval.errors import ModelNotFound
 
 
 class Reranker(Protocol):
@@ -19,7 +22,9 @@ class CrossEncoderReranker:
         from sentence_transformers import CrossEncoder
 
         self.name = name
-        self._model: Any = CrossEncoder(str(resolve_model_path(name)), device=device)
+        folder = resolve_model_path(name)
+        _require_cross_encoder(folder, name)
+        self._model: Any = CrossEncoder(str(folder), device=device)
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         """Relevance score of each passage for the query."""
@@ -27,6 +32,21 @@ class CrossEncoderReranker:
             return []
         scores = self._model.predict([(query, p) for p in passages], show_progress_bar=False)
         return [float(s) for s in scores]
+
+
+def _require_cross_encoder(folder: Path, name: str) -> None:
+    """Refuse a folder whose model has no relevance head: sentence-transformers would give it
+    an untrained one, whose scores order results at random (an embedding model, say)."""
+    try:
+        architectures = json.loads((folder / "config.json").read_text()).get("architectures")
+    except (OSError, ValueError, AttributeError):
+        architectures = None
+    if not any(str(a).endswith("ForSequenceClassification") for a in architectures or []):
+        raise ModelNotFound(
+            f"ARCHIVIST_RERANK_MODEL '{name}' is not a cross-encoder (its config.json names "
+            f"{architectures or 'no architecture'}, not a ...ForSequenceClassification model) "
+            "— give the local folder of a cross-encoder, or unset it to rank without one"
+        )
 
 
 def rerank(

@@ -249,3 +249,11 @@ def test_a_missing_cross_encoder_folder_says_what_to_give(tmp_path: Path) -> Non
     with Archivist(settings) as service, pytest.raises(Exception, match="local folder") as error:
         service.search("boiler pressure", k=3)
     assert type(error.value).__name__ == "ModelNotFound"
+
+
+def test_an_embedding_model_given_as_the_reranker_is_refused(tmp_path: Path) -> None:
+    """The packaged embedding model has no relevance head: as a reranker it would order hits
+    at random, so it is refused with the reason."""
+    settings = Settings(data=tmp_path / "data", llm="none", rerank_model="all-MiniLM-L6-v2")
+    with Archivist(settings) as service, pytest.raises(Exception, match="not a cross-encoder"):
+        service.search("boiler pressure", k=3)
