@@ -7,7 +7,7 @@ Run: .venv/bin/python bench/page_headroom.py [--data DIR] [SET]
 Prints page recall@10 of each mode as it searches, of each mode searching only the right
 document (the document known in advance: what is left is ranking pages inside it), and of a
 perfect reranker over hybrid's first n hits (every hit on an evidence page moved to the front,
-the rest in order) for n = 10, 20, 50, 100 — the most a reranker of that many candidates can
+the rest in order) for each n in CANDIDATES — the most a reranker of that many candidates can
 give. When the right-document rows are no higher than the plain ones, choosing the document is
 not what loses the pages; the reranker rows say how many candidates one would have to read.
 """

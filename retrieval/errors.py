@@ -6,7 +6,8 @@ class RetrievalError(Exception):
 
 
 class ModelNotFound(RetrievalError):
-    """The configured embedding model is not available offline."""
+    """A configured model (embedding or reranker) is not available offline, or is not the kind
+    of model its setting needs."""
 
 
 class IndexMismatch(RetrievalError):
