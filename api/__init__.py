@@ -1,4 +1,11 @@
-"""Settings, the Archivist service, the command line and the HTTP API.
+"""The Archivist service and its faces, in four rooms and a front door:
+
+- api/service/: the one `Archivist` service and what it owns (it imports no face);
+- api/server/: the HTTP face (the FastAPI app, its routes, the web page, `run_server`);
+- api/cli/: the command-line face (the click commands, and the client of a running server);
+- api/evaluation/: search and answer evaluation, clients of the service;
+- api/main.py: the `archivist` program, which joins the command line and `serve`.
+tests/test_layout.py holds the import rules between them.
 
 Importing this package prepares the process environment, once, before numpy, torch or the
 tokenizers load (every entry point — the CLI, the tests, the benchmarks — imports it first):

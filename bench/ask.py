@@ -23,9 +23,7 @@ import tempfile
 import time
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
-from api.answers import AskOptions, passage_source
-from api.service import Archivist
-from api.settings import Settings
+from api.service import Archivist, AskOptions, Settings, passage_source
 from bench.search import Vocabulary, build
 from generation.prompt import pack_prompt
 from retrieval.metrics import percentile

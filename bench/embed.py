@@ -30,9 +30,7 @@ import numpy as np
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
 from api.evaluation import Dataset, load_dataset
-from api.indexes import SYNC_BATCH, embedding_text
-from api.service import Archivist
-from api.settings import Settings
+from api.service import SYNC_BATCH, Archivist, Settings, embedding_text
 from retrieval.embedder import Embedder
 from retrieval.encoders import BACKENDS
 from retrieval.metrics import evaluate, percentile

@@ -27,9 +27,7 @@ import time
 import pypdfium2 as pdfium
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
-from api.indexes import embedding_text
-from api.service import Archivist
-from api.settings import Settings
+from api.service import Archivist, Settings, embedding_text
 from retrieval.embedder import Embedder, resolve_model_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpus"

@@ -21,10 +21,8 @@ import argparse
 import tempfile
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
-from api.page_evaluation import PageQuestion, is_page_dataset, load_page_dataset, page_scores
-from api.search import Filters, SearchHit
-from api.service import Archivist
-from api.settings import Settings
+from api.evaluation import PageQuestion, is_page_dataset, load_page_dataset, page_scores
+from api.service import Archivist, Filters, SearchHit, Settings
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 MODES = ("bm25", "dense", "hybrid")

@@ -22,10 +22,15 @@ import tempfile
 from typing import Any
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
-from api.evaluation import Dataset, load_dataset
-from api.page_evaluation import PageDataset, is_page_dataset, load_page_dataset
-from api.service import Archivist
-from api.settings import Settings
+from api.evaluation import (
+    Dataset,
+    PageDataset,
+    evaluate,
+    is_page_dataset,
+    load_dataset,
+    load_page_dataset,
+)
+from api.service import Archivist, Settings
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 SETS = ("squad-dev", "cisi", "amazon", "financebench-dev")
@@ -44,9 +49,9 @@ def measure(name: str, data: Path, max_queries: int | None) -> dict[str, dict[st
     settings = base.model_copy(update={"data": data / name, "model_dir": base.models})
     say = lambda stage: print(f"  {name}: {stage}", file=sys.stderr, flush=True)  # noqa: E731
     with Archivist(settings) as service:
-        report = service.evaluate(dataset, modes=["bm25", "dense", "hybrid"], on_stage=say)
+        report = evaluate(service, dataset, modes=["bm25", "dense", "hybrid"], on_stage=say)
     with Archivist(settings.model_copy(update=OLD_DEFAULT)) as service:
-        old = service.evaluate(dataset, modes=["hybrid"], on_stage=say)
+        old = evaluate(service, dataset, modes=["hybrid"], on_stage=say)
     return {**report["results"], "old default": old["results"]["hybrid"]}
 
 

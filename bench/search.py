@@ -15,8 +15,9 @@ Vectors: the real text's vectors come from `--vectors DIR`, written once by `--e
 (a GPU embeds 100k chunks in a minute; two CPU cores take ~45 minutes), stored as int8 with a
 scale per row in files of 40,000 rows; without them, and for generated text, they are random
 unit vectors — HNSW's worst case, said in the output.
-Queries are embedded for real. In one loop, every query is timed through the full `search()`
-and through each part on its own: query embedding, Tantivy search, Qdrant search.
+Queries are embedded for real. In one loop, every query is timed through the full
+`search_passages()` and through each part on its own: query embedding, Tantivy search, Qdrant
+search.
 """
 # ruff: noqa: E402  (the environment is prepared before numpy loads)
 
@@ -39,10 +40,7 @@ from collections.abc import Iterator
 import numpy as np
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
-from api.indexes import Indexes
-from api.search import search
-from api.service import Archivist
-from api.settings import Settings
+from api.service import Archivist, Indexes, Settings, search_passages
 from ingest.chunker import Chunk
 from ingest.store import ChunkStore, FileState
 from retrieval.keyword import KeywordDoc
@@ -206,10 +204,10 @@ def _measure(service: Archivist, queries: list[str]) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {"search": [], "embed": [], "tantivy": [], "qdrant": []}
     limit = settings.search_candidates
     for query in queries[:20]:  # warm caches and the model
-        search(store, indexes, settings, query, k=10)
+        search_passages(store, indexes, settings, query, k=10)
     for query in queries:
         started = time.perf_counter()
-        search(store, indexes, settings, query, k=10)
+        search_passages(store, indexes, settings, query, k=10)
         timings["search"].append(time.perf_counter() - started)
         started = time.perf_counter()
         vector = indexes.embedder.encode_query(query)

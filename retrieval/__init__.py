@@ -1,6 +1,7 @@
 """Embedding, dense and keyword indexes, fusion, reranking and evaluation metrics."""
 
-from retrieval.dense import DenseIndex, EdgeDenseIndex, open_dense_index
+from retrieval.dense import EdgeDenseIndex, open_dense_index
+from retrieval.dense_base import DenseIndex
 from retrieval.embedder import (
     Embedder,
     max_sequence_tokens,

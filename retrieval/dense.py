@@ -1,4 +1,5 @@
-"""The dense vector index: Qdrant's engine in-process, or a Qdrant server through qdrant-client.
+"""The dense vector index: Qdrant's engine in-process (here), or a Qdrant server through
+qdrant-client (dense_server.py); `open_dense_index` opens the one the settings name.
 
 Both take chunk ids (UUID strings, given back lowercase and hyphenated) and unit float32
 vectors, and record which embedding model and dimension built them. Opening an index built by
@@ -10,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -18,54 +18,34 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
 
-from retrieval.errors import IndexBusy, IndexDamaged, IndexMismatch
+from retrieval.dense_base import (
+    HNSW_EF,
+    PAGE,
+    VECTOR_NAME,
+    BaseDenseIndex,
+    DenseIndex,
+    check_built_by,
+    locked_error,
+)
+from retrieval.errors import IndexBusy, IndexDamaged
 
-VECTOR_NAME = "dense"
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-DEFAULT_COLLECTION = "archivist_chunks"
 # Measured on two cores, 384-d, recall@10 against a full scan:
 #   full scan: 2.5 ms at 10k points, 9.5 ms at 39k, 23-42 ms at 100k (recall 1.0);
 #   HNSW (m=16, ef_construct=100) with ef=256: MiniLM embeddings 1.6 ms, recall 0.998 at 39k;
 #   random unit vectors (the worst case) 4.4 ms / 0.52 at 39k, 3.8 ms / 0.30 at 100k.
-# So the embedded index scans below EXACT_SEARCH_LIMIT points and uses HNSW above it.
+# So the embedded index scans below EXACT_SEARCH_LIMIT points and uses HNSW (with HNSW_EF, in
+# dense_base.py) above it.
 EXACT_SEARCH_LIMIT = 20_000
-HNSW_EF = 256  # Qdrant's default ef is the result limit: recall 0.993 on MiniLM at 39k
-_BATCH = 1_000
-PAGE = 10_000
 LEND_S = 10.0  # longest a process lends the embedded index out to one that asked for it
 RECLAIM_S = 60.0  # longest it waits to get it back
 _LEND_POLL_S = 0.05
-
-
-class DenseIndex(Protocol):
-    """Chunk ids to unit vectors, searched by cosine similarity; records the model that built it."""
-
-    @property
-    def model(self) -> str | None: ...
-    @property
-    def dimension(self) -> int: ...
-    def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None: ...
-    def delete(self, ids: Iterable[str]) -> None: ...
-    def search(
-        self, vector: np.ndarray, limit: int = 50, *, only_ids: Collection[str] | None = None
-    ) -> list[tuple[str, float]]: ...
-    def search_many(
-        self, vector: np.ndarray, searches: Sequence[tuple[int, Collection[str] | None]]
-    ) -> list[list[tuple[str, float]]]: ...
-    def count(self) -> int: ...
-    def ids(self) -> set[str]: ...
-    def present(self, ids: Sequence[str]) -> set[str]: ...
-    def optimize(self) -> None: ...
-    def flush(self) -> None: ...
-    def clear(self) -> None: ...
-    def close(self) -> None: ...
 
 
 def open_dense_index(
@@ -88,82 +68,7 @@ def open_dense_index(
     )
 
 
-class _BaseIndex:
-    """Checks ids and shapes and batches writes; subclasses talk to Qdrant."""
-
-    model: str
-    dimension: int
-    # What each backend provides, with ids already in canonical form.
-    _put: Callable[[list[str], np.ndarray], None]
-    _remove: Callable[[list[str]], None]
-    # One query vector, several (limit, allowed ids or None) searches, run as one batch.
-    _nearest: Callable[
-        [list[float], list[tuple[int, list[str] | None]]], list[list[tuple[str, float]]]
-    ]
-    _page: Callable[[Any], tuple[list[str], Any]]  # (ids, next offset or None)
-    _present: Callable[[list[str]], list[str]]
-
-    def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        """Insert or replace the vectors of these chunk ids."""
-        point_ids = [_point_id(i) for i in ids]
-        matrix = np.asarray(vectors, dtype=np.float32)
-        if matrix.shape != (len(point_ids), self.dimension):
-            raise ValueError(
-                f"expected {len(point_ids)} vectors of {self.dimension} dimensions, "
-                f"got shape {matrix.shape}"
-            )
-        for start in range(0, len(point_ids), _BATCH):
-            self._put(point_ids[start : start + _BATCH], matrix[start : start + _BATCH])
-
-    def delete(self, ids: Iterable[str]) -> None:
-        """Remove these chunk ids; unknown ids are ignored."""
-        point_ids = [_point_id(i) for i in ids]
-        if point_ids:
-            self._remove(point_ids)
-
-    def search(
-        self, vector: np.ndarray, limit: int = 50, *, only_ids: Collection[str] | None = None
-    ) -> list[tuple[str, float]]:
-        """The `limit` nearest chunk ids with their cosine similarity, best first."""
-        return self.search_many(vector, [(limit, only_ids)])[0]
-
-    def search_many(
-        self, vector: np.ndarray, searches: Sequence[tuple[int, Collection[str] | None]]
-    ) -> list[list[tuple[str, float]]]:
-        """Several searches for one vector, each `(limit, only_ids)` as in `search`, run as one
-        batch that Qdrant plans together (the nearest 50 of 100k chunks and the scores of 50
-        given chunks: 4.2 ms together, 3.4 + 1.0 ms apart)."""
-        query = np.asarray(vector, dtype=np.float32)
-        if query.shape != (self.dimension,):
-            raise ValueError(f"expected a {self.dimension}-dimension query, got {query.shape}")
-        wanted = [
-            (n, (limit, None if only is None else [_point_id(i) for i in only]))
-            for n, (limit, only) in enumerate(searches)
-            if limit > 0 and (only is None or only)
-        ]
-        found: list[list[tuple[str, float]]] = [[] for _ in searches]
-        if wanted:
-            results = self._nearest(query.tolist(), [request for _, request in wanted])
-            for (n, _), result in zip(wanted, results, strict=True):
-                found[n] = result
-        return found
-
-    def present(self, ids: Sequence[str]) -> set[str]:
-        """Those of these chunk ids that are stored."""
-        return set(self._present([_point_id(i) for i in ids])) if ids else set()
-
-    def ids(self) -> set[str]:
-        """Every stored chunk id."""
-        found: set[str] = set()
-        offset: Any = None
-        while True:
-            page, offset = self._page(offset)
-            found.update(page)
-            if offset is None:
-                return found
-
-
-class EdgeDenseIndex(_BaseIndex):
+class EdgeDenseIndex(BaseDenseIndex):
     """Qdrant's engine in-process: one shard under `path`, opened by one process at a time.
 
     `path/index.json` records the model and dimension; `path/shard/` belongs to Qdrant.
@@ -221,7 +126,7 @@ class EdgeDenseIndex(_BaseIndex):
             self._held = self._create()
 
     def _load(self, model: str, dimension: int) -> None:
-        _check_built_by(str(self.path), _read_json(self.path / "index.json"), model, dimension)
+        check_built_by(str(self.path), _read_json(self.path / "index.json"), model, dimension)
         self._held = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)))
 
     @property
@@ -378,7 +283,7 @@ class EdgeDenseIndex(_BaseIndex):
             return opener()
         except Exception as exc:  # the bindings raise plain Exception
             if "WouldBlock" in str(exc):
-                raise _locked_error(self.path) from None
+                raise locked_error(self.path) from None
             if damaged_ok:
                 return None
             raise _damaged(self.path, exc) from exc
@@ -425,7 +330,7 @@ def probe_shard(path: Path, dimension: int, *, timeout_s: float = 600) -> str | 
     if done.returncode == 0:
         return None
     if done.returncode == 3:
-        raise _locked_error(Path(path))
+        raise locked_error(Path(path))
     if done.returncode < 0:
         name = signal.Signals(-done.returncode).name
         return f"the index library crashed opening it ({name}{': ' + said[-1] if said else ''})"
@@ -465,35 +370,6 @@ def _askers(path: Path) -> list[int]:
         except PermissionError:
             alive.append(int(pid))
     return alive
-
-
-def _point_id(chunk_id: str) -> str:
-    """Qdrant's spelling of a chunk id: a lowercase hyphenated UUID (as chunk ids are made:
-    checked by a pattern: 0.7 µs an id against 4.4 µs to parse it, for 50-100 ids a search)."""
-    if isinstance(chunk_id, str) and _CANONICAL_UUID.fullmatch(chunk_id):
-        return chunk_id
-    try:
-        return str(uuid.UUID(chunk_id))
-    except (ValueError, TypeError, AttributeError):
-        raise ValueError(f"chunk id {chunk_id!r} is not a UUID") from None
-
-
-def _check_built_by(where: str, built: dict[str, Any] | None, model: str, dimension: int) -> None:
-    built = built or {}
-    if built.get("model") == model and built.get("dimension") == dimension:
-        return
-    raise IndexMismatch(
-        f"the dense index at {where} was built with '{built.get('model') or 'an unknown model'}'"
-        f" ({built.get('dimension') or '?'} dimensions), not '{model}' ({dimension} dimensions)"
-        " — run `archivist reindex` to rebuild it"
-    )
-
-
-def _locked_error(path: Path) -> IndexBusy:
-    return IndexBusy(
-        f"the index at {path} is open in another Archivist process — stop it "
-        "(`archivist serve`, `archivist watch`) or point ARCHIVIST_DATA at another folder"
-    )
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -10,19 +10,19 @@ from typing import Any, Self
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from retrieval.dense import (
+from retrieval.dense_base import (
     DEFAULT_COLLECTION,
     HNSW_EF,
     PAGE,
     VECTOR_NAME,
-    _BaseIndex,
-    _check_built_by,
-    _locked_error,
+    BaseDenseIndex,
+    check_built_by,
+    locked_error,
 )
 from retrieval.errors import RetrievalError
 
 
-class ClientDenseIndex(_BaseIndex):
+class ClientDenseIndex(BaseDenseIndex):
     """A collection on a Qdrant server, or in qdrant-client's local mode, via qdrant-client.
 
     The collection's `metadata` records the model and dimension. `close()` closes the client.
@@ -55,7 +55,7 @@ class ClientDenseIndex(_BaseIndex):
         vectors = config.params.vectors
         if isinstance(vectors, dict) and VECTOR_NAME in vectors:
             built.setdefault("dimension", vectors[VECTOR_NAME].size)
-        _check_built_by(f"collection '{collection}'", built, model, dimension)
+        check_built_by(f"collection '{collection}'", built, model, dimension)
 
     @classmethod
     def connect(
@@ -80,7 +80,7 @@ class ClientDenseIndex(_BaseIndex):
                     else QdrantClient(path=location)
                 )
         except RuntimeError as exc:  # local mode: "Storage folder ... is already accessed"
-            raise _locked_error(Path(location)) from exc
+            raise locked_error(Path(location)) from exc
         try:
             return cls(client, collection, model=model, dimension=dimension, recreate=recreate)
         except Exception as exc:

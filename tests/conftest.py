@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
-from api.service import Archivist
-from api.settings import Settings
+from api.service import Archivist, Settings
 from generation.models import resolve_gguf
 from ingest.chunker import TokenCounter
 from ingest.ingester import FileResult, IngestReport

@@ -100,7 +100,7 @@ def test_a_name_that_is_not_utf8_fails_alone(docs: Path, run_ingest: IngestRun) 
 def test_the_default_budget_gives_each_worker_a_gigabyte_within_half_the_memory() -> None:
     """A share of 256 MB (16 workers in 2 GB) sent every typeset PDF of the shared corpus to
     be converted again alone: 56 pages/s on 16 cores instead of ~2,000."""
-    from api.settings import Settings
+    from api.service import Settings
 
     half_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20 // 2
     for workers in (1, 2, 8, 16, 256):

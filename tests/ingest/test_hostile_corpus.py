@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from api.service import Archivist
-from api.settings import Settings
+from api.service import Archivist, Settings
 from ingest.ingester import IngestReport
 from ingest.store import ChunkStore
 from tests.fixtures import HANDBOOK_MD, make_random_bytes, make_with_pandoc, make_zip_bomb

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from api.service import Archivist
-from api.settings import Settings
+from api.service import Archivist, Settings
 from ingest.ingester import IngestReport
 from ingest.store import ChunkStore
 from tests.conftest import SHARED

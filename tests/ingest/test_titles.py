@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from api.indexes import chunk_context, embedding_text
+from api.service.indexes import chunk_context, embedding_text
 from ingest.convert import Limits, convert_file
 from ingest.document import Block
 from ingest.store import StoredChunk

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.service import Archivist
-from api.settings import Settings
+from api.service import Archivist, Settings
 from retrieval.dense import EdgeDenseIndex, probe_shard
 from tests.fixtures import make_pdf, make_with_pandoc
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.dense import VECTOR_NAME, DenseIndex, EdgeDenseIndex, open_dense_index
+from retrieval.dense import EdgeDenseIndex, open_dense_index
+from retrieval.dense_base import VECTOR_NAME, DenseIndex
 from retrieval.dense_server import ClientDenseIndex
 from retrieval.errors import IndexMismatch, RetrievalError
 

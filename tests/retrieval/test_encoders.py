@@ -142,7 +142,7 @@ def test_cuda_from_the_command_line_fails_with_one_line(tmp_path: Path) -> None:
 
     env = {**os.environ, "ARCHIVIST_DATA": str(tmp_path / "data"), "ARCHIVIST_DEVICE": "cuda"}
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "search", "tomatoes"],
+        [sys.executable, "-m", "api.main", "search", "tomatoes"],
         capture_output=True,
         text=True,
         env=env,

@@ -1,0 +1,11 @@
+"""The command-line face: the click commands (commands.py, search.py, ask.py, evaluate.py),
+their console output (console.py), the client that sends a command to a running server instead
+of opening the stores (client.py), and the watched folder without HTTP (watch.py).
+
+It imports the service and the evaluation clients, never the HTTP face: `archivist serve` is
+added by the program (api/main.py).
+"""
+
+from api.cli.commands import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, cli, run
+
+__all__ = ["EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "cli", "run"]

@@ -1,0 +1,233 @@
+"""The `archivist` command group: ingest, reindex, status and watch, with search, ask, batch
+and eval from their modules; `run` turns what a command raises into an exit code."""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+import api  # noqa: F401  (prepares the environment before numpy loads)
+from api.cli.ask import ask_command, batch_command
+from api.cli.client import connect
+from api.cli.console import counting_bar, echo_json, progress
+from api.cli.evaluate import eval_command
+from api.cli.search import search_command
+from api.service import (
+    USER_ERRORS,
+    Archivist,
+    ConfigError,
+    Settings,
+    SyncReport,
+    load_settings,
+    running_server,
+)
+from ingest.ingester import IngestReport
+
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
+
+
+@click.group()
+@click.version_option(package_name="archivist")
+@click.pass_context
+def cli(context: click.Context) -> None:
+    """Archivist: ask questions of your documents, privately, on this machine."""
+    context.obj = load_settings()
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--force", is_flag=True, help="Convert every file again, even if unchanged.")
+@click.option("--no-index", is_flag=True, help="Only convert and store; index on a later run.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@click.pass_obj
+def ingest(
+    settings: Settings, paths: tuple[Path, ...], force: bool, no_index: bool, as_json: bool
+) -> int:
+    """Add files and folders (recursively) to the assistant, then index them for search.
+
+    Unchanged files are skipped; changed files are converted again; files that were removed
+    from an ingested folder are forgotten.
+
+    Example: archivist ingest data/inbox ~/Documents/manuals report.pdf
+    """
+    with (
+        connect(settings) as service,
+        progress("files", as_json) as files,
+        progress("chunks", as_json, desc="indexing") as chunks,
+    ):
+        outcome = service.ingest(
+            paths, force=force, index=not no_index, on_start=files.reset,
+            on_file=lambda _: files.update(), on_progress=counting_bar(chunks),
+        )  # fmt: skip
+    output = outcome.report.to_json()
+    if outcome.index is not None:
+        output["index"] = _sync_json(outcome.index)
+    error = outcome.index_error
+    if error is not None:
+        reason = getattr(error, "reason", "index")
+        output["index"] = {"error": str(error), "reason": reason}
+    if as_json:
+        echo_json(output)
+    else:
+        _print_report(outcome.report)
+    if error is not None:
+        click.echo(
+            f"Error: not indexed yet: {error} — the files are stored and the next "
+            "`archivist ingest` indexes them",
+            err=True,
+        )
+        return EXIT_USAGE
+    return EXIT_SOME_FAILED if outcome.report.summary()["failed"] else EXIT_OK
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@click.pass_obj
+def reindex(settings: Settings, as_json: bool) -> int:
+    """Rebuild both search indexes from the SQLite store alone.
+
+    Example: archivist reindex
+    """
+    server = running_server(settings)
+    if server:
+        raise ConfigError(f"the server at {server} holds the indexes — stop it, then reindex")
+    with Archivist(settings) as service, progress("chunks", as_json, desc="indexing") as bar:
+        report = service.reindex(on_progress=counting_bar(bar))
+    if as_json:
+        echo_json({"index": _sync_json(report)})
+    else:
+        click.echo(f"Indexed {report.upserted} chunks.")
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also compare the indexes with SQLite chunk by chunk and run its full integrity check.",
+)
+@click.pass_obj
+def status(settings: Settings, as_json: bool, deep: bool) -> int:
+    """Show what the assistant holds: documents, chunks, failures, indexes and the model.
+
+    Example: archivist status --deep --json
+    """
+    with connect(settings) as service:
+        summary = service.status(deep=deep)
+    if as_json:
+        echo_json(summary)
+        return EXIT_OK
+    documents = summary["documents"]
+    click.echo(f"Data folder: {settings.data}")
+    if "server" in summary:
+        click.echo(f"Server:      {summary['server']}")
+    click.echo(f"Documents:   {documents['ingested']} ingested, {documents['failed']} failed")
+    click.echo(f"Chunks:      {summary['chunks']}")
+    click.echo(f"Index work:  {summary['pending_index_work']} pending")
+    click.echo(f"Stores:      {_stores_line(summary['stores'])}")
+    if "database" in summary:
+        database = summary["database"]
+        found = "; ".join(database["problems"])
+        click.echo(f"Database:    {'sound' if database['sound'] else 'DAMAGED: ' + found}")
+    click.echo(f"Model:       {_llm_line(summary['llm'])}")
+    if summary["failed"]:
+        click.echo("\nFailed files:")
+        for failure in summary["failed"]:
+            click.echo(f"  {failure['path']}\n    {failure['reason']}: {failure['error']}")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def watch(settings: Settings, folder: Path | None) -> int:
+    """Keep the stores in line with a folder (default: the inbox), without HTTP.
+
+    Changes made while nothing watched are reconciled first. Stop with Ctrl+C.
+
+    Example: archivist watch ~/Documents/manuals
+    """
+    from api.cli.watch import run_watcher
+
+    run_watcher(settings, folder or settings.inbox)
+    return EXIT_OK
+
+
+for _command in (search_command, ask_command, batch_command, eval_command):
+    cli.add_command(_command)
+
+
+def _stores_line(stores: dict[str, Any]) -> str:
+    if "error" in stores:
+        return f"cannot be read now: {stores['error']}"
+    if stores.get("stale"):
+        return f"SQLite {stores['sqlite']} chunks; {stores['stale']}"
+    if stores.get("busy"):
+        return f"SQLite {stores['sqlite']}, Tantivy {stores['tantivy']} chunks; {stores['busy']}"
+    if stores.get("damaged"):
+        problems = "; ".join(stores["damaged"].values())
+        return (
+            f"SQLite {stores['sqlite']} chunks; {problems} — `archivist reindex` rebuilds "
+            "(ingest and serve do it on their own)"
+        )
+    agreement = "in sync" if stores["in_sync"] else "NOT in sync: run `archivist reindex`"
+    return (
+        f"SQLite {stores['sqlite']}, Tantivy {stores['tantivy']}, "
+        f"Qdrant {stores['qdrant']} chunks ({agreement})"
+    )
+
+
+def _llm_line(llm: dict[str, Any]) -> str:
+    line = f"ARCHIVIST_LLM={llm['configured']}"
+    plan = llm.get("memory_plan")
+    if plan:
+        line += (
+            f"; embedded model needs ~{plan['total_bytes'] / 2**20:,.0f} MiB "
+            f"({plan['weights_bytes'] / 2**20:,.0f} weights + {plan['kv_cache_bytes'] / 2**20:,.0f}"
+            f" KV cache for {plan['context_tokens']} tokens x {plan['parallel']})"
+        )
+    return line
+
+
+def _sync_json(report: SyncReport) -> dict[str, int]:
+    return {"upserted": report.upserted, "deleted": report.deleted}
+
+
+def _print_report(report: IngestReport) -> None:
+    summary = report.summary()
+    click.echo(
+        f"{summary['ingested']} ingested, {summary['unchanged']} unchanged, "
+        f"{summary['failed']} failed, {summary['removed']} removed"
+    )
+    for result in report.files:
+        if result.status == "failed":
+            click.echo(f"  failed: {result.error}", err=True)
+        elif result.pages_without_text:
+            click.echo(
+                f"  note: {Path(result.path).name}: {result.pages_without_text} pages have no "
+                "text layer (scanned?) and were skipped",
+                err=True,
+            )
+
+
+def run(group: click.Group) -> None:
+    """Run the command line: exit 0 on success, 1 on usage or configuration errors, 2 if
+    inputs failed; a user error is one line on stderr (and a JSON object with --json)."""
+    try:
+        code = group.main(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        code = done.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        code = EXIT_USAGE
+    except click.ClickException as error:
+        error.show()
+        code = EXIT_USAGE
+    except USER_ERRORS as error:
+        click.echo(f"Error: {error}", err=True)
+        if "--json" in sys.argv[1:]:  # scripts get an object on stdout either way
+            echo_json({"error": str(error), "reason": getattr(error, "reason", "error")})
+        code = EXIT_USAGE
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -1,0 +1,28 @@
+"""Evaluation: clients of the service that score its search and answers on datasets.
+
+BEIR-layout sets (beir.py: nDCG, recall, MRR per search mode), page-level sets of real
+documents (pages.py: the right file and the evidence page), and answers on sets with gold
+answers (answers.py). `evaluate` (run.py) ingests a set into a scratch data folder and runs
+them; `archivist eval` and the benchmarks call it. The service never imports this package.
+"""
+
+from api.evaluation.beir import Dataset, load_dataset
+from api.evaluation.pages import (
+    PageDataset,
+    PageQuestion,
+    is_page_dataset,
+    load_page_dataset,
+    page_scores,
+)
+from api.evaluation.run import evaluate
+
+__all__ = [
+    "Dataset",
+    "PageDataset",
+    "PageQuestion",
+    "evaluate",
+    "is_page_dataset",
+    "load_dataset",
+    "load_page_dataset",
+    "page_scores",
+]

@@ -1,0 +1,58 @@
+"""The one Archivist service and what it owns; every face (CLI, HTTP) goes through it.
+
+`Archivist` (archivist.py) is made once per process from `Settings` (settings.py). It owns the
+SQLite store and both indexes (indexes.py, kept healthy with health.py's marks), search
+(search.py), cited answers (answers.py) and their conversations (sessions.py), the model that
+answers (llm.py), ingestion off the request path (background.py), batch questions (batch.py)
+and the file that announces a running server (announcement.py). The errors every face
+translates are in errors.py.
+
+Faces and clients import from this package, never from its modules: these names are the
+service's public surface. The service imports no face.
+"""
+
+from api.service.announcement import announce, running_server, server_file, withdraw
+from api.service.answers import Answer, AskOptions, Citation, passage_source
+from api.service.archivist import Archivist, IngestOutcome
+from api.service.background import BackgroundIngest, display_name
+from api.service.batch import Question, answered_ids, read_questions, run_batch
+from api.service.errors import USER_ERRORS, BadRequest, ConfigError, ServerError
+from api.service.indexes import SYNC_BATCH, Indexes, SyncReport, embedding_text
+from api.service.search import MODES, Filters, Mode, SearchHit, search_passages
+from api.service.sessions import check_session_id
+from api.service.settings import Settings, load_settings
+
+__all__ = [
+    "MODES",
+    "SYNC_BATCH",
+    "USER_ERRORS",
+    "Answer",
+    "Archivist",
+    "AskOptions",
+    "BackgroundIngest",
+    "BadRequest",
+    "Citation",
+    "ConfigError",
+    "Filters",
+    "IngestOutcome",
+    "Indexes",
+    "Mode",
+    "Question",
+    "SearchHit",
+    "ServerError",
+    "Settings",
+    "SyncReport",
+    "announce",
+    "answered_ids",
+    "check_session_id",
+    "display_name",
+    "embedding_text",
+    "load_settings",
+    "passage_source",
+    "read_questions",
+    "run_batch",
+    "running_server",
+    "search_passages",
+    "server_file",
+    "withdraw",
+]

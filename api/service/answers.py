@@ -1,0 +1,267 @@
+"""Cited answers: retrieve, pack the passages into the model's window, stream, parse citations."""
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from api.service.errors import BadRequest
+from api.service.llm import LLM
+from api.service.search import Filters, Mode, SearchHit
+from api.service.sessions import SessionStore, check_session_id, new_session_id
+from api.service.settings import Settings
+from generation.backend import Backend, Sampling
+from generation.citations import parse_citations
+from generation.errors import PromptTooLong
+from generation.prompt import (
+    Prompt,
+    Source,
+    Turn,
+    clean_rewrite,
+    combined_query,
+    pack_prompt,
+    source_label,
+    standalone_query_messages,
+)
+
+_REWRITE_TOKENS = 48
+NO_MATCH = "Nothing in the documents matches this question."
+
+
+class Service(Protocol):
+    """What answering takes from the Archivist service (which has it all)."""
+
+    settings: Settings
+    llm: LLM
+
+    @property
+    def sessions(self) -> SessionStore: ...
+
+    def search(
+        self, query: str, *, k: int, mode: Mode = "hybrid", filters: Filters | None = None
+    ) -> list[SearchHit]: ...
+
+
+@dataclass(frozen=True)
+class AskOptions:
+    """One question's options; None takes the value from Settings."""
+
+    session_id: str | None = None
+    start_session: bool = False  # with no session_id: open a new session for follow-ups
+    sources: int | None = None  # passages retrieved
+    mode: Mode = "hybrid"
+    filters: Filters | None = None
+    model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k_sampling: int | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    history: tuple[Turn, ...] = ()  # earlier turns given by the caller (used without a session)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A source the answer cites: its number in the prompt, and where it comes from."""
+
+    n: int
+    path: str
+    page: int | None
+    section: str | None
+    chunk_id: str
+    snippet: str
+
+    def place(self, *, name_only: bool = False) -> str:
+        """Where it points, for people: "file, page N — section"."""
+        where = Path(self.path).name if name_only else self.path
+        if self.page is not None:
+            where += f", page {self.page}"
+        return where + (f" — {self.section}" if self.section else "")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer with its citations, who produced it, and how long each part took."""
+
+    answer: str
+    citations: list[Citation]
+    backend: str
+    model: str | None
+    session_id: str | None
+    query: str
+    retrieval_ms: float
+    first_token_ms: float | None
+    generation_ms: float
+    tokens: int
+    tokens_per_s: float | None
+    unknown_citations: list[int] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)  # everything packed into the prompt
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer as the JSON object `ask --json`, `batch` and the HTTP API print."""
+        data = asdict(self)
+        del data["sources"]
+        for key in ("retrieval_ms", "first_token_ms", "generation_ms", "tokens_per_s"):
+            if data[key] is not None:
+                data[key] = round(data[key], 1)
+        return data
+
+
+def answer_question(
+    service: Service,
+    question: str,
+    options: AskOptions,
+    *,
+    on_token: Callable[[str], None] | None = None,
+) -> Answer:
+    """Retrieve, generate and cite; the one question-answering path of every interface."""
+    question = " ".join(question.split())
+    if not question:
+        raise BadRequest("the question is empty — ask something about your documents")
+    started = time.perf_counter()
+    session_id = _session(options)
+    history = service.sessions.history(session_id) if session_id else list(options.history)
+    backend = service.llm.backend(options.model)
+    query = _standalone_query(service, backend, question, history)
+    searched = time.perf_counter()
+    hits = service.search(
+        query,
+        k=options.sources or service.settings.ask_sources,
+        mode=options.mode,
+        filters=options.filters,
+    )
+    retrieval_ms = _ms(searched, time.perf_counter())
+    # first_token_ms counts from the question: query rewrite and retrieval included.
+    if backend is None:
+        answer = _passages_only(hits, service.llm.why_none(options.model), retrieval_ms, query)
+    elif not hits:
+        answer = Answer(NO_MATCH, [], backend.name, backend.model, None, query, retrieval_ms,
+                        None, 0.0, 0, None)  # fmt: skip
+    else:
+        answer = _generate(service, backend, question, history, hits, options, on_token, started)
+        answer = replace(answer, query=query, retrieval_ms=retrieval_ms)
+    if session_id:
+        service.sessions.append(session_id, question, answer.answer)
+    return replace(answer, session_id=session_id)
+
+
+def _ms(start: float, end: float) -> float:
+    return (end - start) * 1000
+
+
+def _session(options: AskOptions) -> str | None:
+    if options.session_id is not None:  # an empty id is refused, not taken for none
+        return check_session_id(options.session_id)
+    return new_session_id() if options.start_session else None
+
+
+def _standalone_query(
+    service: Service, backend: Backend | None, question: str, history: list[Turn]
+) -> str:
+    """A follow-up turned into a query that stands on its own (by the model when there is one)."""
+    if not history:
+        return question
+    if backend is None:
+        return combined_query(question, history)
+    sampling = Sampling(temperature=0.0, max_tokens=_REWRITE_TOKENS, seed=0)
+    messages = standalone_query_messages(question, history)
+    channel = service.llm.queue.submit(lambda emit: "".join(backend.stream(messages, sampling)))
+    return clean_rewrite(channel.result(), question, history)
+
+
+def _generate(
+    service: Service,
+    backend: Backend,
+    question: str,
+    history: list[Turn],
+    hits: list[SearchHit],
+    options: AskOptions,
+    on_token: Callable[[str], None] | None,
+    started: float,
+) -> Answer:
+    sampling = _sampling(service, options)
+    sources = [passage_source(hit) for hit in hits]
+    prompt = pack_prompt(
+        question, sources, history, window=backend.context_window(),
+        answer_tokens=sampling.max_tokens, count=backend.count_tokens,
+    )  # fmt: skip
+    if not prompt.sources:
+        raise PromptTooLong(
+            f"the model's {backend.context_window()}-token context window leaves no room for "
+            f"any passage after the instructions, the question and {sampling.max_tokens} tokens "
+            "for the answer — raise ARCHIVIST_LLM_CONTEXT_TOKENS or lower ARCHIVIST_ANSWER_TOKENS"
+        )
+    begun = time.perf_counter()
+    channel = service.llm.queue.submit(lambda emit: _stream(backend, prompt, sampling, emit))
+    first: float | None = None
+    pieces = []
+    try:
+        for piece in channel:
+            if first is None:
+                first = time.perf_counter()
+            pieces.append(piece)
+            if on_token:
+                on_token(piece)
+        channel.result()
+    finally:
+        channel.cancel()  # a reader that went away frees the model at its next token
+    ended = time.perf_counter()
+    text = "".join(pieces).strip()
+    parsed = parse_citations(text, len(prompt.sources))
+    by_ref = {hit.chunk_id: hit for hit in hits}
+    citations = [_citation(n, by_ref[prompt.sources[n - 1].ref]) for n in parsed.cited]
+    decode_s = ended - first if first is not None else 0.0
+    tokens = len(pieces)
+    return Answer(
+        text, citations, backend.name, backend.model, None, "", 0.0,
+        _ms(started, first) if first is not None else None, _ms(begun, ended), tokens,
+        (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else None,
+        unknown_citations=parsed.unknown, sources=prompt.sources,
+    )  # fmt: skip
+
+
+def _stream(
+    backend: Backend, prompt: Prompt, sampling: Sampling, emit: Callable[[str], None]
+) -> None:
+    for piece in backend.stream(prompt.messages, sampling):
+        emit(piece)
+
+
+def _sampling(service: Service, options: AskOptions) -> Sampling:
+    settings = service.settings
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    return Sampling(
+        temperature=pick(options.temperature, settings.temperature),
+        max_tokens=pick(options.max_tokens, settings.answer_tokens),
+        top_p=pick(options.top_p, settings.top_p),
+        top_k=pick(options.top_k_sampling, settings.top_k_sampling),
+        seed=pick(options.seed, settings.seed),
+    )
+
+
+def passage_source(hit: SearchHit) -> Source:
+    """A search hit as a numbered source for the prompt: file name, page, section, text."""
+    label = source_label(Path(hit.path).name, hit.page_start, hit.page_end, hit.section)
+    return Source(label=label, text=hit.text, ref=hit.chunk_id)
+
+
+def _citation(n: int, hit: SearchHit) -> Citation:
+    section = " > ".join(hit.section) or None
+    return Citation(n, hit.path, hit.page_start, section, hit.chunk_id, hit.snippet)
+
+
+def _passages_only(hits: list[SearchHit], why: str, retrieval_ms: float, query: str) -> Answer:
+    """Without a model: the best passages, cited, and why no model answered."""
+    lines = [f"No language model is available ({why}). The most relevant passages:"]
+    for n, hit in enumerate(hits, 1):
+        source = passage_source(hit)
+        lines.append(f"[{n}] {source.label}: {hit.snippet}")
+    if not hits:
+        lines = [f"No language model is available ({why}). {NO_MATCH}"]
+    citations = [_citation(n, hit) for n, hit in enumerate(hits, 1)]
+    return Answer("\n".join(lines), citations, "none", None, None, query, retrieval_ms, None, 0.0,
+                  0, None, sources=[passage_source(hit) for hit in hits])  # fmt: skip

@@ -1,0 +1,250 @@
+"""Settings: every field has a working local default and can be set as ARCHIVIST_<NAME>."""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Archivist's configuration, read from ARCHIVIST_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="ARCHIVIST_", extra="ignore")
+
+    data: Path = Field(
+        Path("data"),
+        description="Data folder: inbox/ holds documents; state/ holds the database and indexes.",
+    )
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data_named(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must name a folder (it is empty)")
+        return value
+
+    embed_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Sentence-transformers model name or local folder; the default ships offline.",
+    )
+    chunk_tokens: int = Field(
+        200, gt=0, description="Target chunk size, in embedding-model tokens."
+    )
+    chunk_max_tokens: int = Field(
+        240, gt=0, description="Hard cap on chunk size; must stay below the model's input limit."
+    )
+    chunk_overlap_tokens: int = Field(
+        32, ge=0, description="Tokens repeated between neighbour chunks."
+    )
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        description="Conversion processes (default: one per core).",
+    )
+    convert_timeout_s: float = Field(120.0, gt=0, description="Time limit for converting one file.")
+    convert_memory_mb: int = Field(
+        default_factory=lambda fields: conversion_memory_mb(fields["workers"]),
+        ge=256,
+        description=(
+            "Memory limit for all conversions together (MB; default: 1024 per worker, at least "
+            "2048, at most half the machine's memory)."
+        ),
+    )
+    max_file_mb: int = Field(512, gt=0, description="Files larger than this are not converted.")
+    max_expand_mb: int = Field(
+        1024, gt=0, description="Office/EPUB archives that unpack larger than this are refused."
+    )
+
+    qdrant_url: str | None = Field(
+        None,
+        description="A Qdrant server or cluster (http://host:6333); unset: the embedded engine.",
+    )
+    embed_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto",
+        description=(
+            "Embedding runtime: onnx-int8 (ONNX Runtime, int8 weights), onnx (fp32) or torch; "
+            "auto: torch in fp16 on a GPU, onnx-int8 on CPUs (the measured winner)."
+        ),
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the embedding model runs; auto: a CUDA GPU when present."
+    )
+    embed_batch_size: int | None = Field(
+        None, gt=0, description="Chunks per embedding batch (default: 64 on CPUs, 512 on a GPU)."
+    )
+    search_candidates: int = Field(50, gt=0, description="Candidates each search leg contributes.")
+    fusion: Literal["blend", "score", "rrf"] = Field(
+        "blend",
+        description=(
+            "blend: weighted sum of BM25 relative to the query's best match and the cosine "
+            "similarity, each leg scoring every candidate, a leg whose first hits scatter over "
+            "many documents weighing less; score: min-max normalized leg scores; rrf: "
+            "reciprocal rank fusion with ARCHIVIST_RRF_K."
+        ),
+    )
+    rrf_k: int = Field(60, ge=0, description="Reciprocal rank fusion constant.")
+    rerank_model: str | None = Field(
+        None, description="Cross-encoder (local folder or cached name) to rerank results; off."
+    )
+    # A reranker can only bring up what it reads: on financebench-dev, a perfect one over
+    # hybrid's first 30 / 50 / 100 hits gives page recall@10 0.583 / 0.750 / 0.833
+    # (bench/page_headroom.py); the evidence pages are often hybrid's 20th-50th hit. The cost,
+    # a MiniLM-L6-sized cross-encoder on two CPU cores: a search takes 1.8 s with 30, 2.4-2.7 s
+    # with 50 (p50 of financebench's 30 questions, two runs each).
+    rerank_candidates: int = Field(50, gt=0, description="Fused candidates the reranker re-scores.")
+    # Chosen by the worst of four dev sets (README, "Search quality"): with blend, BM25 weights
+    # 0.40 / 0.45 / 0.50 gave nDCG@10 0.452 / 0.448 / 0.436 on cisi, 0.478 / 0.480 / 0.481 on
+    # amazon, 0.903 / 0.904 / 0.901 on squad-dev, page recall@10 0.467 on financebench-dev.
+    bm25_weight: float = Field(0.45, ge=0, description="Weight of the BM25 leg in fusion.")
+    dense_weight: float = Field(0.55, ge=0, description="Weight of the dense leg in fusion.")
+    # Depths 3-8 gave the same page recall@10 on financebench-dev (0.467, against 0.433 at
+    # 10-15) and BEIR nDCG@10 0 to +0.005 over depth 10; 5 is inside that plateau.
+    focus_depth: int = Field(
+        5,
+        gt=0,
+        description=(
+            "blend: each leg's first hits whose documents are counted; a leg's weight is "
+            "divided by that count."
+        ),
+    )
+    # financebench-dev: the right filing first for 26 of 30 questions at 0.1 to 0.5 (25 at 0
+    # and at 0.75 to 1.0), page recall@10 unchanged; the BEIR dev sets unchanged (each
+    # passage is one place).
+    document_weight: float = Field(
+        0.25,
+        ge=0,
+        description=(
+            "hybrid: how much each of the first 10 hits' scores grows with its document's "
+            "evidence (the mean of its two best-matching pages, or sections) relative to the "
+            "best document's; 0 turns it off."
+        ),
+    )
+    search_k: int = Field(10, gt=0, description="Results `archivist search` shows.")
+
+    llm: Literal["auto", "ollama", "openai", "llamacpp", "none"] = Field(
+        "auto",
+        description=(
+            "Who answers: auto (Ollama if it is running and has the model, else the embedded "
+            "model, else retrieval-only), ollama, openai (an OpenAI-compatible server), "
+            "llamacpp (embedded GGUF), none (passages only)."
+        ),
+    )
+    ollama_url: str = Field("http://127.0.0.1:11434", description="The Ollama server.")
+    ollama_model: str = Field("qwen2.5:7b-instruct", description="The Ollama model to ask.")
+    ollama_keep_alive: str = Field("10m", description="How long Ollama keeps the model loaded.")
+    openai_url: str | None = Field(
+        None,
+        description="An OpenAI-compatible server (llama-server, vLLM, LM Studio): its /v1 URL.",
+    )
+    openai_model: str = Field(
+        "local", description="Model name sent to the OpenAI-compatible server."
+    )
+    openai_api_key: str | None = Field(
+        None, description="API key for that server, if it needs one."
+    )
+    gguf: str = Field(
+        "qwen2.5-coder-0.5b",
+        description=(
+            "Embedded model: a packaged one (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, "
+            "smollm2-135m) or the path of any chat GGUF file."
+        ),
+    )
+    model_dir: Path | None = Field(
+        None, description="Where packaged models split across packages are joined (data/models)."
+    )
+    llm_context_tokens: int = Field(
+        4096,
+        description=(
+            "Context window asked of the model (capped at what it was trained for); for "
+            "OpenAI-compatible servers, set it to the server's window."
+        ),
+    )
+    llm_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        description="CPU threads of the embedded model.",
+    )
+    llm_parallel: int = Field(1, gt=0, description="Answers generated at once (parallel contexts).")
+    llm_queue: int = Field(
+        16, description="Questions that may wait for the model; more are refused."
+    )
+    llm_timeout_s: float = Field(120.0, gt=0, description="Time limit for the model to answer.")
+    answer_tokens: int = Field(384, gt=0, description="Longest answer, in tokens.")
+    temperature: float = Field(0.1, description="Sampling temperature (0: always the likeliest).")
+    top_p: float = Field(0.9, description="Nucleus sampling.")
+    top_k_sampling: int = Field(40, description="Sample among the k likeliest tokens.")
+    seed: int | None = Field(None, description="Sampling seed, for repeatable answers.")
+    ask_sources: int = Field(3, gt=0, description="Passages retrieved for each question.")
+
+    host: str = Field("127.0.0.1", description="Address `archivist serve` listens on.")
+    port: int = Field(8000, description="Port `archivist serve` listens on.")
+    api_key: str | None = Field(
+        None,
+        description=(
+            "Bearer token the HTTP API requires; needed to serve on any address but loopback."
+        ),
+    )
+    watch_settle_s: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "A changed file in the watched folder is read once its size and modification time "
+            "have held still this long (a copy in progress is never read half-written)."
+        ),
+    )
+
+    @property
+    def inbox(self) -> Path:
+        """The watched folder of documents."""
+        return self.data / "inbox"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the database and indexes live (git-ignored)."""
+        return self.data / "state"
+
+    @property
+    def database(self) -> Path:
+        """The SQLite file: the source of truth."""
+        return self.state_dir / "archivist.db"
+
+    @property
+    def sessions_database(self) -> Path:
+        """The SQLite file of conversations (kept apart from the documents)."""
+        return self.state_dir / "sessions.db"
+
+    def embed_batch_for(self, device: str) -> int:
+        """Chunks per embedding batch: set, or large enough to keep a GPU busy (the fp16 MiniLM
+        peaked at batch 512 on an H200), and small on CPUs where larger batches gain nothing."""
+        return self.embed_batch_size or (512 if device == "cuda" else 64)
+
+    @property
+    def models(self) -> Path:
+        """Where packaged models that arrive in parts are joined and checked."""
+        return self.model_dir or self.data / "models"
+
+
+def conversion_memory_mb(workers: int) -> int:
+    """1 GB for each conversion beside the others (typeset PDFs ran out at a 256 MB share: 16
+    workers sharing 2 GB converted 56 pages/s, 36 times slower than at 1 GB each), at least
+    2 GB in all and at most half the machine's memory."""
+    machine_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    return max(2048, min(1024 * workers, machine_mb // 2))
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is a ConfigError naming the variable."""
+    from api.service.errors import ConfigError  # (api.errors imports the packages below settings)
+
+    try:
+        return Settings()
+    except ValidationError as invalid:
+        problems = []
+        for problem in invalid.errors():
+            name = "ARCHIVIST_" + "_".join(str(part) for part in problem["loc"]).upper()
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}={os.environ.get(name, '')!r}: {message}")
+        raise ConfigError(
+            "; ".join(problems)
+            + " — fix or unset it (see `api/service/settings.py` for every setting)"
+        ) from None

@@ -1,0 +1,187 @@
+"""The question-answering path through the service: packing, citations, sessions, the queue."""
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from api.service import Archivist, AskOptions, BadRequest, Settings
+from generation.backend import estimate_tokens
+from generation.errors import PromptTooLong, QueueFull
+from generation.prompt import MESSAGE_OVERHEAD, pack_prompt
+from tests.fixtures import make_pdf
+from tests.scripted_backend import ScriptedBackend
+
+MANUAL_PAGES = [
+    "Harbor Point Lighthouse. Keeper's manual. Contents: lamp, lens, fog signal.",
+    "The Fresnel lens is cleaned every Tuesday with a soft cloth and distilled water.",
+    "The fog signal is tested on the first day of each month at noon.",
+]
+
+
+@pytest.fixture
+def library(docs: Path) -> Path:
+    make_pdf(docs / "keeper-manual.pdf", MANUAL_PAGES)
+    (docs / "garden.md").write_text("# Garden\n\nTomatoes are watered every morning at seven.\n")
+    return docs
+
+
+def scripted_service(settings: Settings, library: Path, backend: ScriptedBackend) -> Archivist:
+    service = Archivist(settings, backend=backend)
+    service.ingest([library])
+    return service
+
+
+def test_an_answer_cites_the_file_and_page_of_its_source(settings: Settings, library: Path) -> None:
+    def reply(messages: list[dict[str, str]]) -> str:
+        number = "1" if "[1] keeper-manual.pdf, page 2" in messages[-1]["content"] else "9"
+        return f"The lens is cleaned every Tuesday [{number}]."
+
+    with scripted_service(settings, library, ScriptedBackend(reply)) as service:
+        answer = service.ask("How often is the lens cleaned?")
+    assert answer.answer == "The lens is cleaned every Tuesday [1]."
+    (citation,) = answer.citations
+    assert (Path(citation.path).name, citation.page, citation.n) == ("keeper-manual.pdf", 2, 1)
+    assert "cleaned every Tuesday" in citation.snippet
+    assert (answer.backend, answer.model, answer.tokens) == ("scripted", "scripted-1", 7)
+    assert answer.retrieval_ms > 0 and answer.first_token_ms and answer.first_token_ms > 0
+
+
+def test_numbers_that_match_no_source_are_dropped_and_flagged(
+    settings: Settings, library: Path
+) -> None:
+    backend = ScriptedBackend("Tuesday [1], or maybe [7].")
+    with scripted_service(settings, library, backend) as service:
+        answer = service.ask("How often is the lens cleaned?")
+    assert [c.n for c in answer.citations] == [1]
+    assert answer.unknown_citations == [7]
+    assert answer.to_json()["unknown_citations"] == [7]
+
+
+@pytest.mark.parametrize("window", [600, 1000, 2048])
+def test_the_prompt_always_fits_the_window(settings: Settings, library: Path, window: int) -> None:
+    for n in range(6):
+        (library / f"log{n}.md").write_text(f"# Log {n}\n\n" + "The lens was polished. " * 60)
+    backend = ScriptedBackend("Tuesday [1].", window=window)
+    with scripted_service(settings, library, backend) as service:
+        service.ask("When is the lens polished or cleaned?", AskOptions(sources=8, max_tokens=100))
+    ((messages, sampling),) = backend.requests
+    used = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD for m in messages)
+    assert used + sampling.max_tokens <= window
+    assert "[1]" in messages[-1]["content"]
+
+
+def test_a_window_too_small_for_any_passage_is_a_clear_error(
+    settings: Settings, library: Path
+) -> None:
+    question = "When is the lens cleaned?"
+    fixed = pack_prompt(question, [], [], window=10**6, answer_tokens=0, count=estimate_tokens)
+    window = fixed.prompt_tokens + 100 + 20  # the instructions, the answer, and too little else
+    with (
+        scripted_service(settings, library, ScriptedBackend("-", window=window)) as service,
+        pytest.raises(PromptTooLong, match=f"{window}-token context window leaves no room"),
+    ):
+        service.ask(question, AskOptions(max_tokens=100))
+
+
+def test_sampling_options_reach_the_backend(settings: Settings, library: Path) -> None:
+    backend = ScriptedBackend("Tuesday [1].")
+    with scripted_service(settings, library, backend) as service:
+        options = AskOptions(temperature=0.7, top_p=0.5, top_k_sampling=12, seed=3, max_tokens=50)
+        service.ask("How often is the lens cleaned?", options)
+    ((_, sampling),) = backend.requests
+    assert (sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed) == (
+        0.7,
+        0.5,
+        12,
+        3,
+    )
+    assert sampling.max_tokens == 50
+
+
+def test_a_follow_up_is_rewritten_into_a_standalone_query(
+    settings: Settings, library: Path
+) -> None:
+    def reply(messages: list[dict[str, str]]) -> str:
+        if "standalone" in messages[0]["content"].lower():
+            return "Query: how often is the fog signal tested"
+        return "Monthly [1]."
+
+    backend = ScriptedBackend(reply)
+    with scripted_service(settings, library, backend) as service:
+        first = service.ask("How often is the lens cleaned?", AskOptions(start_session=True))
+        assert first.session_id
+        follow = service.ask("And the fog signal?", AskOptions(session_id=first.session_id))
+        history = service.sessions.history(first.session_id)
+    assert follow.query == "how often is the fog signal tested"
+    assert follow.citations[0].page == 3
+    messages, _ = backend.requests[-1]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1]["content"] == "How often is the lens cleaned?"
+    assert [t.question for t in history] == [
+        "How often is the lens cleaned?",
+        "And the fog signal?",
+    ]
+
+
+def test_without_a_model_the_answer_is_the_cited_passages(
+    service: Archivist, library: Path
+) -> None:
+    service.ingest([library])
+    answer = service.ask("How often is the lens cleaned?")
+    assert answer.backend == "none" and answer.model is None
+    assert answer.answer.startswith("No language model is available (ARCHIVIST_LLM=none).")
+    assert (Path(answer.citations[0].path).name, answer.citations[0].page) == (
+        "keeper-manual.pdf",
+        2,
+    )
+
+
+def test_a_follow_up_without_a_model_is_combined_with_the_previous_question(
+    service: Archivist, library: Path
+) -> None:
+    service.ingest([library])
+    first = service.ask("How often is the lens cleaned?", AskOptions(start_session=True))
+    follow = service.ask("and with what?", AskOptions(session_id=first.session_id))
+    assert "lens cleaned" in follow.query and "with what" in follow.query
+
+
+@pytest.mark.parametrize("question", ["", "   \n"])
+def test_an_empty_question_is_refused(service: Archivist, question: str) -> None:
+    with pytest.raises(BadRequest, match="the question is empty"):
+        service.ask(question)
+
+
+def test_a_bad_session_id_is_refused(service: Archivist) -> None:
+    with pytest.raises(BadRequest, match="session id '../etc' is not valid"):
+        service.ask("Anything?", AskOptions(session_id="../etc"))
+
+
+def test_a_full_generation_queue_refuses_at_once(settings: Settings, library: Path) -> None:
+    gate = threading.Event()
+    backend = ScriptedBackend("Tuesday [1].", gate=gate)
+    queued = settings.model_copy(update={"llm_parallel": 1, "llm_queue": 1})
+    with scripted_service(queued, library, backend) as service:
+        threads = [
+            threading.Thread(target=service.ask, args=("How often is the lens cleaned?",))
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        assert backend.started.acquire(timeout=30)  # one runs, one waits
+        _wait_for(lambda: service.llm.queue.waiting() == 1)
+        with pytest.raises(QueueFull, match="waiting"):
+            service.ask("How often is the lens cleaned?")
+        gate.set()
+        for thread in threads:
+            thread.join(30)
+    assert len(backend.requests) == 2
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
