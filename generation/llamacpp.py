@@ -56,7 +56,7 @@ class LlamaCppBackend:
             "temperature": sampling.temperature,
             "max_tokens": sampling.max_tokens,
         }
-        for key in ("top_p", "top_k", "seed"):
+        for key in ("top_p", "top_k", "seed", "repeat_penalty"):
             value = getattr(sampling, key)
             if value is not None:
                 options[key] = value

@@ -58,8 +58,8 @@ class OpenAIBackend:
                 max_tokens=sampling.max_tokens,
                 top_p=_or_omit(sampling.top_p),
                 seed=_or_omit(sampling.seed),
-                # Not in OpenAI's schema; llama.cpp, vLLM and LM Studio read it from the body.
-                extra_body=None if sampling.top_k is None else {"top_k": sampling.top_k},
+                # Not in OpenAI's schema; llama.cpp, vLLM and LM Studio read them from the body.
+                extra_body=_extra(sampling),
             )
             finished = False
             try:
@@ -143,3 +143,9 @@ def _server_message(exc: openai.APIError) -> str:
     if isinstance(body, dict):
         body = body.get("message") or body.get("error") or body.get("detail") or body
     return str(body) if body else exc.message
+
+
+def _extra(sampling: Sampling) -> dict[str, Any] | None:
+    """Sampling options outside OpenAI's schema (llama.cpp's server reads both names)."""
+    extra = {"top_k": sampling.top_k, "repeat_penalty": sampling.repeat_penalty}
+    return {key: value for key, value in extra.items() if value is not None} or None

@@ -1,0 +1,229 @@
+"""Checks an answer before anyone reads it: a loop, an echo of source labels, a passage pasted
+nearly whole, a refusal while the sources plainly speak of the question, or a figure its
+source does not state.
+
+Small local models fall into each of these with ordinary documents (Qwen2.5-Coder-0.5B on the
+sample handbook: the labels repeated until the token limit, a label followed by its whole
+passage, "The sources do not contain the answer." beside a passage that holds it). Each check
+is plain text work, microseconds an answer, so every answer is checked.
+"""
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from difflib import SequenceMatcher
+
+from generation.citations import parse_citations
+
+LOOP = "loop"
+LABEL_ECHO = "label-echo"
+PASTED = "pasted-passage"
+REFUSAL = "false-refusal"
+UNSUPPORTED = "unsupported-figure"
+
+_FIGURE = re.compile(r"\d+(?:[.,:]\d+)*")
+_CITATION = re.compile(r"[\[【][^\[\]【】\n]{1,60}[\]】]")
+_WORD = re.compile(r"[^\W_]+(?:['’.-][^\W_]+)*")
+_REFUSAL = re.compile(
+    r"\b(?:(?:do|does|did) not|don't|doesn't|cannot|can't|no|not)\b[^.]{0,40}\b(?:contain|"
+    r"mention|provide|include|say|state|specify|answer|information|address|find|given)"
+    r"|\bnot (?:mentioned|provided|specified|stated|given|available|found)\b",
+    re.I,
+)
+# Words a question shares with any text about anything: not evidence that a source is on topic.
+_COMMON_WORDS = (
+    "a an the and or but of to in on at by for with from as is are was were be been being do "
+    "does did has have had what which who whom whose when where why how that this these those it "
+    "its there their they them he she his her you your we our i me my can could should would "
+    "will shall may might must not no yes if then than so such about into over under after before "
+    "more most much many any some all each every other only also very just one two"
+)
+_COMMON = frozenset(_COMMON_WORDS.split())
+# A loop: the same run of words, this long, this many times.
+LOOP_WORDS, LOOP_REPEATS = 6, 3
+# A pasted passage: a verbatim run of at least this many words that is most of the answer, or
+# at least half of the passage it came from. While an answer repeats a source word for word for
+# COPY_WORDS or more, it is held back until it ends, in case it becomes a paste.
+PASTE_WORDS, PASTE_SHARE, COPY_WORDS = 30, 0.5, 12
+# A false refusal: a source sentence holding this share of the question's topic words.
+TOPIC_SHARE = 0.6
+
+
+def words(text: str) -> list[str]:
+    """Lowercase words, citations left out."""
+    return [w.lower() for w in _WORD.findall(_CITATION.sub(" ", text))]
+
+
+def topic_words(text: str) -> set[str]:
+    """The words that say what a question is about (not the common ones)."""
+    return {w for w in words(text) if w not in _COMMON and len(w) > 2}
+
+
+def is_loop(answer: str) -> bool:
+    """The same run of LOOP_WORDS words LOOP_REPEATS times or more."""
+    found = words(answer)
+    runs = Counter(tuple(found[i : i + LOOP_WORDS]) for i in range(len(found) - LOOP_WORDS + 1))
+    return bool(runs) and max(runs.values()) >= LOOP_REPEATS
+
+
+def is_label_echo(answer: str, labels: Sequence[str]) -> bool:
+    """Nothing but words of the sources' labels (file names, pages, sections) and citation
+    numbers. A short answer of other words ("[1] 1965", "John Fox [1]") is an answer."""
+    label_words = {w for label in labels for w in words(label)} | {"page", "pages", "source"}
+    said = words(answer)
+    return len(said) >= 2 and all(w in label_words for w in said)
+
+
+def pasted_passage(answer: str, sources: Sequence[str]) -> int | None:
+    """The number (from 1) of a source whose text the answer repeats nearly whole, if any."""
+    said = words(answer)
+    if len(said) < PASTE_WORDS:
+        return None
+    for number, source in enumerate(sources, 1):
+        text = words(source)
+        run = _longest_run(said, text)
+        if run >= PASTE_WORDS and (run >= PASTE_SHARE * len(text) or run >= 0.8 * len(said)):
+            return number
+    return None
+
+
+def copies_a_source(answer: str, sources: Sequence[str]) -> bool:
+    """The answer repeats COPY_WORDS or more words of a source in a row."""
+    said = words(answer)
+    return len(said) >= COPY_WORDS and any(
+        _longest_run(said, words(source)) >= COPY_WORDS for source in sources
+    )
+
+
+def _longest_run(said: list[str], text: list[str]) -> int:
+    matcher = SequenceMatcher(None, said, text, autojunk=False)
+    return matcher.find_longest_match(0, len(said), 0, len(text)).size
+
+
+def is_refusal(answer: str) -> bool:
+    """The answer says the sources do not hold the answer (and says little else)."""
+    return bool(_REFUSAL.search(answer)) and len(words(answer)) <= 40
+
+
+def sources_speak_of(question: str, sources: Sequence[str]) -> bool:
+    """Some sentence of the sources holds most of the question's topic words."""
+    topic = {stem(w) for w in topic_words(question)}
+    if not topic:
+        return False
+    needed = max(1, round(TOPIC_SHARE * len(topic)))
+    for source in sources:
+        for sentence in re.split(r"(?<=[.!?])\s+|\n+", source):
+            if len(topic & {stem(w) for w in words(sentence)}) >= needed:
+                return True
+    return False
+
+
+def stem(word: str) -> str:
+    """A crude stem, enough to match "signs" with "sign" and "cleaned" with "cleaning"."""
+    return re.sub(r"(?:es|s|ed|ing)$", "", word) if len(word) > 4 else word
+
+
+def unsupported_figures(answer: str, sources: Sequence[str]) -> set[str]:
+    """Figures the answer states that its cited sources (all sources, if it cites none) do not:
+    "every 90 days [1]" where only source 2 says 90 days. The 0.5B model does this often."""
+    cited = parse_citations(answer, len(sources)).cited
+    said = _figures(_CITATION.sub(" ", answer))
+    return said - _figures(" ".join(sources[n - 1] for n in cited) if cited else " ".join(sources))
+
+
+def _figures(text: str) -> set[str]:
+    return {figure.replace(",", "") for figure in _FIGURE.findall(text)}
+
+
+def problem(
+    answer: str, question: str, sources: Sequence[str], labels: Sequence[str]
+) -> str | None:
+    """What is wrong with the answer (LOOP, LABEL_ECHO, PASTED, REFUSAL or UNSUPPORTED), or
+    None."""
+    if is_loop(answer):
+        return LOOP
+    if is_label_echo(answer, labels):
+        return LABEL_ECHO
+    if pasted_passage(answer, sources) is not None:
+        return PASTED
+    if is_refusal(answer) and sources_speak_of(question, sources):
+        return REFUSAL
+    if unsupported_figures(answer, sources):
+        return UNSUPPORTED
+    return None
+
+
+_SENTENCE_DONE = re.compile(r"[.!?][\"')\]]*(?:\s*\[[^\]\n]{1,60}\])*\s")
+
+
+class Guard:
+    """Holds a streamed answer back until it has been checked, sentence by sentence.
+
+    `feed` takes each generated piece and returns the text that may be shown now: the
+    sentences completed so far, once the answer up to them is neither a loop, an echo of the
+    labels, nor a pasted passage. A refusal is held to the end (`finish`), where it is judged
+    with the sources. `stopped` says that generation should end: a loop or a paste began after
+    good sentences were shown; the answer is then those sentences.
+    """
+
+    def __init__(self, question: str, sources: Sequence[str], labels: Sequence[str]) -> None:
+        self.question, self.sources, self.labels = question, sources, labels
+        self.text = ""  # everything generated
+        self.shown = 0  # characters of `text` released
+        self.problem: str | None = None
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        """The text to show after this piece ("" while it is held)."""
+        self.text += piece
+        if self.stopped:
+            return ""
+        ends = [m.end() for m in _SENTENCE_DONE.finditer(self.text, self.shown)]
+        if not ends:
+            return ""
+        prefix = self.text[: ends[-1]]
+        found = self._problem(prefix)
+        held = (
+            is_refusal(prefix)
+            or is_label_echo(prefix, self.labels)
+            or copies_a_source(prefix, self.sources)
+            or bool(unsupported_figures(prefix, self.sources))
+        )
+        if found is None and not held:
+            released, self.shown = self.text[self.shown : ends[-1]], ends[-1]
+            return released
+        if found in (LOOP, PASTED):
+            self.problem, self.stopped = found, True
+        return ""
+
+    def finish(self) -> tuple[str, str | None]:
+        """At the end of generation: (the rest to show, the problem that rejects the answer).
+        With a problem and nothing shown, the caller asks again; with a problem after good
+        sentences were shown, the answer is what was shown."""
+        if self.problem is not None:
+            return "", None if self.shown else self.problem
+        found = problem(self.text, self.question, self.sources, self.labels)
+        if found is None or (self.shown and found in (LABEL_ECHO, REFUSAL, UNSUPPORTED)):
+            rest, self.shown = self.text[self.shown :], len(self.text)
+            return rest, None
+        self.problem = found
+        return "", None if self.shown else found
+
+    @property
+    def answer(self) -> str:
+        """The answer as shown: all of it, or the checked sentences before a loop or paste."""
+        return (self.text[: self.shown] if self.problem else self.text).strip()
+
+    def _problem(self, text: str) -> str | None:
+        if is_loop(text) or _repeats_a_sentence(text):
+            return LOOP
+        if pasted_passage(text, self.sources) is not None:
+            return PASTED
+        return None
+
+
+def _repeats_a_sentence(text: str) -> bool:
+    """A sentence of three words or more said twice: how a loop of sentences begins."""
+    said = [tuple(words(s)) for s in re.split(r"(?<=[.!?])\s+", text)]
+    said = [s for s in said if len(s) >= 3]
+    return len(said) != len(set(said))

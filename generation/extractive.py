@@ -1,0 +1,93 @@
+"""Answers without a model: the sentences of the sources that best answer the question, quoted.
+
+Used when no model is configured (ARCHIVIST_LLM=none), when a model's answer fails its checks
+twice (answer_check.py), and on request (`--extractive`). Sentences are scored by how many of
+the question's topic words they hold (weighted by rarity across the sources), plus, when the
+caller gives one, the cosine similarity of their embedding to the question's.
+"""
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from generation.answer_check import stem, topic_words, words
+
+# Sentence ends: ., ! or ? before a space and a capital, digit or quote; or a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•\d])")
+MIN_WORDS, MAX_WORDS = 4, 80
+QUOTES = 3  # sentences at most
+CLOSE = 0.8  # a further sentence is quoted only when it scores this close to the best one
+
+Embed = Callable[[list[str]], Sequence[Sequence[float]]]  # unit vectors, question first
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A sentence of source `source` (numbered from 1, as the sources were given)."""
+
+    source: int
+    text: str
+    score: float
+
+
+# A full stop after these is no sentence end ("Dr. Smith", "e.g. the lens").
+_ABBREVIATION = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|St|Mt|No|vs|etc|Inc|Ltd|Jr|Sr|e\.g|i\.e)\.$")
+
+
+def sentences(text: str) -> list[str]:
+    """The text's sentences (and list items), whitespace tidied, too short or long ones out."""
+    pieces: list[str] = []
+    for piece in _SENTENCE_END.split(text):
+        piece = " ".join(piece.split())
+        if pieces and _ABBREVIATION.search(pieces[-1]):
+            pieces[-1] += " " + piece
+        else:
+            pieces.append(piece)
+    return [p for p in pieces if MIN_WORDS <= len(p.split()) <= MAX_WORDS]
+
+
+def best_sentences(
+    question: str, sources: Sequence[str], *, embed: Embed | None = None
+) -> list[Quote]:
+    """Up to QUOTES sentences that best answer the question, in the order of the sources."""
+    candidates = [(n, s) for n, source in enumerate(sources, 1) for s in sentences(source)]
+    if not candidates:
+        return []
+    scores = _lexical(question, [s for _, s in candidates])
+    if embed is not None:
+        vectors = embed([question] + [s for _, s in candidates])
+        asked = vectors[0]
+        for i, vector in enumerate(vectors[1:]):
+            scores[i] += sum(a * b for a, b in zip(asked, vector, strict=True))
+    ranked = sorted(range(len(candidates)), key=lambda i: -scores[i])
+    best = scores[ranked[0]]
+    chosen = [i for i in ranked[:QUOTES] if scores[i] >= CLOSE * best]
+    return [Quote(candidates[i][0], candidates[i][1], scores[i]) for i in sorted(chosen)]
+
+
+def _lexical(question: str, candidates: list[str]) -> list[float]:
+    """The share of the question's topic words each sentence holds, rare words weighing more."""
+    topic = {stem(w) for w in topic_words(question)}
+    held = [{stem(w) for w in words(sentence)} for sentence in candidates]
+    weights = {w: math.log(1 + len(held) / (1 + sum(w in h for h in held))) for w in topic}
+    total = sum(weights.values()) or 1.0
+    return [sum(weights[w] for w in topic if w in h) / total for h in held]
+
+
+def quoted_answer(quotes: Sequence[Quote]) -> str:
+    """The quotes as an answer: each in quotation marks, followed by its source number."""
+    return " ".join(f"“{quote.text}” [{quote.source}]" for quote in quotes)
+
+
+def evidence(question: str, text: str, *, best: int = 2) -> str:
+    """The passage cut to its `best` sentences for the question and their neighbours, in order
+    (the whole passage when it is that short already)."""
+    found = sentences(text)
+    if len(found) <= 3 * best:
+        return text
+    scores = _lexical(question, found)
+    chosen: set[int] = set()
+    for i in sorted(range(len(found)), key=lambda i: -scores[i])[:best]:
+        chosen |= {i - 1, i, i + 1}
+    return " ".join(found[i] for i in sorted(chosen) if 0 <= i < len(found))

@@ -1,0 +1,179 @@
+"""The answer checks on answers the default model really gave (recorded_answers.json: the sample
+handbook's four questions, Qwen2.5-Coder-0.5B at temperature 0, under the prompt before the
+redesign, which labelled each source with its file and page, and under the prompt after)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from generation.answer_check import (
+    LABEL_ECHO,
+    LOOP,
+    PASTED,
+    REFUSAL,
+    UNSUPPORTED,
+    Guard,
+    is_label_echo,
+    is_loop,
+    is_refusal,
+    pasted_passage,
+    problem,
+    sources_speak_of,
+    unsupported_figures,
+)
+
+RECORDED = json.loads((Path(__file__).parent / "recorded_answers.json").read_text())
+
+
+def recorded(prompt: str, question: str) -> dict:
+    return next(r for r in RECORDED if r["prompt"] == prompt and r["question"] == question)
+
+
+def check(record: dict, answer: str | None = None) -> str | None:
+    texts = [s["text"] for s in record["sources"]]
+    labels = [s["label"] for s in record["sources"]]
+    return problem(record["answer"] if answer is None else answer, record["question"], texts,
+                   labels)  # fmt: skip
+
+
+LENS = "How often is the lighthouse lens cleaned?"
+SHIFTS = "When do keeper shifts change over?"
+SIGN = "Who has to sign the log book, and when?"
+WRITE = "What should the keeper write in the log book?"
+
+
+def test_the_labels_repeated_in_a_loop_are_a_loop():
+    record = recorded("before", LENS)
+    assert record["answer"].startswith("[1] harbor-point-lighthouse-handbook.pdf, page 2")
+    assert is_loop(record["answer"])
+    assert check(record) == LOOP
+
+
+def test_the_labels_said_once_are_an_echo():
+    record = recorded("before", LENS)
+    labels = [s["label"] for s in record["sources"]]
+    once = record["answer"].split(" [1] ")[0]  # the loop's first round: each label once
+    assert not is_loop(once)
+    assert is_label_echo(once, labels)
+    assert check(record, once) == LABEL_ECHO
+
+
+def test_a_label_followed_by_its_whole_passage_is_a_pasted_passage():
+    record = recorded("before", SHIFTS)
+    texts = [s["text"] for s in record["sources"]]
+    assert pasted_passage(record["answer"], texts) == 2
+    assert check(record) == PASTED
+
+
+def test_a_refusal_beside_a_passage_that_speaks_of_the_question_is_false():
+    record = recorded("before", SIGN)
+    assert record["answer"] == "[1] The sources do not contain the answer."
+    assert is_refusal(record["answer"])
+    assert sources_speak_of(SIGN, [s["text"] for s in record["sources"]])
+    assert check(record) == REFUSAL
+
+
+def test_a_refusal_is_right_when_no_passage_speaks_of_the_question():
+    record = recorded("before", SIGN)
+    texts = [s["text"] for s in recorded("before", LENS)["sources"]][2:]  # the bicycle FAQ
+    assert not sources_speak_of(SIGN, texts)
+    assert problem(record["answer"], SIGN, texts, ["bicycle-commuting-faq.html"]) is None
+
+
+@pytest.mark.parametrize(
+    ("prompt", "question"),
+    [("before", WRITE)] + [("after", q) for q in (LENS, SHIFTS, SIGN, WRITE)],
+)
+def test_real_answers_pass(prompt: str, question: str):
+    record = recorded(prompt, question)
+    assert check(record) is None, record["answer"]
+
+
+@pytest.mark.parametrize("answer", ["[2] 90 days", "[1] Tuesday", "Tuesday [1].", "Yes [2]."])
+def test_short_answers_are_not_echoes_nor_refusals(answer: str):
+    record = recorded("after", LENS)
+    assert check(record, answer) is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The sources do not mention who signs it.",
+        "The excerpts don't say when the log book is signed [2].",
+        "This information is not provided in the excerpts.",
+    ],
+)
+def test_refusals_in_other_words_are_found(answer: str):
+    assert is_refusal(answer)
+    assert check(recorded("before", SIGN), answer) == REFUSAL
+
+
+def test_a_figure_the_cited_source_does_not_state_is_unsupported():
+    # The 0.5B model's real answer under the new prompt with top_p 0.9: the 90 days are the
+    # motor's greasing, in source 2.
+    record = recorded("after", LENS)
+    wrong = "The lighthouse lens is cleaned every 90 days [1]."
+    assert unsupported_figures(wrong, [s["text"] for s in record["sources"]]) == {"90"}
+    assert check(record, wrong) == UNSUPPORTED
+    assert check(record, wrong.replace("[1]", "[2]")) is None
+    assert check(record, "It is cleaned every 45 days.") == UNSUPPORTED  # nowhere at all
+    guard = guard_for(record)
+    assert feed_all(guard, wrong) == "" and guard.finish()[1] == UNSUPPORTED
+
+
+def feed_all(guard: Guard, text: str, piece_chars: int = 3) -> str:
+    shown = ""
+    for start in range(0, len(text), piece_chars):
+        shown += guard.feed(text[start : start + piece_chars])
+        if guard.stopped:
+            break
+    rest, _ = guard.finish()
+    return shown + rest
+
+
+def guard_for(record: dict) -> Guard:
+    texts = [s["text"] for s in record["sources"]]
+    return Guard(record["question"], texts, [s["label"] for s in record["sources"]])
+
+
+def test_the_guard_shows_nothing_of_a_label_loop_and_stops_it():
+    record = recorded("before", LENS)
+    guard = guard_for(record)
+    assert feed_all(guard, record["answer"]) == ""
+    assert guard.problem == LOOP and guard.stopped
+
+
+@pytest.mark.parametrize("question", [SHIFTS, SIGN])
+def test_the_guard_shows_nothing_of_a_paste_or_a_false_refusal(question: str):
+    record = recorded("before", question)
+    guard = guard_for(record)
+    assert feed_all(guard, record["answer"]) == ""
+    assert guard.finish()[1] in (PASTED, REFUSAL)
+
+
+@pytest.mark.parametrize("question", [LENS, SHIFTS, SIGN, WRITE])
+def test_the_guard_shows_a_good_answer_whole(question: str):
+    record = recorded("after", question)
+    guard = guard_for(record)
+    assert feed_all(guard, record["answer"]) == record["answer"]
+    assert guard.answer == record["answer"] and guard.problem is None
+
+
+def test_the_guard_shows_sentences_as_they_are_checked():
+    record = recorded("after", WRITE)
+    guard = guard_for(record)
+    first = "The keeper should write in ink, never tear out pages, and sign every entry. "
+    assert guard.feed(first[:-10]) == ""  # the sentence is not finished
+    assert guard.feed(first[-10:]) == first
+
+
+def test_a_loop_after_good_sentences_keeps_the_sentences():
+    record = recorded("after", LENS)
+    guard = guard_for(record)
+    good = "The lighthouse lens is cleaned every Tuesday morning [1]. "
+    looping = "Use distilled water and a soft cloth. " * 4
+    shown = feed_all(guard, good + looping)
+    assert guard.problem == LOOP and guard.stopped
+    assert shown.startswith(good) and shown.count("distilled") < 3
+    assert guard.answer == shown.strip()

@@ -1,0 +1,72 @@
+"""Extractive answers: the sentences that answer the question, quoted, from the handbook's own
+passages (recorded_answers.json holds the passages search gave for each question)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from generation.extractive import best_sentences, evidence, quoted_answer, sentences
+
+RECORDED = json.loads((Path(__file__).parent / "recorded_answers.json").read_text())
+PASSAGES = {r["question"]: [s["text"] for s in r["sources"]] for r in RECORDED}
+
+
+def test_sentences_split_at_sentence_ends_and_list_items():
+    text = (
+        "2.4 The Log Book The log book is the official record. Write in ink, never tear out "
+        "pages, and sign every entry. Dr. Smith visits at 3.30 pm.\n- Fuel level recorded\n"
+        "- Spare lamp in the red cabinet"
+    )
+    assert sentences(text) == [
+        "2.4 The Log Book The log book is the official record.",
+        "Write in ink, never tear out pages, and sign every entry.",
+        "Dr. Smith visits at 3.30 pm.",
+        "- Fuel level recorded",
+        "- Spare lamp in the red cabinet",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How often is the lighthouse lens cleaned?", "Tuesday"),
+        ("When do keeper shifts change over?", "Sundays at 18:00"),
+        ("Who has to sign the log book, and when?", "signed"),
+    ],
+)
+def test_the_best_sentence_holds_the_answer(question: str, expected: str):
+    quotes = best_sentences(question, PASSAGES[question])
+    assert any(expected in quote.text for quote in quotes)
+    assert 1 <= len(quotes) <= 3
+    answer = quoted_answer(quotes)
+    assert expected in answer
+    assert all(f"“{q.text}” [{q.source}]" in answer for q in quotes)
+
+
+def test_an_embedding_score_is_added_to_the_words_score():
+    passages = ["The lamp burns oil. It is lit at dusk.", "Keepers eat supper at seven."]
+    plain = best_sentences("When is the light switched on?", passages)
+
+    # A fake embedder that knows "lit at dusk" answers "switched on": the vectors decide.
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [[1.0, 0.0] if ("switched" in t or "dusk" in t) else [0.0, 1.0] for t in texts]
+
+    guided = best_sentences("When is the light switched on?", passages, embed=embed)
+    assert [q.text for q in guided] == ["It is lit at dusk."]
+    assert guided != plain
+
+
+def test_nothing_to_quote_gives_no_quotes():
+    assert best_sentences("Where?", ["ok", ""]) == []
+    assert quoted_answer([]) == ""
+
+
+def test_evidence_keeps_the_best_sentences_and_their_neighbours():
+    filler = [f"Filler sentence number {n} says nothing at all." for n in range(10)]
+    text = " ".join(filler[:5] + ["The lens is cleaned every Tuesday morning."] + filler[5:])
+    kept = evidence("When is the lens cleaned?", text, best=1)
+    assert kept == " ".join([filler[4], "The lens is cleaned every Tuesday morning.", filler[5]])
+    assert evidence("When is the lens cleaned?", "Short. Text here is kept whole.") == (
+        "Short. Text here is kept whole."
+    )
