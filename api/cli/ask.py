@@ -26,6 +26,8 @@ def _sampling_options(command: Any) -> Any:
                      help="Sample among the k likeliest tokens."),
         click.option("--seed", type=int, help="Sampling seed, for repeatable answers."),
         click.option("--max-tokens", type=click.IntRange(1), help="Longest answer, in tokens."),
+        click.option("--extractive", is_flag=True,
+                     help="Quote the sentences that answer best instead of asking the model."),
     ]  # fmt: skip
     for option in reversed(options):
         command = option(command)
@@ -61,7 +63,10 @@ def ask_command(
     options = _ask_options(session_id, start_session=True, **values)
     stream = not (as_json or no_stream)
 
+    streamed = []
+
     def on_token(piece: str) -> None:
+        streamed.append(piece)
         click.echo(piece, nl=False)
         sys.stdout.flush()
 
@@ -70,9 +75,11 @@ def ask_command(
     if as_json:
         echo_json(answer.to_json())
         return 0
-    if not stream or answer.tokens == 0:
+    if not streamed:
         click.echo(answer.answer, nl=False)
     click.echo("\n")
+    if answer.note:
+        click.echo(f"({answer.note})", err=True)
     _print_sources(answer)
     return 0
 

@@ -175,6 +175,7 @@ def _ask_body(question: str, options: AskOptions, *, stream: bool) -> dict[str, 
         "top_k_sampling": options.top_k_sampling,
         "seed": options.seed,
         "max_tokens": options.max_tokens,
+        "extractive": options.extractive or None,
         "stream": stream,
     }
     if options.filters:

@@ -1,5 +1,6 @@
 """`archivist eval`: search and answer quality on a dataset, in a scratch data folder."""
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any, cast
@@ -15,7 +16,7 @@ from api.evaluation import (
     load_dataset,
     load_page_dataset,
 )
-from api.service import MODES, Archivist, Mode, Settings
+from api.service import MODES, Archivist, AskOptions, Mode, Settings
 
 
 @click.command("eval")
@@ -30,6 +31,11 @@ from api.service import MODES, Archivist, Mode, Settings
     "--answers", is_flag=True,
     help="Also answer every question that has gold answers, and score the answers.",
 )  # fmt: skip
+@click.option(
+    "--answers-out", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="With --answers: write each question, gold answers, answer and scores (JSON lines).",
+)  # fmt: skip
+@click.option("--extractive", is_flag=True, help="With --answers: quote instead of the model.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
 @click.pass_obj
 def eval_command(
@@ -39,14 +45,18 @@ def eval_command(
     data_dir: Path | None,
     modes: tuple[str, ...],
     answers: bool,
+    answers_out: Path | None,
+    extractive: bool,
     as_json: bool,
 ) -> int:
     """Measure search quality on a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv)
     or on documents with page-level questions (pdfs/ and questions.jsonl with "doc", "pages").
 
     Prints nDCG@10, Recall@10, Recall@100, MRR@10 and query latency for each mode (page-level
-    sets: document recall@1/@5, page recall@1/@5/@10, page MRR@10); with --answers also context
-    recall, citation accuracy, answer recall and answer latency.
+    sets: document recall@1/@5, page recall@1/@5/@10, page MRR@10); with --answers (sets whose
+    questions have gold answers) also context recall, citation accuracy, answer recall, the
+    shares of degenerate answers, false refusals, extractive and rejected answers, figures
+    found (financebench layout) and answer latency.
 
     Example: archivist eval ../shared/eval/squad-dev --max-queries 200 --answers
     """
@@ -66,17 +76,25 @@ def eval_command(
         # The evaluation's own data folder; joined models stay where the user's are.
         eval_settings = settings.model_copy(update={"data": folder, "model_dir": settings.models})
         say = None if as_json else lambda s: click.echo(f"{dataset.name}: {s}", err=True)
-        if answers and isinstance(dataset, PageDataset):
-            raise click.UsageError("--answers scores BEIR sets (queries with answers) only")
+        if (
+            answers
+            and isinstance(dataset, PageDataset)
+            and not any(q.answer for q in dataset.questions)
+        ):
+            raise click.UsageError(f'{dataset_dir}/questions.jsonl has no "answer"')
         if answers and isinstance(dataset, Dataset) and not dataset.answers:
             raise click.UsageError(f'{dataset_dir}/queries.jsonl has no "answers"')
+        if (answers_out or extractive) and not answers:
+            raise click.UsageError("--answers-out and --extractive go with --answers")
         with (
             Archivist(eval_settings) as service,
             progress("questions", as_json or not answers, desc="answering") as bar,
+            answers_out.open("w") if answers_out else contextlib.nullcontext() as out,
         ):
             report = evaluate(
                 service, dataset, modes=[cast(Mode, m) for m in modes or MODES], answers=answers,
-                on_stage=say, on_answer=counting_bar(bar),
+                ask=AskOptions(extractive=extractive), answers_out=out, on_stage=say,
+                on_answer=counting_bar(bar),
             )  # fmt: skip
     if as_json:
         echo_json(report)
@@ -103,6 +121,6 @@ def _print_eval(report: dict[str, Any]) -> None:
             f"\nanswers by {answers['backend']} {answers['model'] or ''} on "
             f"{answers['questions']} questions:"
         )
-        for name in ("context_recall", "citation_accuracy", "answer_recall", "first_token_ms_p50",
-                     "total_ms_p50"):  # fmt: skip
-            click.echo(f"  {name:20} {answers[name]}")
+        for name, value in answers.items():
+            if name not in ("backend", "model", "questions"):
+                click.echo(f"  {name:20} {value}")

@@ -29,6 +29,7 @@ class PageQuestion:
     text: str
     doc: str
     pages: frozenset[int]
+    answer: str | None = None  # the gold answer, where the set has one
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,10 @@ def load_page_dataset(folder: Path, max_queries: int | None = None) -> PageDatas
         try:
             item = json.loads(line)
             pages = frozenset(int(p) for p in item["pages"])
-            question = PageQuestion(str(item["id"]), str(item["question"]), str(item["doc"]), pages)
+            answer = str(item["answer"]) if item.get("answer") else None
+            question = PageQuestion(
+                str(item["id"]), str(item["question"]), str(item["doc"]), pages, answer
+            )
         except (ValueError, KeyError, TypeError):
             raise BadRequest(
                 f"{folder.name}/questions.jsonl, line {number}: expected "

@@ -67,6 +67,9 @@ class AskBody(Sampling):
     mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
     filters: FiltersBody | None = None
     stream: bool = Field(False, description="Server-sent events: token, citations, done.")
+    extractive: bool = Field(
+        False, description="Quote the sentences that answer best instead of asking the model."
+    )
 
     def options(self) -> AskOptions:
         return AskOptions(
@@ -81,6 +84,7 @@ class AskBody(Sampling):
             top_k_sampling=self.top_k_sampling,
             seed=self.seed,
             max_tokens=self.max_tokens,
+            extractive=self.extractive,
         )
 
 

@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from api.service.errors import BadRequest
+from api.service.indexes import Indexes
 from api.service.llm import LLM
 from api.service.search import Filters, Mode, SearchHit
 from api.service.sessions import SessionStore, check_session_id, new_session_id
 from api.service.settings import Settings
+from generation.answer_check import Guard
 from generation.backend import Backend, Sampling
 from generation.citations import parse_citations
 from generation.errors import PromptTooLong
+from generation.extractive import best_sentences, evidence, quoted_answer
 from generation.prompt import (
     Prompt,
     Source,
@@ -38,6 +41,9 @@ class Service(Protocol):
     @property
     def sessions(self) -> SessionStore: ...
 
+    @property
+    def indexes(self) -> Indexes: ...
+
     def search(
         self, query: str, *, k: int, mode: Mode = "hybrid", filters: Filters | None = None
     ) -> list[SearchHit]: ...
@@ -59,6 +65,7 @@ class AskOptions:
     seed: int | None = None
     max_tokens: int | None = None
     history: tuple[Turn, ...] = ()  # earlier turns given by the caller (used without a session)
+    extractive: bool = False  # quote the best sentences instead of asking the model
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,9 @@ class Answer:
     tokens: int
     tokens_per_s: float | None
     unknown_citations: list[int] = field(default_factory=list)
+    extractive: bool = False  # quoted from the passages, not written by the model
+    rejected: list[str] = field(default_factory=list)  # what was wrong with the model's tries
+    note: str | None = None  # why the answer is quoted, when it is
     sources: list[Source] = field(default_factory=list)  # everything packed into the prompt
 
     def to_json(self) -> dict[str, Any]:
@@ -122,7 +132,7 @@ def answer_question(
     started = time.perf_counter()
     session_id = _session(options)
     history = service.sessions.history(session_id) if session_id else list(options.history)
-    backend = service.llm.backend(options.model)
+    backend = None if options.extractive else service.llm.backend(options.model)
     query = _standalone_query(service, backend, question, history)
     searched = time.perf_counter()
     hits = service.search(
@@ -134,12 +144,15 @@ def answer_question(
     retrieval_ms = _ms(searched, time.perf_counter())
     # first_token_ms counts from the question: query rewrite and retrieval included.
     if backend is None:
-        answer = _passages_only(hits, service.llm.why_none(options.model), retrieval_ms, query)
+        why = None if options.extractive else service.llm.why_none(options.model)
+        note = f"No language model is available ({why})." if why else None
+        answer = _extractive(service, question, hits, on_token, started, note=note)
+        answer = replace(answer, query=query, retrieval_ms=retrieval_ms)
     elif not hits:
         answer = Answer(NO_MATCH, [], backend.name, backend.model, None, query, retrieval_ms,
                         None, 0.0, 0, None)  # fmt: skip
     else:
-        answer = _generate(service, backend, question, history, hits, options, on_token, started)
+        answer = _checked(service, backend, question, history, hits, options, on_token, started)
         answer = replace(answer, query=query, retrieval_ms=retrieval_ms)
     if session_id:
         service.sessions.append(session_id, question, answer.answer)
@@ -170,7 +183,11 @@ def _standalone_query(
     return clean_rewrite(channel.result(), question, history)
 
 
-def _generate(
+# A second try reads only the passages' evidence sentences and is sampled to avoid repeating.
+RETRY_REPEAT_PENALTY = 1.3
+
+
+def _checked(
     service: Service,
     backend: Backend,
     question: str,
@@ -180,8 +197,39 @@ def _generate(
     on_token: Callable[[str], None] | None,
     started: float,
 ) -> Answer:
+    """The model's answer, checked before it is shown (answer_check.Guard); a rejected answer is
+    asked once more, from the evidence sentences alone, and then quoted from the passages."""
     sampling = _sampling(service, options)
     sources = [passage_source(hit) for hit in hits]
+    answer = _generate(service, backend, question, history, hits, sources, sampling, on_token,
+                       started)  # fmt: skip
+    if answer.answer:  # checked whole, or cut where a loop or a paste began
+        return answer
+    focused = [replace(source, text=evidence(question, source.text)) for source in sources]
+    strict = replace(sampling, temperature=0.0, repeat_penalty=RETRY_REPEAT_PENALTY)
+    retried = _generate(service, backend, question, history, hits, focused, strict, on_token,
+                        started)  # fmt: skip
+    rejected = answer.rejected + retried.rejected
+    if retried.answer:
+        return replace(retried, rejected=rejected)
+    note = f"The model's answers were rejected ({', '.join(rejected)}): quoting the passages."
+    quoted = _extractive(service, question, hits, on_token, started, note=note, tried=backend)
+    return replace(quoted, rejected=rejected)
+
+
+def _generate(
+    service: Service,
+    backend: Backend,
+    question: str,
+    history: list[Turn],
+    hits: list[SearchHit],
+    sources: list[Source],
+    sampling: Sampling,
+    on_token: Callable[[str], None] | None,
+    started: float,
+) -> Answer:
+    """One try: the model's answer as far as it passed the checks (`rejected` names what failed
+    when nothing could be shown)."""
     prompt = pack_prompt(
         question, sources, history, window=backend.context_window(),
         answer_tokens=sampling.max_tokens, count=backend.count_tokens,
@@ -192,32 +240,43 @@ def _generate(
             f"any passage after the instructions, the question and {sampling.max_tokens} tokens "
             "for the answer — raise ARCHIVIST_LLM_CONTEXT_TOKENS or lower ARCHIVIST_ANSWER_TOKENS"
         )
+    guard = Guard(question, [s.text for s in prompt.sources], [s.label for s in prompt.sources])
     begun = time.perf_counter()
     channel = service.llm.queue.submit(lambda emit: _stream(backend, prompt, sampling, emit))
     first: float | None = None
-    pieces = []
+    tokens = 0
+
+    def show(text: str) -> None:
+        nonlocal first
+        if text:
+            first = first or time.perf_counter()
+            if on_token:
+                on_token(text)
+
     try:
         for piece in channel:
-            if first is None:
-                first = time.perf_counter()
-            pieces.append(piece)
-            if on_token:
-                on_token(piece)
-        channel.result()
+            tokens += 1
+            show(guard.feed(piece))
+            if guard.stopped:
+                break
+        else:
+            channel.result()
     finally:
-        channel.cancel()  # a reader that went away frees the model at its next token
+        channel.cancel()  # a reader that went away (or a loop) frees the model at its next token
     ended = time.perf_counter()
-    text = "".join(pieces).strip()
+    rest, problem = guard.finish()
+    show(rest)
+    text = guard.answer if problem is None else ""
     parsed = parse_citations(text, len(prompt.sources))
     by_ref = {hit.chunk_id: hit for hit in hits}
     citations = [_citation(n, by_ref[prompt.sources[n - 1].ref]) for n in parsed.cited]
-    decode_s = ended - first if first is not None else 0.0
-    tokens = len(pieces)
+    decode_s = ended - begun
     return Answer(
         text, citations, backend.name, backend.model, None, "", 0.0,
         _ms(started, first) if first is not None else None, _ms(begun, ended), tokens,
-        (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else None,
+        tokens / decode_s if tokens > 1 and decode_s > 0 else None,
         unknown_citations=parsed.unknown, sources=prompt.sources,
+        rejected=[problem] if problem else ([guard.problem] if guard.problem else []),
     )  # fmt: skip
 
 
@@ -254,14 +313,30 @@ def _citation(n: int, hit: SearchHit) -> Citation:
     return Citation(n, hit.path, hit.page_start, section, hit.chunk_id, hit.snippet)
 
 
-def _passages_only(hits: list[SearchHit], why: str, retrieval_ms: float, query: str) -> Answer:
-    """Without a model: the best passages, cited, and why no model answered."""
-    lines = [f"No language model is available ({why}). The most relevant passages:"]
-    for n, hit in enumerate(hits, 1):
-        source = passage_source(hit)
-        lines.append(f"[{n}] {source.label}: {hit.snippet}")
-    if not hits:
-        lines = [f"No language model is available ({why}). {NO_MATCH}"]
-    citations = [_citation(n, hit) for n, hit in enumerate(hits, 1)]
-    return Answer("\n".join(lines), citations, "none", None, None, query, retrieval_ms, None, 0.0,
-                  0, None, sources=[passage_source(hit) for hit in hits])  # fmt: skip
+def _extractive(
+    service: Service,
+    question: str,
+    hits: list[SearchHit],
+    on_token: Callable[[str], None] | None,
+    started: float,
+    *,
+    note: str | None,
+    tried: Backend | None = None,
+) -> Answer:
+    """The sentences of the passages that best answer the question, quoted and cited (`tried`:
+    the model whose answers were rejected; none wrote this one)."""
+    begun = time.perf_counter()
+    embedder = service.indexes.embedder
+    quotes = best_sentences(question, [hit.text for hit in hits],
+                            embed=lambda texts: embedder.encode(texts).tolist())  # fmt: skip
+    text = quoted_answer(quotes) or NO_MATCH
+    if on_token:
+        on_token(text)
+    shown = time.perf_counter()
+    cited = list(dict.fromkeys(quote.source for quote in quotes))
+    return Answer(
+        text, [_citation(n, hits[n - 1]) for n in cited], tried.name if tried else "none",
+        tried.model if tried else None, None, "", 0.0,
+        _ms(started, shown), _ms(begun, shown), 0, None, extractive=True, note=note,
+        sources=[passage_source(hit) for hit in hits],
+    )  # fmt: skip

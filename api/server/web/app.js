@@ -111,9 +111,10 @@ function finishTurn(turn, answer) {
   if (!turn.querySelector(".citation") && answer.citations) showCitations(turn, answer.citations, answer.unknown_citations);
   const parts = [`backend ${answer.backend}`];
   if (answer.model) parts.push(`model ${answer.model}`);
-  if (answer.backend === "none") {
+  if (answer.extractive) {
     turn.classList.add("retrieval-only");
-    turn.querySelector(".status").textContent = "Retrieval only: no language model answered this question.";
+    turn.querySelector(".status").textContent =
+      `Quoted from the documents: ${answer.note || "no language model wrote this answer."}`;
   } else {
     parts.push(`first token ${seconds(answer.first_token_ms)}`);
     parts.push(`${answer.tokens_per_s ? answer.tokens_per_s.toFixed(1) : "—"} tokens/s`);

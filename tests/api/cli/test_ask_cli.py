@@ -81,13 +81,17 @@ def test_ask_streams_the_answer_then_lists_the_sources(ingested: dict[str, str])
     assert f"llamacpp {Settings().gguf}" in done.stderr and "session " in done.stderr
 
 
-def test_ask_without_a_model_gives_the_passages_and_says_why(ingested: dict[str, str]) -> None:
+def test_ask_without_a_model_quotes_the_passages_and_says_why(ingested: dict[str, str]) -> None:
     env = {**ingested, "ARCHIVIST_LLM": "none"}
     done = archivist(env, "ask", "How often is the Fresnel lens cleaned?", "--json")
     answer = json.loads(done.stdout)
-    assert answer["backend"] == "none"
-    assert "No language model is available" in answer["answer"]
+    assert (answer["backend"], answer["extractive"]) == ("none", True)
+    assert answer["note"].startswith("No language model is available")
+    assert "“" in answer["answer"] and "[1]" in answer["answer"]
     assert answer["citations"][0]["page"] == 2
+    plain = archivist(env, "ask", "How often is the Fresnel lens cleaned?")
+    assert plain.stdout.count("“") == answer["answer"].count("“")  # printed once
+    assert "No language model is available" in plain.stderr
 
 
 def test_a_missing_model_file_is_a_clear_error(ingested: dict[str, str], tmp_path: Path) -> None:

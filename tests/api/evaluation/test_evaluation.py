@@ -70,16 +70,24 @@ def test_eval_answers_scores_the_answers_of_questions_with_gold_answers(tmp_path
         "".join(json.dumps({**q, "answers": gold[q["_id"]]}) + "\n" for q in lines)
     )
     env = {**os.environ, "ARCHIVIST_DATA": str(tmp_path / "unused"), "ARCHIVIST_LLM": "none"}
+    out = tmp_path / "answers.jsonl"
     done = subprocess.run(
-        [ARCHIVIST, "eval", str(dataset), "--answers", "--mode", "bm25", "--json"],
+        [ARCHIVIST, "eval", str(dataset), "--answers", "--mode", "bm25", "--json",
+         "--answers-out", str(out)],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     answers = json.loads(done.stdout)["answers"]
     assert (answers["backend"], answers["model"], answers["questions"]) == ("none", None, 2)
-    # Without a model the answer is the cited passages: each holds its gold answer.
+    # Without a model the answer quotes the sentence that answers: it holds the gold answer.
     assert answers["context_recall"] == answers["citation_accuracy"] == 1.0
-    assert answers["first_token_ms_p50"] is None and answers["total_ms_p50"] > 0
+    assert answers["answer_recall"] == answers["extractive_share"] == 1.0
+    assert answers["degenerate"] == answers["false_refusals"] == answers["rejected_share"] == 0
+    assert answers["figures_in_answer"] == 1.0  # "17:40" holds figures; "every Tuesday" none
+    assert answers["first_token_ms_p50"] > 0 and answers["total_ms_p50"] > 0
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(w["id"], w["gold"]) for w in written] == [("q1", gold["q1"]), ("q2", gold["q2"])]
+    assert all(w["answer"] and w["citations"] and w["scores"]["answer_recall"] for w in written)
 
 
 def test_eval_answers_needs_a_set_with_answers(tmp_path: Path) -> None:

@@ -94,7 +94,24 @@ def test_eval_scores_files_and_pages_per_mode(tmp_path: Path) -> None:
     assert "page_recall@10" in plain.stdout and "doc_recall@1" in plain.stdout
     refused = subprocess.run([ARCHIVIST, "eval", str(dataset), "--answers"],
                              capture_output=True, text=True, env=env, check=False)  # fmt: skip
-    assert refused.returncode == 1 and "BEIR" in refused.stderr
+    assert refused.returncode == 1 and 'questions.jsonl has no "answer"' in refused.stderr
+
+
+def test_eval_answers_on_page_questions_checks_the_gold_figures(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "filings")
+    gold = {"q1": "$412.00", "q2": "31 cents", "q3": "88 million"}
+    lines = "".join(json.dumps({**q, "answer": gold[q["id"]]}) + "\n" for q in QUESTIONS)
+    (dataset / "questions.jsonl").write_text(lines)
+    env = {**os.environ, "ARCHIVIST_DATA": str(tmp_path / "unused"), "ARCHIVIST_LLM": "none"}
+    done = subprocess.run(
+        [ARCHIVIST, "eval", str(dataset), "--mode", "bm25", "--answers", "--json"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)["answers"]
+    assert answers["questions"] == 3 and answers["extractive_share"] == 1.0
+    # "$412.00" is found as "412 million": figures compare as numbers, not as text.
+    assert answers["figures_in_context"] == answers["figures_in_answer"] == 1.0
 
 
 def test_a_question_about_a_missing_file_or_a_bad_line_is_refused(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def scripted_service(settings: Settings, library: Path, backend: ScriptedBackend
 
 def test_an_answer_cites_the_file_and_page_of_its_source(settings: Settings, library: Path) -> None:
     def reply(messages: list[dict[str, str]]) -> str:
-        number = "1" if "[1] keeper-manual.pdf, page 2" in messages[-1]["content"] else "9"
+        first = messages[-1]["content"].split("\n\n[2] ")[0]  # only numbers reach the model
+        number = "1" if "[1] " in first and "Tuesday" in first else "9"
         return f"The lens is cleaned every Tuesday [{number}]."
 
     with scripted_service(settings, library, ScriptedBackend(reply)) as service:
@@ -118,8 +119,10 @@ def test_a_follow_up_is_rewritten_into_a_standalone_query(
     assert follow.query == "how often is the fog signal tested"
     assert follow.citations[0].page == 3
     messages, _ = backend.requests[-1]
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
-    assert messages[1]["content"] == "How often is the lens cleaned?"
+    # The system prompt, the worked example, the earlier turn, the question.
+    roles = ["system", "user", "assistant", "user", "assistant", "user"]
+    assert [m["role"] for m in messages] == roles
+    assert messages[3]["content"] == "How often is the lens cleaned?"
     assert [t.question for t in history] == [
         "How often is the lens cleaned?",
         "And the fog signal?",
@@ -131,8 +134,10 @@ def test_without_a_model_the_answer_is_the_cited_passages(
 ) -> None:
     service.ingest([library])
     answer = service.ask("How often is the lens cleaned?")
-    assert answer.backend == "none" and answer.model is None
-    assert answer.answer.startswith("No language model is available (ARCHIVIST_LLM=none).")
+    assert answer.backend == "none" and answer.model is None and answer.extractive
+    assert answer.note == "No language model is available (ARCHIVIST_LLM=none)."
+    lens = "The Fresnel lens is cleaned every Tuesday with a soft cloth and distilled water."
+    assert answer.answer.startswith(f"“{lens}” [1]")
     assert (Path(answer.citations[0].path).name, answer.citations[0].page) == (
         "keeper-manual.pdf",
         2,
@@ -185,3 +190,69 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.01)
+
+
+LOOPING = "[1] keeper-manual.pdf, page 2 [2] keeper-manual.pdf, page 3 " * 4
+FIXED = "The lens is cleaned every Tuesday with distilled water [1]."
+
+
+def test_a_loop_is_never_shown_and_the_question_is_asked_again(
+    settings: Settings, library: Path
+) -> None:
+    replies = iter([LOOPING, FIXED])
+    backend = ScriptedBackend(lambda messages: next(replies))
+    shown: list[str] = []
+    with scripted_service(settings, library, backend) as service:
+        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    assert answer.answer == FIXED and not answer.extractive
+    assert answer.rejected == ["loop"]
+    assert "".join(shown) == FIXED  # nothing of the loop reached the reader
+    (first, _), (second, strict) = backend.requests
+    assert strict.temperature == 0.0 and strict.repeat_penalty and strict.repeat_penalty > 1
+    # The second try reads the passages' evidence sentences: never more than the first.
+    assert len(second[-1]["content"]) <= len(first[-1]["content"])
+
+
+def test_a_loop_after_good_sentences_is_cut_there(settings: Settings, library: Path) -> None:
+    good = "The lens is cleaned on Tuesday [1]. The keeper cleans it [1]. "
+    backend = ScriptedBackend(good + "Use distilled water [1]. " * 8)
+    shown: list[str] = []
+    with scripted_service(settings, library, backend) as service:
+        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    assert len(backend.requests) == 1 and answer.rejected == ["loop"]
+    assert answer.answer == (good + "Use distilled water [1].") == "".join(shown).strip()
+
+
+def test_twice_rejected_answers_are_quoted_from_the_passages(
+    settings: Settings, library: Path
+) -> None:
+    backend = ScriptedBackend("[1] keeper-manual.pdf, page 2 [2] keeper-manual.pdf, page 3")
+    shown: list[str] = []
+    with scripted_service(settings, library, backend) as service:
+        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    assert answer.rejected == ["label-echo", "label-echo"]
+    assert answer.extractive and (answer.backend, answer.model) == ("scripted", "scripted-1")
+    assert answer.note and "rejected (label-echo, label-echo)" in answer.note
+    assert "Tuesday" in answer.answer and answer.answer.startswith("“")
+    assert "".join(shown) == answer.answer
+    assert answer.to_json()["rejected"] == ["label-echo", "label-echo"]
+
+
+def test_a_good_answer_is_asked_once_and_streamed_sentence_by_sentence(
+    settings: Settings, library: Path
+) -> None:
+    two = "The lens is cleaned every Tuesday [1]. Distilled water is used [1]."
+    backend = ScriptedBackend(two)
+    shown: list[str] = []
+    with scripted_service(settings, library, backend) as service:
+        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    assert len(backend.requests) == 1 and answer.rejected == [] and not answer.extractive
+    assert shown == ["The lens is cleaned every Tuesday [1]. ", "Distilled water is used [1]."]
+
+
+def test_extractive_on_request_never_asks_the_model(settings: Settings, library: Path) -> None:
+    backend = ScriptedBackend(FIXED)
+    with scripted_service(settings, library, backend) as service:
+        answer = service.ask("How often is the lens cleaned?", AskOptions(extractive=True))
+    assert backend.requests == [] and answer.extractive and answer.note is None
+    assert answer.answer.startswith("“The Fresnel lens is cleaned every Tuesday")

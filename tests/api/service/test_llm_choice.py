@@ -58,8 +58,8 @@ def test_auto_answers_with_passages_when_no_model_is_available(
     answer = answer_with(settings, library, llm="auto", ollama_url=down,
                          gguf=str(tmp_path / "missing.gguf"))  # fmt: skip
     assert answer["backend"] == "none"
-    assert f"Ollama at {down} is not running or has no model" in str(answer["answer"])
-    assert "missing.gguf" in str(answer["answer"])
+    assert f"Ollama at {down} is not running or has no model" in str(answer["note"])
+    assert "missing.gguf" in str(answer["note"])
     assert answer["citations"]
 
 
