@@ -135,6 +135,17 @@ def _figures(text: str) -> set[str]:
     return {figure.replace(",", "") for figure in _FIGURE.findall(text)}
 
 
+def likely_source(answer: str, sources: Sequence[str]) -> int | None:
+    """The number (from 1) of the source that holds most of the answer's topic words, when it
+    holds at least half of them: the source an answer without a citation was written from."""
+    said = {stem(w) for w in topic_words(answer)}
+    if not said:
+        return None
+    shares = [len(said & {stem(w) for w in words(source)}) / len(said) for source in sources]
+    best = max(range(len(shares)), key=lambda i: shares[i], default=None)
+    return best + 1 if best is not None and shares[best] >= 0.5 else None
+
+
 def problem(
     answer: str, question: str, sources: Sequence[str], labels: Sequence[str]
 ) -> str | None:

@@ -12,7 +12,7 @@ from api.service.llm import LLM
 from api.service.search import Filters, Mode, SearchHit
 from api.service.sessions import SessionStore, check_session_id, new_session_id
 from api.service.settings import Settings
-from generation.answer_check import Guard
+from generation.answer_check import Guard, is_refusal, likely_source
 from generation.backend import Backend, Sampling
 from generation.citations import parse_citations
 from generation.errors import PromptTooLong
@@ -265,8 +265,15 @@ def _generate(
         channel.cancel()  # a reader that went away (or a loop) frees the model at its next token
     ended = time.perf_counter()
     rest, problem = guard.finish()
-    show(rest)
     text = guard.answer if problem is None else ""
+    texts = [source.text for source in prompt.sources]
+    if text and not parse_citations(text, len(texts)).cited and not is_refusal(text):
+        # A third of the 0.5B model's answers cite nothing: the excerpt that holds most of
+        # the answer's words is cited for it.
+        found = likely_source(text, texts)
+        if found is not None:
+            rest, text = f"{rest} [{found}]", f"{text} [{found}]"
+    show(rest)
     parsed = parse_citations(text, len(prompt.sources))
     by_ref = {hit.chunk_id: hit for hit in hits}
     citations = [_citation(n, by_ref[prompt.sources[n - 1].ref]) for n in parsed.cited]

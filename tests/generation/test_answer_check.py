@@ -17,6 +17,7 @@ from generation.answer_check import (
     is_label_echo,
     is_loop,
     is_refusal,
+    likely_source,
     pasted_passage,
     problem,
     sources_speak_of,
@@ -120,6 +121,15 @@ def test_a_figure_the_cited_source_does_not_state_is_unsupported():
     assert check(record, "It is cleaned every 45 days.") == UNSUPPORTED  # nowhere at all
     guard = guard_for(record)
     assert feed_all(guard, wrong) == "" and guard.finish()[1] == UNSUPPORTED
+
+
+def test_an_answer_without_a_citation_is_traced_to_the_source_holding_its_words():
+    record = recorded("after", WRITE)  # "The keeper should write in ink, … [1]."
+    texts = [s["text"] for s in record["sources"]]
+    bare = record["answer"].replace(" [1]", "")
+    assert likely_source(bare, texts) == 1
+    assert likely_source("Bicycles need new chains.", texts) is None
+    assert likely_source("[2]", texts) is None
 
 
 def feed_all(guard: Guard, text: str, piece_chars: int = 3) -> str:

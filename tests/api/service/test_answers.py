@@ -256,3 +256,15 @@ def test_extractive_on_request_never_asks_the_model(settings: Settings, library:
         answer = service.ask("How often is the lens cleaned?", AskOptions(extractive=True))
     assert backend.requests == [] and answer.extractive and answer.note is None
     assert answer.answer.startswith("“The Fresnel lens is cleaned every Tuesday")
+
+
+def test_an_answer_that_cites_nothing_cites_the_passage_it_was_written_from(
+    settings: Settings, library: Path
+) -> None:
+    backend = ScriptedBackend("The Fresnel lens is cleaned every Tuesday with distilled water.")
+    shown: list[str] = []
+    with scripted_service(settings, library, backend) as service:
+        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    assert answer.answer.endswith("distilled water. [1]") and "".join(shown) == answer.answer
+    (citation,) = answer.citations
+    assert (Path(citation.path).name, citation.page) == ("keeper-manual.pdf", 2)
