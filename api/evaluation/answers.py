@@ -19,6 +19,7 @@ import json
 import re
 import string
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
@@ -27,12 +28,17 @@ from generation.answer_check import LABEL_ECHO, LOOP, PASTED, is_refusal, proble
 from retrieval.metrics import percentile
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def normalize(text: str) -> str:
-    """SQuAD's answer normalization."""
-    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+    """SQuAD's answer normalization, with punctuation beyond ASCII removed too: an extractive
+    answer's quotation marks (“…”) would otherwise stick to its first and last words."""
+    kept = "".join(
+        c
+        for c in text.lower()
+        if c not in string.punctuation and not unicodedata.category(c).startswith("P")
+    )
+    return " ".join(_ARTICLES.sub(" ", kept).split())
 
 
 def holds_answer(text: str, answers: Iterable[str]) -> bool:

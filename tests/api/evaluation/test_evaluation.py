@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from api.evaluation import load_dataset
+from api.evaluation.answers import holds_answer, normalize
 
 ARCHIVIST = str(Path(sys.executable).parent / "archivist")
 DOCS = {
@@ -97,3 +98,13 @@ def test_eval_answers_needs_a_set_with_answers(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert 'queries.jsonl has no "answers"' in done.stderr
+
+
+def test_answers_are_compared_without_any_punctuation() -> None:
+    gold = ["it isn't an elegant piece of furniture", "$1,577.00"]
+    assert holds_answer(
+        "“I knocked a point off: it isn’t an elegant piece of furniture.” [1]", gold
+    )
+    assert holds_answer("Capital expenditure was 1577.00 dollars", gold)
+    assert not holds_answer("it is an elegant piece of furniture", gold[:1])
+    assert normalize("“The Lens,” she said") == "lens she said"
