@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api.service import Archivist, AskOptions, BadRequest, Settings
+from api.service import Answer, Archivist, AskOptions, BadRequest, Settings
 from generation.backend import estimate_tokens
 from generation.errors import PromptTooLong, QueueFull
 from generation.prompt import MESSAGE_OVERHEAD, pack_prompt
@@ -192,6 +192,16 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def ask_streamed(
+    settings: Settings, library: Path, backend: ScriptedBackend
+) -> tuple[Answer, list[str]]:
+    """The lens question answered by `backend`, and the pieces a reader was shown."""
+    shown: list[str] = []
+    with scripted_service(settings, library, backend) as service:
+        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    return answer, shown
+
+
 LOOPING = "[1] keeper-manual.pdf, page 2 [2] keeper-manual.pdf, page 3 " * 4
 FIXED = "The lens is cleaned every Tuesday with distilled water [1]."
 
@@ -201,9 +211,7 @@ def test_a_loop_is_never_shown_and_the_question_is_asked_again(
 ) -> None:
     replies = iter([LOOPING, FIXED])
     backend = ScriptedBackend(lambda messages: next(replies))
-    shown: list[str] = []
-    with scripted_service(settings, library, backend) as service:
-        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    answer, shown = ask_streamed(settings, library, backend)
     assert answer.answer == FIXED and not answer.extractive
     assert answer.rejected == ["loop"]
     assert "".join(shown) == FIXED  # nothing of the loop reached the reader
@@ -216,9 +224,7 @@ def test_a_loop_is_never_shown_and_the_question_is_asked_again(
 def test_a_loop_after_good_sentences_is_cut_there(settings: Settings, library: Path) -> None:
     good = "The lens is cleaned on Tuesday [1]. The keeper cleans it [1]. "
     backend = ScriptedBackend(good + "Use distilled water [1]. " * 8)
-    shown: list[str] = []
-    with scripted_service(settings, library, backend) as service:
-        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    answer, shown = ask_streamed(settings, library, backend)
     assert len(backend.requests) == 1 and answer.rejected == ["loop"]
     assert answer.answer == (good + "Use distilled water [1].") == "".join(shown).strip()
 
@@ -227,9 +233,7 @@ def test_twice_rejected_answers_are_quoted_from_the_passages(
     settings: Settings, library: Path
 ) -> None:
     backend = ScriptedBackend("[1] keeper-manual.pdf, page 2 [2] keeper-manual.pdf, page 3")
-    shown: list[str] = []
-    with scripted_service(settings, library, backend) as service:
-        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    answer, shown = ask_streamed(settings, library, backend)
     assert answer.rejected == ["label-echo", "label-echo"]
     assert answer.extractive and (answer.backend, answer.model) == ("scripted", "scripted-1")
     assert answer.note and "rejected (label-echo, label-echo)" in answer.note
@@ -243,9 +247,7 @@ def test_a_good_answer_is_asked_once_and_streamed_sentence_by_sentence(
 ) -> None:
     two = "The lens is cleaned every Tuesday [1]. Distilled water is used [1]."
     backend = ScriptedBackend(two)
-    shown: list[str] = []
-    with scripted_service(settings, library, backend) as service:
-        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    answer, shown = ask_streamed(settings, library, backend)
     assert len(backend.requests) == 1 and answer.rejected == [] and not answer.extractive
     assert shown == ["The lens is cleaned every Tuesday [1]. ", "Distilled water is used [1]."]
 
@@ -262,9 +264,7 @@ def test_an_answer_that_cites_nothing_cites_the_passage_it_was_written_from(
     settings: Settings, library: Path
 ) -> None:
     backend = ScriptedBackend("The Fresnel lens is cleaned every Tuesday with distilled water.")
-    shown: list[str] = []
-    with scripted_service(settings, library, backend) as service:
-        answer = service.ask("How often is the lens cleaned?", on_token=shown.append)
+    answer, shown = ask_streamed(settings, library, backend)
     assert answer.answer.endswith("distilled water. [1]") and "".join(shown) == answer.answer
     (citation,) = answer.citations
     assert (Path(citation.path).name, citation.page) == ("keeper-manual.pdf", 2)
