@@ -116,10 +116,10 @@ def test_asking_streams_the_answer_and_cites_the_uploaded_file(page: Page, tmp_p
     events = driver.execute_script("return window.archivistEvents")
     tokens = [event for event in events if event["type"] == "token"]
     assert [event["type"] for event in events][-2:] == ["citations", "done"], turn.text
-    # The answer grew on screen token by token, from more than one read of the stream.
+    # The answer grew on screen as the checked sentences arrived (a short answer is one piece:
+    # the service shows a sentence once it has passed the answer checks).
     lengths = [event["length"] for event in tokens]
-    assert len(tokens) >= 2 and lengths == sorted(set(lengths)), events
-    assert len({event["read"] for event in tokens}) >= 2, events
+    assert tokens and lengths == sorted(set(lengths)) and lengths[0] > 0, events
 
     assert turn.find_element(By.CSS_SELECTOR, ".answer").text.strip()
     assert "failed" not in (turn.get_attribute("class") or "")
