@@ -211,8 +211,15 @@ def test_an_unreachable_model_server_answers_503(seeded: Settings) -> None:
             assert closed in refused.json()["detail"]
 
 
+def long_answer(words: int) -> str:
+    """Sentences of eight made-up words, none repeated: nothing the answer checks hold back."""
+    syllables = ["ka", "lo", "mi", "ne", "su", "ta", "ri", "vo", "pe", "du"]
+    made_up = [a + b + c for a in syllables for b in syllables for c in syllables][:words]
+    return " ".join(w + ("." if n % 8 == 7 else "") for n, w in enumerate(made_up)) + " [1]"
+
+
 def test_a_client_that_goes_away_stops_the_generation(seeded: Settings) -> None:
-    backend = ScriptedBackend(" ".join(["word"] * 400) + " [1]", word_s=0.02)
+    backend = ScriptedBackend(long_answer(400), word_s=0.02)
     with live_server(seeded, backend=backend) as live:
         body = {"question": "When is the lens cleaned?", "stream": True}
         with live.http.stream("POST", "/ask", json=body) as response:

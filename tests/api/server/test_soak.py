@@ -36,7 +36,10 @@ UPLOAD_EVERY_S = 1.0
 # idle, peak 1,390 MB), and no steady climb from the end of the first quarter to the end.
 MAX_RISE_MB = 400
 MAX_GROWTH_MB = 150
-REPLY = "The notes answer this in their first section [1]. " * 3
+REPLY = (
+    "The notes answer this in their first section [1]. They give the date and the place [1]. "
+    "Nothing more is needed [1]."
+)
 QUERIES = ["lens cleaning schedule", "fog horn signal", "lamp oil supplies", "keeper duties",
            "how often is the lens cleaned", "storm procedure", "boat maintenance"]  # fmt: skip
 SEED_NOTES = {
