@@ -48,4 +48,4 @@ def test_a_source_that_only_gives_orders_is_left_out_of_the_prompt() -> None:
                          answer_tokens=64, count=estimate_tokens)  # fmt: skip
     assert [s.ref for s in prompt.sources] == ["m"]
     assert "PWNED" not in prompt.messages[-1]["content"]
-    assert "[1] manual.pdf, page 2" in prompt.messages[-1]["content"]
+    assert "[1] The lens is cleaned every Tuesday." in prompt.messages[-1]["content"]

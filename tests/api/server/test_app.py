@@ -127,7 +127,8 @@ def test_ask_streams_tokens_then_citations_then_done(seeded: Settings, smollm2_g
         assert kinds[-2:] == ["citations", "done"] and set(kinds[:-2]) == {"token"}
         assert len(kinds) > 3
         done = events[-1][1]
-        assert done["backend"] == "llamacpp" and done["tokens"] == len(kinds) - 2
+        # Each event is a checked sentence or more; the model wrote at least as many tokens.
+        assert done["backend"] == "llamacpp" and done["tokens"] >= len(kinds) - 2
         assert done["answer"] == "".join(data["text"] for _, data in events[:-2]).strip()
         assert events[-2][1]["citations"] == done["citations"]
 
@@ -168,7 +169,8 @@ def test_openai_chat_completions_with_the_official_client(
             stream=True,  # type: ignore[arg-type]
         )
         pieces = [chunk.choices[0].delta.content or "" for chunk in stream]
-        assert len(pieces) > 3 and "".join(pieces).strip()
+        # The role, each checked sentence (one at least), then the sources.
+        assert len(pieces) >= 3 and "".join(pieces).strip()
 
         try:
             client.chat.completions.create(model="gpt-4", messages=messages)  # type: ignore[arg-type]

@@ -94,6 +94,21 @@ def _ask_streamed(live: Live) -> tuple[int, list[tuple[str, Any]], float]:
     return 200, events, _since(started)
 
 
+def _stream_failed(status: int, events: list[tuple[str, Any]], reason: str) -> dict[str, Any]:
+    """The error of a streamed answer that failed midway: an error event after the checked
+    sentences already shown, or, when the fault came before any sentence had passed the answer
+    checks, a 503 before the stream starts. Either way with the reason; never a cut answer."""
+    kinds = [kind for kind, _ in events]
+    if status == 200:
+        assert kinds[-1] == "error" and set(kinds[:-1]) <= {"token"}, events
+        error: dict[str, Any] = events[-1][1]
+    else:
+        assert status == 503 and kinds == ["refused"], (status, events)
+        error = events[0][1]
+    assert error["reason"] == reason, error
+    return error
+
+
 def _since(started: float) -> float:
     return time.monotonic() - started
 
@@ -169,8 +184,7 @@ def test_a_stream_that_stalls_midway_ends_with_an_error_event(
         _answers(live)  # the model's window is loaded and its prompt cached
         model.stall_s, model.stall_after = 60.0, 3
         status, events, took = _ask_streamed(live)
-        assert status == 200 and [kind for kind, _ in events] == ["token"] * 3 + ["error"]
-        assert events[-1][1]["reason"] == "timeout" and "TIMEOUT_S" in events[-1][1]["detail"]
+        assert "TIMEOUT_S" in _stream_failed(status, events, "timeout")["detail"]
         assert took < TIMEOUT_S + SLACK_S
         answer, took = _ask(live)
         _refused(answer, "timeout")
@@ -185,8 +199,7 @@ def test_a_stream_dropped_midway_ends_with_an_error_event(
     with live_server(_configured(settings, protocol, served)) as live:
         model.drop_after = 3
         status, events, took = _ask_streamed(live)
-        assert status == 200 and [kind for kind, _ in events] == ["token"] * 3 + ["error"]
-        assert events[-1][1]["reason"] == "backend-unavailable", events[-1]
+        _stream_failed(status, events, "backend-unavailable")
         assert took < TIMEOUT_S + SLACK_S
         answer, took = _ask(live)
         _refused(answer, "backend-unavailable")
@@ -207,8 +220,7 @@ def test_a_model_runner_that_fails_answers_503_not_400(
         assert (status, events[0][1]["reason"]) == (503, "generation")
         model.fail_after = 3
         status, events, _ = _ask_streamed(live)
-        assert status == 200 and [kind for kind, _ in events] == ["token"] * 3 + ["error"]
-        assert failure in events[-1][1]["detail"]
+        assert failure in _stream_failed(status, events, "generation")["detail"]
         _refused(_ask(live)[0], "generation")
         model.reset()
         _answers(live)
@@ -234,8 +246,7 @@ def test_a_stream_that_ends_early_is_not_taken_for_a_whole_answer(
     with live_server(_configured(settings, protocol, served)) as live:
         model.cut_after = 3
         status, events, _ = _ask_streamed(live)
-        assert status == 200 and [kind for kind, _ in events] == ["token"] * 3 + ["error"]
-        assert events[-1][1]["reason"] == "backend-unavailable", events[-1]
+        _stream_failed(status, events, "backend-unavailable")
         answer, _ = _ask(live, session_id="cut-short")
         _refused(answer, "backend-unavailable")
         assert live.http.get("/sessions/cut-short").status_code == 404  # nothing half recorded
