@@ -127,12 +127,19 @@ def unsupported_figures(answer: str, sources: Sequence[str]) -> set[str]:
     """Figures the answer states that its cited sources (all sources, if it cites none) do not:
     "every 90 days [1]" where only source 2 says 90 days. The 0.5B model does this often."""
     cited = parse_citations(answer, len(sources)).cited
-    said = _figures(_CITATION.sub(" ", answer))
-    return said - _figures(" ".join(sources[n - 1] for n in cited) if cited else " ".join(sources))
+    said = figures(_CITATION.sub(" ", answer))
+    return said - figures(" ".join(sources[n - 1] for n in cited) if cited else " ".join(sources))
 
 
-def _figures(text: str) -> set[str]:
-    return {figure.replace(",", "") for figure in _FIGURE.findall(text)}
+def figures(text: str) -> set[str]:
+    """The numbers in a text, written one way: "1,577.00" and "1577" are both "1577"."""
+    found = set()
+    for figure in _FIGURE.findall(text):
+        figure = figure.replace(",", "")
+        if "." in figure:
+            figure = figure.rstrip("0").rstrip(".")
+        found.add(figure)
+    return found
 
 
 def likely_source(answer: str, sources: Sequence[str]) -> int | None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 from api.service import Answer, Archivist, AskOptions
-from generation.answer_check import LABEL_ECHO, LOOP, PASTED, is_refusal, problem
+from generation.answer_check import LABEL_ECHO, LOOP, PASTED, figures, is_refusal, problem
 from retrieval.metrics import percentile
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -45,20 +45,6 @@ def holds_answer(text: str, answers: Iterable[str]) -> bool:
     """Whether any gold answer appears in the text, both normalized (padded to whole words)."""
     haystack = f" {normalize(text)} "
     return any(f" {gold} " in haystack for gold in map(normalize, answers) if gold)
-
-
-_FIGURE = re.compile(r"\d[\d,]*(?:\.\d+)?")
-
-
-def figures(text: str) -> set[str]:
-    """The numbers in a text, written one way: "1,577.00" and "1577" are both "1577"."""
-    found = set()
-    for figure in _FIGURE.findall(text):
-        figure = figure.replace(",", "")
-        if "." in figure:
-            figure = figure.rstrip("0").rstrip(".")
-        found.add(figure)
-    return found
 
 
 def score_answer(answer: Answer, question: str, gold: list[str]) -> dict[str, bool | None]:

@@ -240,10 +240,12 @@ def _generate(
             f"any passage after the instructions, the question and {sampling.max_tokens} tokens "
             "for the answer — raise ARCHIVIST_LLM_CONTEXT_TOKENS or lower ARCHIVIST_ANSWER_TOKENS"
         )
-    guard = Guard(question, [s.text for s in prompt.sources], [s.label for s in prompt.sources])
+    texts = [source.text for source in prompt.sources]
+    guard = Guard(question, texts, [source.label for source in prompt.sources])
     begun = time.perf_counter()
     channel = service.llm.queue.submit(lambda emit: _stream(backend, prompt, sampling, emit))
-    first: float | None = None
+    first: float | None = None  # the first text shown
+    generated: float | None = None  # the first token the model wrote
     tokens = 0
 
     def show(text: str) -> None:
@@ -255,6 +257,7 @@ def _generate(
 
     try:
         for piece in channel:
+            generated = generated or time.perf_counter()
             tokens += 1
             show(guard.feed(piece))
             if guard.stopped:
@@ -266,7 +269,6 @@ def _generate(
     ended = time.perf_counter()
     rest, problem = guard.finish()
     text = guard.answer if problem is None else ""
-    texts = [source.text for source in prompt.sources]
     if text and not parse_citations(text, len(texts)).cited and not is_refusal(text):
         # A third of the 0.5B model's answers cite nothing: the excerpt that holds most of
         # the answer's words is cited for it.
@@ -277,13 +279,14 @@ def _generate(
     parsed = parse_citations(text, len(prompt.sources))
     by_ref = {hit.chunk_id: hit for hit in hits}
     citations = [_citation(n, by_ref[prompt.sources[n - 1].ref]) for n in parsed.cited]
-    decode_s = ended - begun
+    # Decoding speed, from the model's first token (not the first sentence shown).
+    decode_s = ended - generated if generated is not None else 0.0
     return Answer(
         text, citations, backend.name, backend.model, None, "", 0.0,
         _ms(started, first) if first is not None else None, _ms(begun, ended), tokens,
-        tokens / decode_s if tokens > 1 and decode_s > 0 else None,
+        (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else None,
         unknown_citations=parsed.unknown, sources=prompt.sources,
-        rejected=[problem] if problem else ([guard.problem] if guard.problem else []),
+        rejected=[guard.problem] if guard.problem else [],
     )  # fmt: skip
 
 
