@@ -2,6 +2,7 @@
 
 from ingest.chunker import Chunk, ChunkOptions, TokenCounter, split_blocks
 from ingest.convert import SUPPORTED_SUFFIXES, Limits, convert_file
+from ingest.database import open_database
 from ingest.errors import IngestError, StoreError
 from ingest.ingester import FileResult, IngestReport, find_files, ingest_paths
 from ingest.store import ChunkStore, DocumentRecord, QueuedOp, StoredChunk
@@ -25,5 +26,6 @@ __all__ = [
     "convert_file",
     "find_files",
     "ingest_paths",
+    "open_database",
     "split_blocks",
 ]

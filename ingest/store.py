@@ -16,6 +16,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from ingest.chunker import Chunk
+from ingest.database import open_database
 from ingest.errors import ReadOnly, StoreDamaged, StoreError
 from ingest.migrations import migrate, pending_migrations
 from ingest.titles import identity, name_words
@@ -113,9 +114,7 @@ class ChunkStore:
                 self._check_schema()
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            self.db = Database(connection)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db = Database(open_database(path))
             self.db.execute("PRAGMA synchronous=NORMAL")
             if pending_migrations(self.db):  # looked at first without taking the write lock
                 with self._transaction():

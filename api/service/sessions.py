@@ -9,6 +9,7 @@ from pathlib import Path
 
 from api.service.errors import BadRequest
 from generation.prompt import Turn
+from ingest.database import open_database
 from ingest.errors import StoreError
 
 _VALID_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -45,8 +46,7 @@ class SessionStore:
     def __init__(self, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db = open_database(path)
             self._db.execute(_SCHEMA)
         except (sqlite3.Error, OSError) as error:
             raise StoreError(f"cannot open the session database at {path}: {error}") from None

@@ -241,6 +241,10 @@ def load_settings() -> Settings:
     except ValidationError as invalid:
         problems = []
         for problem in invalid.errors():
+            if problem["type"] == "default_factory_not_called":
+                # A default made from other fields (convert_memory_mb's, from workers) is not
+                # made once any field is bad: an echo of that field's error, not a problem.
+                continue
             name = "ARCHIVIST_" + "_".join(str(part) for part in problem["loc"]).upper()
             message = str(problem["msg"]).removeprefix("Value error, ")
             problems.append(f"{name}={os.environ.get(name, '')!r}: {message}")

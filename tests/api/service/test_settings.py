@@ -1,0 +1,52 @@
+"""Settings from the environment: a bad value is reported by its variable, and only it."""
+
+import os
+
+import pytest
+
+from api.service import ConfigError, load_settings
+
+WAY_OUT = " — fix or unset it (see `api/service/settings.py` for every setting)"
+NOT_AN_INTEGER = "Input should be a valid integer, unable to parse string as an integer"
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The environment without the ARCHIVIST_* variables of whoever runs the tests."""
+    for name in os.environ:
+        if name.startswith("ARCHIVIST_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ARCHIVIST_CHUNK_TOKENS": "abc"},
+        {"ARCHIVIST_WORKERS": "abc"},  # the value the memory limit's default is made from
+        {"ARCHIVIST_CHUNK_TOKENS": "abc", "ARCHIVIST_WORKERS": "two"},
+    ],
+    ids=lambda bad: "+".join(bad),
+)
+def test_only_the_bad_values_are_reported(environment: pytest.MonkeyPatch, bad: dict) -> None:
+    for name, value in bad.items():
+        environment.setenv(name, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    # Before: each also said "ARCHIVIST_CONVERT_MEMORY_MB='': The default factory uses
+    # validated data, but at least one validation error occurred", a setting never given.
+    expected = "; ".join(f"{name}={value!r}: {NOT_AN_INTEGER}" for name, value in bad.items())
+    assert str(raised.value) == expected + WAY_OUT
+
+
+def test_a_bad_value_given_for_the_memory_limit_is_still_reported(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    environment.setenv("ARCHIVIST_WORKERS", "abc")
+    environment.setenv("ARCHIVIST_CONVERT_MEMORY_MB", "1")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert str(raised.value) == (
+        f"ARCHIVIST_WORKERS='abc': {NOT_AN_INTEGER}; ARCHIVIST_CONVERT_MEMORY_MB='1': Input "
+        "should be greater than or equal to 256" + WAY_OUT
+    )
