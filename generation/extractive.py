@@ -54,16 +54,22 @@ def best_sentences(
     candidates = [(n, s) for n, source in enumerate(sources, 1) for s in sentences(source)]
     if not candidates:
         return []
-    scores = _lexical(question, [s for _, s in candidates])
-    if embed is not None:
-        vectors = embed([question] + [s for _, s in candidates])
-        asked = vectors[0]
-        for i, vector in enumerate(vectors[1:]):
-            scores[i] += sum(a * b for a, b in zip(asked, vector, strict=True))
+    scores = _scores(question, [s for _, s in candidates], embed)
     ranked = sorted(range(len(candidates)), key=lambda i: -scores[i])
     best = scores[ranked[0]]
     chosen = [i for i in ranked[:QUOTES] if scores[i] >= CLOSE * best]
     return [Quote(candidates[i][0], candidates[i][1], scores[i]) for i in sorted(chosen)]
+
+
+def _scores(question: str, candidates: list[str], embed: Embed | None) -> list[float]:
+    """Topic-word share of each sentence, plus its embedding's cosine with the question's."""
+    scores = _lexical(question, candidates)
+    if embed is not None and candidates:
+        vectors = embed([question] + candidates)
+        asked = vectors[0]
+        for i, vector in enumerate(vectors[1:]):
+            scores[i] += sum(a * b for a, b in zip(asked, vector, strict=True))
+    return scores
 
 
 def _lexical(question: str, candidates: list[str]) -> list[float]:
@@ -80,14 +86,18 @@ def quoted_answer(quotes: Sequence[Quote]) -> str:
     return " ".join(f"“{quote.text}” [{quote.source}]" for quote in quotes)
 
 
-def evidence(question: str, text: str, *, best: int = 2) -> str:
-    """The passage cut to its `best` sentences for the question and their neighbours, in order
-    (the whole passage when it is that short already)."""
-    found = sentences(text)
-    if len(found) <= 3 * best:
-        return text
-    scores = _lexical(question, found)
-    chosen: set[int] = set()
-    for i in sorted(range(len(found)), key=lambda i: -scores[i])[:best]:
-        chosen |= {i - 1, i, i + 1}
-    return " ".join(found[i] for i in sorted(chosen) if 0 <= i < len(found))
+def evidence(
+    question: str, texts: Sequence[str], *, best: int, embed: Embed | None = None
+) -> list[str]:
+    """The `best` sentences of all the passages that best answer the question (scored as by
+    best_sentences) and their neighbours, each passage cut to its own, in order: "" for a
+    passage that has none of them."""
+    found = [sentences(text) for text in texts]
+    places = [(i, j) for i, pieces in enumerate(found) for j in range(len(pieces))]
+    scores = _scores(question, [found[i][j] for i, j in places], embed)
+    top = sorted(range(len(places)), key=lambda k: -scores[k])[:best]
+    chosen = {(places[k][0], places[k][1] + step) for k in top for step in (-1, 0, 1)}
+    return [
+        " ".join(sentence for j, sentence in enumerate(pieces) if (i, j) in chosen)
+        for i, pieces in enumerate(found)
+    ]

@@ -5,7 +5,8 @@
 - answer recall: a gold answer appears in the answer;
 all after SQuAD's normalization (lowercase, no punctuation, articles or extra spaces); and what a
 person would be shown instead of an answer:
-- degenerate: a loop, an echo of the source labels or a pasted passage (generation.answer_check);
+- degenerate: a loop, an echo of the source labels or of the question, or a pasted passage
+  (generation.answer_check);
 - false refusals: "not in the sources" while a gold answer was in the packed passages;
 - extractive share: answers quoted from the passages (no model, or the model's tries rejected);
 - rejected share: answers whose first try the checks rejected (asked again, or quoted);
@@ -24,7 +25,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 from api.service import Answer, Archivist, AskOptions
-from generation.answer_check import LABEL_ECHO, LOOP, PASTED, figures, is_refusal, problem
+from generation.answer_check import (
+    LABEL_ECHO,
+    LOOP,
+    PASTED,
+    QUESTION_ECHO,
+    figures,
+    is_refusal,
+    problem,
+)
 from retrieval.metrics import percentile
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -60,7 +69,7 @@ def score_answer(answer: Answer, question: str, gold: list[str]) -> dict[str, bo
         "context_recall": in_context,
         "citation_accuracy": any(holds_answer(text, gold) for text in cited),
         "answer_recall": holds_answer(answer.answer, gold),
-        "degenerate": found in (LOOP, LABEL_ECHO, PASTED),
+        "degenerate": found in (LOOP, LABEL_ECHO, QUESTION_ECHO, PASTED),
         "false_refusals": in_context and not answer.extractive and is_refusal(answer.answer),
         "extractive_share": answer.extractive,
         "rejected_share": bool(answer.rejected),

@@ -184,6 +184,7 @@ def _standalone_query(
 
 
 # A second try reads only the passages' evidence sentences and is sampled to avoid repeating.
+RETRY_EVIDENCE = 6
 RETRY_REPEAT_PENALTY = 1.3
 
 
@@ -200,12 +201,16 @@ def _checked(
     """The model's answer, checked before it is shown (answer_check.Guard); a rejected answer is
     asked once more, from the evidence sentences alone, and then quoted from the passages."""
     sampling = _sampling(service, options)
-    sources = [passage_source(hit) for hit in hits]
+    passages = [passage_source(hit) for hit in hits]
+    best = service.settings.answer_evidence
+    sources = _focused(service, question, passages, best) if best else passages
     answer = _generate(service, backend, question, history, hits, sources, sampling, on_token,
                        started)  # fmt: skip
     if answer.answer:  # checked whole, or cut where a loop or a paste began
         return answer
-    focused = [replace(source, text=evidence(question, source.text)) for source in sources]
+    # The same evidence sentences again (llama.cpp has the prompt processed already, so the
+    # second try costs only its tokens), or the evidence sentences after whole passages.
+    focused = sources if best else _focused(service, question, passages, RETRY_EVIDENCE)
     strict = replace(sampling, temperature=0.0, repeat_penalty=RETRY_REPEAT_PENALTY)
     retried = _generate(service, backend, question, history, hits, focused, strict, on_token,
                         started)  # fmt: skip
@@ -321,6 +326,16 @@ def passage_source(hit: SearchHit) -> Source:
 def _citation(n: int, hit: SearchHit) -> Citation:
     section = " > ".join(hit.section) or None
     return Citation(n, hit.path, hit.page_start, section, hit.chunk_id, hit.snippet)
+
+
+def _focused(service: Service, question: str, sources: list[Source], best: int) -> list[Source]:
+    """The sources cut to the `best` sentences that answer the question best (scored with the
+    already-loaded embedder too); a source without one of them is left out."""
+    embedder = service.indexes.embedder
+    texts = evidence(question, [source.text for source in sources], best=best,
+                     embed=lambda texts: embedder.encode(texts).tolist())  # fmt: skip
+    focused = [replace(s, text=text) for s, text in zip(sources, texts, strict=True) if text]
+    return focused or sources  # no sentence to choose (tables, lists of fragments): all of it
 
 
 def _extractive(

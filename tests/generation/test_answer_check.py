@@ -10,7 +10,9 @@ import pytest
 from generation.answer_check import (
     LABEL_ECHO,
     LOOP,
+    MISCITED,
     PASTED,
+    QUESTION_ECHO,
     REFUSAL,
     UNSUPPORTED,
     Guard,
@@ -18,8 +20,10 @@ from generation.answer_check import (
     is_loop,
     is_refusal,
     likely_source,
+    miscited,
     pasted_passage,
     problem,
+    restates_question,
     sources_speak_of,
     unsupported_figures,
 )
@@ -84,7 +88,7 @@ def test_a_refusal_is_right_when_no_passage_speaks_of_the_question():
 
 @pytest.mark.parametrize(
     ("prompt", "question"),
-    [("before", WRITE)] + [("after", q) for q in (LENS, SHIFTS, SIGN, WRITE)],
+    [("before", WRITE)] + [("after", q) for q in (LENS, SHIFTS, WRITE)],
 )
 def test_real_answers_pass(prompt: str, question: str):
     record = recorded(prompt, question)
@@ -110,6 +114,53 @@ def test_refusals_in_other_words_are_found(answer: str):
     assert check(recorded("before", SIGN), answer) == REFUSAL
 
 
+# The 0.5B model's real answers (squad-dev and amazon, temperature 0) that say the question back.
+SAID_BACK = [
+    (
+        "There is criticism that the energy policies are expensive quick fixes that ignore which "
+        "facts?",
+        "There is criticism that the energy policies are expensive quick fixes that ignore which "
+        "facts [1].",
+    ),
+    (
+        "What part of the ScumBuster was used to clean the shower surround?",
+        "The ScumBuster was used to clean the shower surround [1].",
+    ),
+    (
+        "What group of scientists seek to measure the amounts of oxygen in marine animals?",
+        "The scientists seek to measure the amounts of oxygen in marine animals [1].",
+    ),
+    (
+        "Where did John Paul II celebrate Mass in Warsaw?",
+        "John Paul II celebrated Mass in Warsaw in Warsaw [1].",
+    ),
+]
+
+
+@pytest.mark.parametrize(("question", "answer"), SAID_BACK)
+def test_the_question_said_back_is_no_answer(question: str, answer: str):
+    assert restates_question(answer, question)
+    assert problem(answer, question, ["Some passage."], ["label"]) == QUESTION_ECHO
+    guard = Guard(question, ["Some passage."], ["label"])
+    assert feed_all(guard, answer) == "" and guard.finish()[1] == QUESTION_ECHO
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("How many years is the warranty?", "The warranty is about a year [1]."),  # real
+        ("Does the pillow smell?", "The pillow does smell [1]."),  # yes or no
+        ("Where was the treaty signed?", "The treaty was signed in the UK [2]."),
+        ("Who coached both teams?", "John Fox coached both teams [1]."),
+        ("When was the work received?", "The work was received in 1965 [1]."),
+    ],
+)
+def test_an_answer_that_adds_a_word_or_figure_is_not_the_question_said_back(
+    question: str, answer: str
+):
+    assert not restates_question(answer, question)
+
+
 def test_a_figure_the_cited_source_does_not_state_is_unsupported():
     # The 0.5B model's real answer under the new prompt with top_p 0.9: the 90 days are the
     # motor's greasing, in source 2.
@@ -121,6 +172,34 @@ def test_a_figure_the_cited_source_does_not_state_is_unsupported():
     assert check(record, "It is cleaned every 45 days.") == UNSUPPORTED  # nowhere at all
     guard = guard_for(record)
     assert feed_all(guard, wrong) == "" and guard.finish()[1] == UNSUPPORTED
+
+
+def test_another_sources_words_under_a_citation_are_miscited():
+    # The 0.5B model's real answer when it read the passages' best sentences: the bicycle
+    # chain's care (source 3) given as the lens's (source 1).
+    record = recorded("after", LENS)
+    texts = [s["text"] for s in record["sources"]]
+    wrong = (
+        "The lighthouse lens is cleaned every two weeks in wet weather and once a month in dry "
+        "weather [1]."
+    )
+    assert "every two weeks in wet weather" in texts[2]
+    assert miscited(wrong, LENS, texts)
+    assert check(record, wrong) == MISCITED
+    assert not miscited(wrong.replace("[1]", "[3]"), LENS, texts)  # cited where it is said
+    assert not miscited("The lens is polished with a soft cloth [1].", LENS, texts)  # nowhere
+    guard = guard_for(record)
+    assert feed_all(guard, wrong) == "" and guard.finish()[1] == MISCITED
+
+
+def test_a_garbled_answer_from_another_source_is_miscited():
+    # "Keeper's Cottage Volunteer" is the cottage's passage (source 3), cited as the log book's.
+    record = recorded("after", SIGN)
+    assert (
+        record["answer"]
+        == "The log book is signed by the Keeper's Cottage Volunteer volunteers [1]."
+    )
+    assert check(record) == MISCITED
 
 
 def test_an_answer_without_a_citation_is_traced_to_the_source_holding_its_words():
@@ -162,7 +241,7 @@ def test_the_guard_shows_nothing_of_a_paste_or_a_false_refusal(question: str):
     assert guard.finish()[1] in (PASTED, REFUSAL)
 
 
-@pytest.mark.parametrize("question", [LENS, SHIFTS, SIGN, WRITE])
+@pytest.mark.parametrize("question", [LENS, SHIFTS, WRITE])
 def test_the_guard_shows_a_good_answer_whole(question: str):
     record = recorded("after", question)
     guard = guard_for(record)

@@ -62,11 +62,29 @@ def test_nothing_to_quote_gives_no_quotes():
     assert quoted_answer([]) == ""
 
 
-def test_evidence_keeps_the_best_sentences_and_their_neighbours():
-    filler = [f"Filler sentence number {n} says nothing at all." for n in range(10)]
-    text = " ".join(filler[:5] + ["The lens is cleaned every Tuesday morning."] + filler[5:])
-    kept = evidence("When is the lens cleaned?", text, best=1)
-    assert kept == " ".join([filler[4], "The lens is cleaned every Tuesday morning.", filler[5]])
-    assert evidence("When is the lens cleaned?", "Short. Text here is kept whole.") == (
-        "Short. Text here is kept whole."
-    )
+def test_evidence_keeps_the_best_sentences_of_all_passages_and_their_neighbours():
+    filler = [f"Filler sentence number {n} says nothing at all." for n in range(6)]
+    lens = "The lens is cleaned every Tuesday morning."
+    cloth = "The lens is cleaned with a linen cloth."
+    passages = [" ".join(filler[:3] + [lens] + filler[3:]), "Keepers eat supper at seven.", cloth]
+    question = "When is the lens cleaned?"
+    assert evidence(question, passages, best=2) == [
+        " ".join([filler[2], lens, filler[3]]),
+        "",
+        cloth,
+    ]
+    kept = evidence(question, passages, best=20)  # more than there are: every sentence, in order
+    assert kept == passages
+
+
+def test_evidence_follows_the_embedding_where_words_do_not_match():
+    lamp = ["The lamp burns oil.", "It is lit at dusk.", "The keeper sleeps by day.",
+            "Oil is kept in the store."]  # fmt: skip
+    passages = ["Keepers eat supper at seven.", " ".join(lamp)]
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [[1.0, 0.0] if ("switched" in t or "dusk" in t) else [0.0, 1.0] for t in texts]
+
+    question = "When is the light switched on?"  # no topic word in any sentence
+    assert evidence(question, passages, best=1) == [passages[0], ""]
+    assert evidence(question, passages, best=1, embed=embed) == ["", " ".join(lamp[:3])]

@@ -268,3 +268,22 @@ def test_an_answer_that_cites_nothing_cites_the_passage_it_was_written_from(
     assert answer.answer.endswith("distilled water. [1]") and "".join(shown) == answer.answer
     (citation,) = answer.citations
     assert (Path(citation.path).name, citation.page) == ("keeper-manual.pdf", 2)
+
+
+@pytest.mark.parametrize("evidence", [0, 1])
+def test_the_model_reads_the_best_sentences_or_the_whole_passages(
+    settings: Settings, docs: Path, evidence: int
+) -> None:
+    filler = [f"Entry {n}: the weather was calm and the keeper rested." for n in range(8)]
+    lens = "The Fresnel lens is cleaned every Tuesday with distilled water."
+    (docs / "log.md").write_text("# Log\n\n" + " ".join(filler[:4] + [lens] + filler[4:]) + "\n")
+    backend = ScriptedBackend(FIXED)
+    settings = settings.model_copy(update={"answer_evidence": evidence})
+    with scripted_service(settings, docs, backend) as service:
+        answer = service.ask("How often is the lens cleaned?")
+    ((messages, _),) = backend.requests
+    excerpts = messages[-1]["content"]
+    assert lens in excerpts
+    assert sum(entry in excerpts for entry in filler) == (8 if evidence == 0 else 2)
+    (citation,) = answer.citations
+    assert Path(citation.path).name == "log.md" and lens in citation.snippet
