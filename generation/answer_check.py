@@ -214,7 +214,10 @@ def problem(
 
 # Found in the whole answer after good sentences were shown: the answer stands as it is.
 _SAID_AFTER_GOOD = (LABEL_ECHO, QUESTION_ECHO, REFUSAL, UNSUPPORTED, MISCITED)
-_SENTENCE_DONE = re.compile(r"[.!?][\"')\]]*(?:\s*\[[^\]\n]{1,60}\])*\s")
+# A sentence ends at . ! or ? (not after an initial: "the U.S. spearheaded"), its citations
+# and a space; the first shown is at least SHOWN_WORDS long (a shorter one cannot be judged).
+_SENTENCE_DONE = re.compile(r"(?<!\b[A-Z])[.!?][\"')\]]*(?:\s*\[[^\]\n]{1,60}\])*\s")
+SHOWN_WORDS = 4
 
 
 class Guard:
@@ -243,6 +246,8 @@ class Guard:
         if not ends:
             return ""
         prefix = self.text[: ends[-1]]
+        if len(words(prefix)) < SHOWN_WORDS:
+            return ""
         found = self._problem(prefix)
         held = (
             is_refusal(prefix)

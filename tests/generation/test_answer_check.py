@@ -114,7 +114,7 @@ def test_refusals_in_other_words_are_found(answer: str):
     assert check(recorded("before", SIGN), answer) == REFUSAL
 
 
-# The 0.5B model's real answers (squad-dev and amazon, temperature 0) that say the question back.
+# Real answers (squad-dev and amazon, temperature 0) that say the question back.
 SAID_BACK = [
     (
         "There is criticism that the energy policies are expensive quick fixes that ignore which "
@@ -129,6 +129,10 @@ SAID_BACK = [
     (
         "What group of scientists seek to measure the amounts of oxygen in marine animals?",
         "The scientists seek to measure the amounts of oxygen in marine animals [1].",
+    ),
+    (  # SmolLM2-135M: "The U.S." must not pass as a first sentence of its own
+        "What department in the U.S. spearheaded the efforts against Islamism?",
+        "The U.S. spearheaded the efforts against Islamism. [1]",
     ),
     (
         "Where did John Paul II celebrate Mass in Warsaw?",
