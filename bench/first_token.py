@@ -20,7 +20,7 @@ import statistics
 import tempfile
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
-from api.evaluation.beir import load_dataset, write_corpus
+from api.evaluation import load_dataset, write_corpus
 from api.service import Archivist, Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,6 @@
-"""The `archivist` command group: ingest, reindex, status and watch, with search, ask, batch
-and eval from their modules; `run` turns what a command raises into an exit code."""
+"""The `archivist` command group: ingest, reindex, status, watch, backup and restore, with
+search, ask, batch and eval from their modules; `run` turns what a command raises into an exit
+code."""
 
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from api.service import (
     Settings,
     SyncReport,
     load_settings,
+    make_backup,
+    restore_backup,
     running_server,
 )
 from ingest.ingester import IngestReport
@@ -152,6 +155,52 @@ def watch(settings: Settings, folder: Path | None) -> int:
     from api.cli.watch import run_watcher
 
     run_watcher(settings, folder or settings.inbox)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@click.pass_obj
+def backup(settings: Settings, destination: Path, as_json: bool) -> int:
+    """Copy the data folder's databases into a new or empty folder, even while a server runs.
+
+    The indexes are rebuilt from the databases on restore; the documents' files stay where
+    they are (copy the inbox alongside if it should travel).
+
+    Example: archivist backup ~/backups/archivist-2026-12-04
+    """
+    report = make_backup(settings, destination)
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        sessions = " and the sessions" if len(report.files) > 1 else ""
+        click.echo(
+            f"Backed up {report.documents} documents ({report.chunks} chunks){sessions} to "
+            f"{destination}."
+        )
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@click.pass_obj
+def restore(settings: Settings, source: Path, as_json: bool) -> int:
+    """Restore a backup into a data folder that holds no database, then rebuild the indexes.
+
+    Example: ARCHIVIST_DATA=~/archivist-restored archivist restore ~/backups/archivist-2026-12-04
+    """
+    report = restore_backup(settings, source)
+    with Archivist(settings) as service, progress("chunks", as_json, desc="indexing") as bar:
+        index = service.reindex(on_progress=counting_bar(bar))
+    if as_json:
+        echo_json({**report.to_json(), "index": _sync_json(index)})
+    else:
+        click.echo(
+            f"Restored {report.documents} documents ({report.chunks} chunks) into "
+            f"{settings.data} and indexed {index.upserted} chunks."
+        )
     return EXIT_OK
 
 

@@ -6,7 +6,7 @@ answers (answers.py). `evaluate` (run.py) ingests a set into a scratch data fold
 them; `archivist eval` and the benchmarks call it. The service never imports this package.
 """
 
-from api.evaluation.beir import Dataset, load_dataset
+from api.evaluation.beir import Dataset, load_dataset, write_corpus
 from api.evaluation.pages import (
     PageDataset,
     PageQuestion,
@@ -25,4 +25,5 @@ __all__ = [
     "load_dataset",
     "load_page_dataset",
     "page_scores",
+    "write_corpus",
 ]

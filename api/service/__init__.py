@@ -3,9 +3,9 @@
 `Archivist` (archivist.py) is made once per process from `Settings` (settings.py). It owns the
 SQLite store and both indexes (indexes.py, kept healthy with health.py's marks), search
 (search.py), cited answers (answers.py) and their conversations (sessions.py), the model that
-answers (llm.py), ingestion off the request path (background.py), batch questions (batch.py)
-and the file that announces a running server (announcement.py). The errors every face
-translates are in errors.py.
+answers (llm.py), ingestion off the request path (background.py), batch questions (batch.py),
+backups (backup.py) and the file that announces a running server (announcement.py). The
+errors every face translates are in errors.py.
 
 Faces and clients import from this package, never from its modules: these names are the
 service's public surface. The service imports no face.
@@ -15,6 +15,7 @@ from api.service.announcement import announce, running_server, server_file, with
 from api.service.answers import Answer, AskOptions, Citation, passage_source
 from api.service.archivist import Archivist, IngestOutcome
 from api.service.background import BackgroundIngest, display_name
+from api.service.backup import BackupReport, make_backup, restore_backup
 from api.service.batch import Question, answered_ids, read_questions, run_batch
 from api.service.errors import USER_ERRORS, BadRequest, ConfigError, ServerError
 from api.service.indexes import SYNC_BATCH, Indexes, SyncReport, embedding_text
@@ -30,6 +31,7 @@ __all__ = [
     "Archivist",
     "AskOptions",
     "BackgroundIngest",
+    "BackupReport",
     "BadRequest",
     "Citation",
     "ConfigError",
@@ -48,8 +50,10 @@ __all__ = [
     "display_name",
     "embedding_text",
     "load_settings",
+    "make_backup",
     "passage_source",
     "read_questions",
+    "restore_backup",
     "run_batch",
     "running_server",
     "search_passages",

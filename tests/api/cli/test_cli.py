@@ -135,3 +135,24 @@ def test_an_error_with_json_is_also_an_object_on_stdout(tmp_path: Path) -> None:
         "error": done.stderr.removeprefix("Error: ").strip(),
         "reason": "bad-request",
     }
+
+
+def test_backup_and_restore_bring_a_data_folder_back_searchable(tmp_path: Path) -> None:
+    note = tmp_path / "docs" / "bell.md"
+    note.parent.mkdir()
+    note.write_text("# Bell\n\nThe Vellmar fog bell weighs 300 kg.\n")
+    assert archivist(tmp_path / "data", "ingest", str(note.parent)).returncode == 0
+    backup = json.loads(
+        archivist(tmp_path / "data", "backup", "--json", str(tmp_path / "b")).stdout
+    )
+    assert (backup["documents"], set(backup["files"])) == (1, {"archivist.db"})
+    again = archivist(tmp_path / "data", "backup", str(tmp_path / "b"))
+    assert again.returncode == 1 and "not an empty folder" in again.stderr
+
+    done = archivist(tmp_path / "restored", "restore", "--json", str(tmp_path / "b"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["index"]["upserted"] == 1
+    found = archivist(tmp_path / "restored", "search", "--json", "fog bell weight")
+    assert json.loads(found.stdout)["hits"][0]["path"] == str(note.resolve())
+    refused = archivist(tmp_path / "restored", "restore", str(tmp_path / "b"))
+    assert refused.returncode == 1 and "already holds an Archivist database" in refused.stderr
