@@ -88,14 +88,18 @@ def restates_question(answer: str, question: str) -> bool:
     """A what/who/when/… question said back without an answer: the answer adds no word or
     figure the question did not hold ("… ignore which facts [1]." for "… ignore which facts?").
     A yes/no question said back ("The pillow does smell [1].") is an answer."""
-    said = words(answer)
-    if len(said) < 3 or not _ASKING.search(question):
+    if len(words(answer)) < 3 or not _ASKING.search(question):
         return False
     if _HOW_MUCH.search(question) and not _ASKING.search(_CITATION.sub(" ", answer)):
         return False  # "about a year": common words answer how long, often or many
+    said_figures = figures(_CITATION.sub(" ", answer))
+    return not added_words(answer, question) and not said_figures - figures(question)
+
+
+def added_words(answer: str, question: str) -> set[str]:
+    """The stems of the answer's words that the question did not hold (common words aside)."""
     asked = {stem(w) for w in words(question)}
-    new = {stem(w) for w in said if w not in _COMMON} - asked
-    return not new and not figures(_CITATION.sub(" ", answer)) - figures(question)
+    return {stem(w) for w in words(answer) if w not in _COMMON} - asked
 
 
 def pasted_passage(answer: str, sources: Sequence[str]) -> int | None:
@@ -160,8 +164,7 @@ def miscited(answer: str, question: str, sources: Sequence[str]) -> bool:
     """The answer says what another source says, citing one that does not ("the lens is
     cleaned every two weeks in wet weather [1]", the bicycle chain's care, from source 3)."""
     cited = parse_citations(answer, len(sources)).cited
-    asked = {stem(w) for w in words(question)}
-    new = {stem(w) for w in words(answer) if w not in _COMMON} - asked
+    new = added_words(answer, question)
     if not cited or len(new) < 2:
         return False
     shares = [len(new & {stem(w) for w in words(source)}) / len(new) for source in sources]

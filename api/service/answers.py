@@ -183,7 +183,8 @@ def _standalone_query(
     return clean_rewrite(channel.result(), question, history)
 
 
-# A second try reads only the passages' evidence sentences and is sampled to avoid repeating.
+# A second try is sampled to avoid repeating; after whole passages it reads this many evidence
+# sentences (after evidence sentences, the same ones: see _checked).
 RETRY_EVIDENCE = 6
 RETRY_REPEAT_PENALTY = 1.3
 
@@ -199,7 +200,7 @@ def _checked(
     started: float,
 ) -> Answer:
     """The model's answer, checked before it is shown (answer_check.Guard); a rejected answer is
-    asked once more, from the evidence sentences alone, and then quoted from the passages."""
+    asked once more, strictly sampled, and then quoted from the passages."""
     sampling = _sampling(service, options)
     passages = [passage_source(hit) for hit in hits]
     best = service.settings.answer_evidence

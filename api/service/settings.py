@@ -175,8 +175,10 @@ class Settings(BaseSettings):
     top_k_sampling: int = Field(40, description="Sample among the k likeliest tokens.")
     seed: int | None = Field(None, description="Sampling seed, for repeatable answers.")
     ask_sources: int = Field(3, gt=0, description="Passages retrieved for each question.")
-    # 5: squad-dev prompts of ~300 tokens instead of ~420 (the model reads ~110 tokens/s on two
-    # cores), answer recall 0.675 against 0.65; 3 and 4 lost the handbook's answers.
+    # 5: squad-dev prompts of ~300 tokens instead of ~420 (the 0.5B model reads ~110 tokens/s on
+    # two cores): first token 3.9 s against 5.9 s side by side, the same answer recall as whole
+    # passages within noise (0.622 / 0.631 on 111 squad-dev questions); 3 and 4 sentences lost
+    # the handbook's answers (docs/answers.md).
     answer_evidence: int = Field(
         5,
         ge=0,
