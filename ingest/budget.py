@@ -4,7 +4,8 @@ ARCHIVIST_CONVERT_MEMORY_MB bounds the conversion processes together, not each o
 old cap per process, two pandoc processes held 2.2 + 1.4 GB at once with the 2 GB default, and
 the hostile corpus (tests/ingest/test_hostile_corpus.py, 512 MB) had its conversions allocate
 1,210 MB at once (1,314 MB with their programs' pages; two pandoc processes at ~500 MB each).
-Now each worker converts within an equal share: its address space is capped at it, and the
+Now each worker converts within an equal share: it may allocate what its share leaves after
+what it holds already (its address space is capped that far above where it stands), and the
 pandoc it starts gets what the worker does not hold itself. A file that runs out of its share
 is converted again alone, with the whole budget, while the other workers stop and wait: a
 file fits as it did before, and the same corpus peaked at 458-469 MB allocated (565-574 MB
@@ -22,8 +23,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 MB = 1024 * 1024
-# A worker's own address space is ~190 MB before it reads a file (the interpreter, pdfium and
-# the tokenizer; 55 MB of it resident): a smaller share leaves too little for pandoc to start.
+# A worker holds ~55 MB before it reads a file (the interpreter, pdfium and the tokenizer;
+# its address space is ~250 MB): a smaller share leaves too little for pandoc to start.
 MIN_SHARE_MB = 256
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _WATCH_INTERVAL_S = 0.01
@@ -87,9 +88,20 @@ class MemoryBudget:
                 self._changed.notify_all()
 
 
-def cap_address_space(memory_mb: int) -> None:
-    """Cap this process's address space: past it, allocations fail (MemoryError in Python)."""
-    resource.setrlimit(resource.RLIMIT_AS, (memory_mb * MB, resource.RLIM_INFINITY))
+def cap_address_space(memory_mb: int) -> int:
+    """Cap this process's address space so that it may grow by what `memory_mb` leaves after
+    the memory it holds already: past it, allocations fail (MemoryError in Python). Returns
+    the cap, in bytes.
+
+    The cap is set above the address space the process has, not at `memory_mb`: a worker's
+    address space is ~250 MB before it reads a file, most of it program files' pages and
+    malloc's reserved arenas, 55 MB of it allocated. Capped at a 256 MB share, it was left
+    10 MB: pdfium's first 10 MB buffer for a content stream failed and the process aborted
+    before it had grown at all, a crash no one could tell from a converter bug.
+    """
+    cap = address_space() + max(0, memory_mb - _anonymous_mb()) * MB
+    resource.setrlimit(resource.RLIMIT_AS, (cap, resource.RLIM_INFINITY))
+    return cap
 
 
 def held_mb() -> int:
@@ -99,6 +111,10 @@ def held_mb() -> int:
     is not (a test converting in its own process is accounted elsewhere)."""
     if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY:
         return 0
+    return _anonymous_mb()
+
+
+def _anonymous_mb() -> int:
     with open("/proc/self/status", "rb") as status:
         line = next((line for line in status if line.startswith(b"RssAnon:")), b"- 0 kB")
     return int(line.split()[1]) // 1024
@@ -132,8 +148,9 @@ def watch_address_space(record: Any) -> None:
         time.sleep(_WATCH_INTERVAL_S)
 
 
-def ran_out(record: Any, memory_mb: int) -> bool:
+def ran_out(record: Any) -> bool:
     """Whether a worker that died had used at least half of what its cap left it: a native
-    converter that gave up on memory, rather than one that crashed on a bug."""
-    start, peak = record[0], record[1]
-    return peak - start >= (memory_mb * MB - start) / 2
+    converter that gave up on memory, rather than one that crashed on a bug. `record` is
+    [address space at the start of its file, the largest since, its cap] (bytes)."""
+    start, peak, cap = record[0], record[1], record[2]
+    return peak - start >= (cap - start) / 2

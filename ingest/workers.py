@@ -114,7 +114,8 @@ def _nothing() -> None:
 def _serve(connection: Connection, setup: WorkerSetup, work: ConvertFn, memory: Any) -> None:
     """Worker process main loop: receive a path and the memory it may use (MB), send back its
     chunks or failure. `memory` is shared with the parent: [address space at the start of
-    this file, the largest since] (bytes), which tells it why this process died, if it does."""
+    this file, the largest since, the cap] (bytes), which tells it why this process died, if
+    it does."""
     os.setpgrp()  # so a kill on timeout also reaches pandoc
     # Conversion is background work: searches and answers in the parent process come first
     # (alone on the machine, a lower priority costs a conversion nothing).
@@ -129,8 +130,8 @@ def _serve(connection: Connection, setup: WorkerSetup, work: ConvertFn, memory: 
         except EOFError:
             return
         # The cap covers this process and the pandoc it starts (which gets what is left).
-        cap_address_space(memory_mb)
         memory[0] = memory[1] = address_space()
+        memory[2] = cap_address_space(memory_mb)
         limits = replace(setup.limits, memory_mb=memory_mb)
         try:
             outcome = work(path, counter, replace(setup, limits=limits))
@@ -161,7 +162,7 @@ class _Worker:
 
     def _start(self) -> None:
         self._connection, child = self._context.Pipe()
-        self._memory = self._context.RawArray("q", 2)  # type: ignore[attr-defined]
+        self._memory = self._context.RawArray("q", 3)  # type: ignore[attr-defined]
         self._process = self._context.Process(  # type: ignore[attr-defined]
             target=_serve, args=(child, self._setup, self._work, self._memory), daemon=True
         )
@@ -208,7 +209,7 @@ class _Worker:
 
     def _crashed(self, path: Path, memory_mb: int) -> Failed:
         self._process.join(5)
-        out_of_memory = ran_out(self._memory, memory_mb)
+        out_of_memory = ran_out(self._memory)
         how = self._exit()
         self.stop()
         if out_of_memory:

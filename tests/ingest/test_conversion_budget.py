@@ -28,9 +28,11 @@ def outcomes(conversion: ConversionPool, *paths: Path) -> dict[str, Chunked | Fa
     return {job.key: outcome for job, outcome in conversion.run(Job(p.name, p) for p in paths)}
 
 
-def hold_300_mb(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
-    """A ConvertFn that holds 300 MB while converting files named big*."""
-    held = bytearray(300 * 1024 * 1024 if path.name.startswith("big") else 0)
+def hold_named_mb(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
+    """A ConvertFn that holds the megabytes a file's name begins with while converting it
+    (300-big.txt: 300 MB; a.txt: none)."""
+    megabytes = path.name.split("-")[0]
+    held = bytearray(int(megabytes) * 1024 * 1024 if megabytes.isdigit() else 0)
     try:
         return convert_and_chunk(path, counter, setup)
     finally:
@@ -58,13 +60,30 @@ def test_a_pdf_that_exhausts_pdfium_is_too_large_not_a_crash(tmp_path: Path) -> 
 
 
 def test_a_file_too_big_for_a_share_converts_alone_with_the_whole_budget(tmp_path: Path) -> None:
-    paths = [tmp_path / name for name in ("big.txt", "a.txt", "b.txt")]
+    paths = [tmp_path / name for name in ("300-big.txt", "a.txt", "b.txt")]
     for path in paths:
         path.write_text(f"Notes in {path.name}.\n")
-    # Two workers share 640 MB (320 each, ~190 of it the worker itself): big.txt runs out,
-    # then has all 640 MB to itself.
-    results = outcomes(pool(640, workers=2, work=hold_300_mb), *paths)
+    # Two workers share 640 MB (320 each, ~55 MB of it what the worker holds before a file):
+    # 300-big.txt runs out, then has all 640 MB to itself.
+    results = outcomes(pool(640, workers=2, work=hold_named_mb), *paths)
     assert all(isinstance(result, Chunked) for result in results.values()), results
+
+
+def test_a_worker_may_allocate_its_share_less_what_it_holds(tmp_path: Path) -> None:
+    # A worker's address space is ~250 MB before it reads a file, 55 MB of it allocated (the
+    # rest program files' pages and malloc's reserved arenas). Capped at a 256 MB share
+    # itself, it could allocate 10 MB: pdfium aborted on its first buffer for a content
+    # stream, before the worker had grown, and that read as a converter crash.
+    (tmp_path / "150-notes.txt").write_text("Notes held beside 150 MB.\n")
+    (tmp_path / "250-notes.txt").write_text("Notes held beside 250 MB.\n")
+    alone = pool(256, work=hold_named_mb)  # one worker: no second try with more
+    results = outcomes(alone, tmp_path / "150-notes.txt", tmp_path / "250-notes.txt")
+    assert isinstance(results["150-notes.txt"], Chunked), results
+    assert results["250-notes.txt"] == Failed(
+        "too-large",
+        "250-notes.txt: converting it needs more than 256 MB of memory "
+        "(ARCHIVIST_CONVERT_MEMORY_MB)",
+    )
 
 
 def test_a_zip_member_bigger_than_its_header_says_is_refused_before_pandoc(tmp_path: Path) -> None:
