@@ -4,14 +4,13 @@ ARCHIVIST_CONVERT_MEMORY_MB bounds the conversion processes together, not each o
 old cap per process, two pandoc processes held 2.2 + 1.4 GB at once with the 2 GB default, and
 the hostile corpus (tests/ingest/test_hostile_corpus.py, 512 MB) had its conversions allocate
 1,210 MB at once (1,314 MB with their programs' pages; two pandoc processes at ~500 MB each).
-Now each worker converts within an equal share: it may allocate what its share leaves after
-what it holds already (its address space is capped that far above where it stands), and the
-pandoc it starts gets what the worker does not hold itself. A file that runs out of its share
-is converted again alone, with the whole budget, while the other workers stop and wait: a
-file fits as it did before, and the same corpus peaked at 458-469 MB allocated (565-574 MB
-in all); at the default 2048 MB, two pandoc bombs side by side peaked at 1,862 MB (1,969).
-Memory here is what processes allocate (anonymous memory); their programs' pages are shared
-and the kernel can drop them.
+Now each worker converts within an equal share: its anonymous address space is capped at it
+(cap_address_space), and the pandoc it starts gets what the worker does not hold itself. A
+file that runs out of its share is converted again alone, with the whole budget, while the
+other workers stop and wait: a file fits as it did before, and the same corpus peaked at
+458-469 MB allocated (551-574 MB in all); at the default 2048 MB, two pandoc bombs side by
+side peaked at 1,862 MB (1,969). Memory here is what processes allocate (anonymous memory);
+their programs' pages are shared and the kernel can drop them.
 """
 
 import contextlib
@@ -89,19 +88,33 @@ class MemoryBudget:
 
 
 def cap_address_space(memory_mb: int) -> int:
-    """Cap this process's address space so that it may grow by what `memory_mb` leaves after
-    the memory it holds already: past it, allocations fail (MemoryError in Python). Returns
-    the cap, in bytes.
+    """Cap this process's address space at `memory_mb` of anonymous memory beside the program
+    files it maps: past it, allocations fail (MemoryError in Python). Returns the cap, in bytes.
 
-    The cap is set above the address space the process has, not at `memory_mb`: a worker's
-    address space is ~250 MB before it reads a file, most of it program files' pages and
-    malloc's reserved arenas, 55 MB of it allocated. Capped at a 256 MB share, it was left
-    10 MB: pdfium's first 10 MB buffer for a content stream failed and the process aborted
-    before it had grown at all, a crash no one could tell from a converter bug.
+    Anonymous address space bounds what the process can hold (malloc's reserved arenas can
+    become resident without the address space growing, so they count as held). Program
+    files' pages do not count: a worker maps ~100 MB of them before it reads a file, and
+    capped at a 256 MB share with them it had 10 MB to allocate (pdfium aborted on its first
+    10 MB buffer for a content stream before the worker grew at all: a crash no one could
+    tell from a converter bug). Now it has ~100 MB: ~155 MB of the share is already its own
+    (55 MB allocated, the rest arenas and heap it reserved).
     """
-    cap = address_space() + max(0, memory_mb - _anonymous_mb()) * MB
+    cap = address_space() + memory_mb * MB - _anonymous_address_space()
     resource.setrlimit(resource.RLIMIT_AS, (cap, resource.RLIM_INFINITY))
     return cap
+
+
+def _anonymous_address_space() -> int:
+    """The bytes of this process's mappings that no file backs (heap, stacks, reservations)."""
+    total = 0
+    with open("/proc/self/maps", "rb") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            name = fields[5].strip() if len(fields) > 5 else b""
+            if not name or name in (b"[heap]", b"[stack]") or name.startswith(b"[anon"):
+                start, end = (int(bound, 16) for bound in fields[0].split(b"-"))
+                total += end - start
+    return total
 
 
 def held_mb() -> int:
@@ -111,10 +124,6 @@ def held_mb() -> int:
     is not (a test converting in its own process is accounted elsewhere)."""
     if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY:
         return 0
-    return _anonymous_mb()
-
-
-def _anonymous_mb() -> int:
     with open("/proc/self/status", "rb") as status:
         line = next((line for line in status if line.startswith(b"RssAnon:")), b"- 0 kB")
     return int(line.split()[1]) // 1024
