@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from api.server.common import HTTPProblem, Running
 from api.server.errors import ERROR_RESPONSES, add_error_handlers
 from api.server.limits import BodyLimit
+from api.server.origin import SameOrigin, allowed_hosts
 from api.server.routes_answers import router as answers
 from api.server.routes_documents import router as documents
 from api.server.routes_status import router as status
@@ -67,6 +68,8 @@ def create_app(
         app.include_router(router, dependencies=guard, responses=ERROR_RESPONSES)
     add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, exempt={("POST", "/documents")})
+    # Outermost (added last): a refused request is answered before any of its body is read.
+    app.add_middleware(SameOrigin, hosts=allowed_hosts(settings))
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
     @app.get("/", include_in_schema=False)

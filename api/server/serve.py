@@ -34,7 +34,8 @@ def run_server(settings: Settings, host: str, port: int) -> None:
         raise ConfigError(f"a server already runs on this data folder at {other} — stop it first")
     listening = _listen(host, port)  # before loading anything: a taken port fails at once
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    config = uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=5)
+    app = create_app(settings.model_copy(update={"host": host}))  # the name it answers to
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT and SIGTERM alike, then raises the signal again
     # for the handler it found: SIGTERM's default would end the process there, before the

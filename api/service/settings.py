@@ -2,10 +2,10 @@
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -197,6 +197,34 @@ class Settings(BaseSettings):
             "Bearer token the HTTP API requires; needed to serve on any address but loopback."
         ),
     )
+    # Against DNS rebinding: a page of another site whose name is made to point at this machine
+    # reaches the server as its own origin, with its name in the Host header. The server
+    # always answers to localhost, IP addresses and ARCHIVIST_HOST; with an API key set, to
+    # any name (such a page never holds the key).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Other names the server is reached by, comma-separated (archivist.lan,nas.local; "
+            "* for any); requests to any other name are refused. Always answered: localhost, "
+            "IP addresses and ARCHIVIST_HOST; any name when ARCHIVIST_API_KEY is set and "
+            "this is not."
+        ),
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _host_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list):
+            return value
+        names = [str(name).strip().lower() for name in value]
+        if any("/" in name for name in names):
+            raise ValueError("must list host names (nas.local), not URLs")
+        # A port is dropped: the name is what a rebinding page cannot fake.
+        names = [name.partition(":")[0] if name.count(":") == 1 else name for name in names]
+        return [name.rstrip(".") for name in names if name]
+
     watch_settle_s: float = Field(
         1.0,
         ge=0,

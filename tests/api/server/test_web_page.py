@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -15,10 +13,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from api.server.app import create_app
 from api.service import Settings
+from tests.api.server.browser import chromium
 from tests.llm_servers import serve_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 NAME = "vellmar-lighthouse.md"
 DOCUMENT = """# The Vellmar lighthouse
 
@@ -59,24 +56,6 @@ class Page:
 
     def severe_console_errors(self) -> list[dict[str, Any]]:
         return [e for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
-
-
-def chromium() -> WebDriver:
-    """Headless Chromium; fails (not skips) when the Debian packages are missing."""
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing:
-        pytest.fail(
-            f"{' and '.join(missing)} not found: `make test` installs the Debian packages "
-            "chromium and chromium-driver (apt-get install chromium chromium-driver)",
-            pytrace=False,
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,900"):  # fmt: skip
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
 
 
 @pytest.fixture(scope="module")
