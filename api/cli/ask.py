@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from api.cli.client import connect
-from api.cli.console import echo_json, progress
+from api.cli.console import echo_json, echo_missing_legs, progress
 from api.service import MODES, Answer, AskOptions, Settings, answered_ids, read_questions, run_batch
 
 
@@ -80,6 +80,7 @@ def ask_command(
     click.echo("\n")
     if answer.note:
         click.echo(f"({answer.note})", err=True)
+    echo_missing_legs(answer.missing_legs)
     _print_sources(answer)
     return 0
 

@@ -24,6 +24,7 @@ from api.service import (
     IngestOutcome,
     Mode,
     SearchHit,
+    SearchHits,
     ServerError,
     Settings,
     running_server,
@@ -91,13 +92,13 @@ class ServerClient:
 
     def search(
         self, query: str, *, k: int, mode: Mode = "hybrid", filters: Filters | None = None
-    ) -> list[SearchHit]:
+    ) -> SearchHits:
         """The server's search results."""
         params: dict[str, Any] = {"q": query, "k": k, "mode": mode, "explain": True}
         if filters:
             params.update({n: v for n, v in vars(filters).items() if v is not None})
-        hits = self._call("GET", "/search", params=params)["hits"]
-        return [_hit(item) for item in hits]
+        found = self._call("GET", "/search", params=params)
+        return SearchHits(map(_hit, found["hits"]), found.get("missing_legs"))
 
     def ask(
         self,

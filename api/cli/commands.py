@@ -11,7 +11,7 @@ import click
 import api  # noqa: F401  (prepares the environment before numpy loads)
 from api.cli.ask import ask_command, batch_command
 from api.cli.client import connect
-from api.cli.console import counting_bar, echo_json, progress
+from api.cli.console import counting_bar, echo_json, progress, show_warnings
 from api.cli.evaluate import eval_command
 from api.cli.search import search_command
 from api.service import (
@@ -35,6 +35,7 @@ EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2
 @click.pass_context
 def cli(context: click.Context) -> None:
     """Archivist: ask questions of your documents, privately, on this machine."""
+    show_warnings()
     context.obj = load_settings()
 
 

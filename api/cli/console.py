@@ -1,6 +1,7 @@
 """What every command shares: progress bars on stderr and one-line JSON on stdout."""
 
 import json
+import logging
 import sys
 from typing import Any
 
@@ -31,3 +32,25 @@ def counting_bar(bar: tqdm) -> Any:
 def echo_json(data: Any) -> None:
     """One JSON object on one line of stdout."""
     click.echo(json.dumps(data, ensure_ascii=False))
+
+
+def echo_missing_legs(missing_legs: dict[str, str]) -> None:
+    """Say on stderr which leg a hybrid search went without, and how to rebuild its index."""
+    for leg, problem in missing_legs.items():
+        click.echo(f"Searched without the {leg} leg: {problem}", err=True)
+
+
+class _Warning(logging.Handler):
+    """A logged warning on stderr, on a line of its own after what stdout has printed (a
+    pipe's buffered output could otherwise end up glued to it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stdout.flush()
+        click.echo(f"Warning: {record.getMessage()}", err=True)
+
+
+def show_warnings() -> None:
+    """Print the warnings the service logs (a damaged index, a rebuild) as `Warning: …`."""
+    root = logging.getLogger()
+    if not any(isinstance(handler, _Warning) for handler in root.handlers):
+        root.addHandler(_Warning(logging.WARNING))

@@ -5,7 +5,7 @@ from typing import Any, cast
 import click
 
 from api.cli.client import connect
-from api.cli.console import echo_json
+from api.cli.console import echo_json, echo_missing_legs
 from api.service import MODES, Filters, Mode, SearchHit, Settings
 
 
@@ -46,8 +46,11 @@ def search_command(
     with connect(settings) as service:
         hits = service.search(query, k=k or settings.search_k, mode=_mode(mode), filters=filters)
     if as_json:
-        echo_json({"hits": [_hit_json(h, explain) for h in hits]})
+        echo_json(
+            {"hits": [_hit_json(h, explain) for h in hits], "missing_legs": hits.missing_legs}
+        )
         return 0
+    echo_missing_legs(hits.missing_legs)
     if not hits:
         click.echo("No matches.")
     for number, hit in enumerate(hits, 1):

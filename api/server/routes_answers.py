@@ -94,7 +94,7 @@ def search(
     filters = FiltersBody(path_glob=path_glob, file_type=file_type, document=document).filters()
     hits = state.service.search(q, k=k or state.settings.search_k, mode=mode, filters=filters)
     locator = _locator(state)
-    return {"hits": [locator.hit(hit, explain) for hit in hits]}
+    return {"hits": [locator.hit(hit, explain) for hit in hits], "missing_legs": hits.missing_legs}
 
 
 @router.get("/sessions/{session_id}", tags=["answers"])

@@ -19,7 +19,7 @@ from api.service.backup import BackupReport, make_backup, restore_backup
 from api.service.batch import Question, answered_ids, read_questions, run_batch
 from api.service.errors import USER_ERRORS, BadRequest, ConfigError, ServerError
 from api.service.indexes import SYNC_BATCH, Indexes, SyncReport, embedding_text
-from api.service.search import MODES, Filters, Mode, SearchHit, search_passages
+from api.service.search import MODES, Filters, Mode, SearchHit, SearchHits, search_passages
 from api.service.sessions import check_session_id
 from api.service.settings import Settings, load_settings
 
@@ -41,6 +41,7 @@ __all__ = [
     "Mode",
     "Question",
     "SearchHit",
+    "SearchHits",
     "ServerError",
     "Settings",
     "SyncReport",

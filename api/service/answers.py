@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from api.service.errors import BadRequest
 from api.service.indexes import Indexes
 from api.service.llm import LLM
-from api.service.search import Filters, Mode, SearchHit
+from api.service.search import Filters, Mode, SearchHit, SearchHits
 from api.service.sessions import SessionStore, check_session_id, new_session_id
 from api.service.settings import Settings
 from generation.answer_check import Guard, is_refusal, likely_source
@@ -46,7 +46,7 @@ class Service(Protocol):
 
     def search(
         self, query: str, *, k: int, mode: Mode = "hybrid", filters: Filters | None = None
-    ) -> list[SearchHit]: ...
+    ) -> SearchHits: ...
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ class Answer:
     extractive: bool = False  # quoted from the passages, not written by the model
     rejected: list[str] = field(default_factory=list)  # what was wrong with the model's tries
     note: str | None = None  # why the answer is quoted, when it is
+    missing_legs: dict[str, str] = field(default_factory=dict)  # see SearchHits
     sources: list[Source] = field(default_factory=list)  # everything packed into the prompt
 
     def to_json(self) -> dict[str, Any]:
@@ -156,7 +157,7 @@ def answer_question(
         answer = replace(answer, query=query, retrieval_ms=retrieval_ms)
     if session_id:
         service.sessions.append(session_id, question, answer.answer)
-    return replace(answer, session_id=session_id)
+    return replace(answer, session_id=session_id, missing_legs=hits.missing_legs)
 
 
 def _ms(start: float, end: float) -> float:

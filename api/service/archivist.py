@@ -23,7 +23,7 @@ from api.service.errors import BadRequest, ConfigError
 from api.service.health import passed_before, remember_passed
 from api.service.indexes import Indexes, SyncReport, sync_indexes
 from api.service.llm import LLM
-from api.service.search import Filters, Mode, SearchHit, search_passages
+from api.service.search import Filters, Mode, SearchHits, search_passages
 from api.service.sessions import SessionStore
 from api.service.settings import Settings
 from generation.backend import Backend
@@ -306,8 +306,9 @@ class Archivist:
 
     def search(
         self, query: str, *, k: int, mode: Mode = "hybrid", filters: Filters | None = None
-    ) -> list[SearchHit]:
-        """The `k` best passages for a query, with file, page and section."""
+    ) -> SearchHits:
+        """The `k` best passages for a query, with file, page and section (and the legs a
+        hybrid search went without: SearchHits)."""
         query = encodable(query)
         if not query.strip():
             # Refused rather than searched: the dense leg would rank every chunk against the

@@ -163,6 +163,18 @@ class Indexes:
             raise IndexMismatch(self.stale or "the dense index is not open")
         return self._dense
 
+    def unusable_legs(self) -> dict[str, str]:
+        """The search legs whose index cannot be used now ("bm25", "dense"), each with what is
+        wrong and how to rebuild it. Raises IndexBusy while another process writes the dense
+        index."""
+        unusable = {}
+        for leg, index in (("bm25", lambda: self.keyword), ("dense", lambda: self.dense)):
+            try:
+                index()
+            except (IndexDamaged, IndexMismatch) as error:
+                unusable[leg] = str(error)
+        return unusable
+
     def check(self, store: ChunkStore) -> None:
         """Mark as damaged an index whose size SQLite cannot explain, or that lacks chunks it
         should hold. Cheap (counts, and a few ids), so every open runs it: each queued

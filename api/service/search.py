@@ -2,7 +2,7 @@
 
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,6 +55,15 @@ class SearchHit:
     legs: dict[str, tuple[int, float]] = field(default_factory=dict, hash=False)
 
 
+class SearchHits(list[SearchHit]):
+    """A search's hits, best first, and the legs a hybrid search went without because their
+    index cannot be used: {"bm25" or "dense": what is wrong and how to rebuild it}."""
+
+    def __init__(self, hits: Iterable[SearchHit] = (), missing_legs: dict[str, str] | None = None):
+        super().__init__(hits)
+        self.missing_legs = missing_legs or {}
+
+
 def search_passages(
     store: ChunkStore,
     indexes: Indexes,
@@ -65,8 +74,32 @@ def search_passages(
     mode: Mode = "hybrid",
     filters: Filters | None = None,
     reranker: Reranker | None = None,
+) -> SearchHits:
+    """The `k` best chunks for a query, best first; a reranker re-scores the top candidates.
+
+    A hybrid search whose keyword or dense index cannot be used (damaged, or built by another
+    embedding model) searches the other and says so: a reader cannot rebuild an index (the
+    next writer does), but it can still answer. A search of that leg alone, or with both
+    unusable, raises the index's error."""
+    missing = indexes.unusable_legs() if mode == "hybrid" else {}
+    if len(missing) == 1:
+        mode = "dense" if "bm25" in missing else "bm25"
+    hits = _search(store, indexes, settings, query, k=k, mode=mode, filters=filters,
+                   reranker=reranker)  # fmt: skip
+    return SearchHits(hits, missing if len(missing) == 1 else {})
+
+
+def _search(
+    store: ChunkStore,
+    indexes: Indexes,
+    settings: Settings,
+    query: str,
+    *,
+    k: int,
+    mode: Mode,
+    filters: Filters | None,
+    reranker: Reranker | None,
 ) -> list[SearchHit]:
-    """The `k` best chunks for a query, best first; a reranker re-scores the top candidates."""
     only = (
         store.chunk_ids_where(
             path_glob=filters.path_glob, file_type=filters.file_type, document=filters.document

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from api.service import Archivist, Settings
+from api.service import Archivist, AskOptions, Settings
 from ingest.errors import StoreDamaged
 from retrieval.errors import IndexDamaged
 from retrieval.keyword import KeywordDoc
@@ -59,9 +59,13 @@ def test_garbage_in_the_id_tracker_no_longer_aborts_every_command(
     assert "crashed opening it (SIGABRT" in damaged["dense"]
     bm25 = archivist(settings.data, "search", "--mode", "bm25", "tomatoes")
     assert bm25.returncode == 0 and "garden.md" in bm25.stdout
-    hybrid = archivist(settings.data, "search", "tomatoes")
-    assert hybrid.returncode == 1 and "Traceback" not in hybrid.stderr
+    hybrid = archivist(settings.data, "search", "tomatoes")  # BM25 alone, and says so
+    assert hybrid.returncode == 0 and "garden.md" in hybrid.stdout, hybrid.stderr
+    assert "Searched without the dense leg" in hybrid.stderr
     assert "damaged" in hybrid.stderr and "archivist reindex" in hybrid.stderr
+    dense = archivist(settings.data, "search", "--mode", "dense", "tomatoes")
+    assert dense.returncode == 1 and "Traceback" not in dense.stderr
+    assert "damaged" in dense.stderr and "archivist reindex" in dense.stderr
     assert archivist(settings.data, "ingest", str(docs)).returncode == 0
     healed = json.loads(archivist(settings.data, "status", "--json").stdout)["stores"]
     assert healed == IN_SYNC_3
@@ -82,7 +86,7 @@ def test_reindex_rebuilds_an_index_it_cannot_open(
     with Archivist(settings) as service:
         assert "dense" in service.status()["stores"]["damaged"]
         with pytest.raises(IndexDamaged, match="archivist reindex"):
-            service.search("tomatoes", k=1)
+            service.search("tomatoes", k=1, mode="dense")
         service.reindex()
         assert service.status()["stores"] == IN_SYNC_3
         (hit,) = service.search("when are the tomatoes watered", k=1)
@@ -99,7 +103,7 @@ def test_a_truncated_vector_file_is_found_at_open_and_healed(
     with Archivist(settings) as service:
         assert "not readable" in service.status()["stores"]["damaged"]["dense"]
         with pytest.raises(IndexDamaged):
-            service.search("tomatoes", k=1)
+            service.search("tomatoes", k=1, mode="dense")
     assert_heals(settings, docs)
 
 
@@ -111,14 +115,58 @@ def test_a_deleted_keyword_folder_is_refilled_from_sqlite_without_embedding(
     with Archivist(settings) as service:
         stores = service.status()["stores"]
         assert "holds 0 chunks where SQLite has 3" in stores["damaged"]["keyword"]
-        for mode in ("bm25", "hybrid"):
-            with pytest.raises(IndexDamaged, match="keyword index"):
-                service.search("tomatoes", k=1, mode=mode)  # type: ignore[arg-type]
+        with pytest.raises(IndexDamaged, match="keyword index"):
+            service.search("tomatoes", k=1, mode="bm25")
         index = service.ingest([docs]).index
         assert index is not None and index.upserted == 0  # nothing embedded again
         assert service.status()["stores"] == IN_SYNC_3
         (hit,) = service.search("tomatoes", k=1, mode="bm25")
         assert hit.path.endswith("garden.md")
+
+
+def test_a_hybrid_search_without_its_keyword_index_answers_from_the_dense_one(
+    settings: Settings, docs: Path
+) -> None:
+    ingest_notes(settings, docs)
+    shutil.rmtree(settings.state_dir / "keyword")
+    with Archivist(settings) as service:
+        hits = service.search("when are the tomatoes watered", k=1)
+        assert [hit.path.endswith("garden.md") for hit in hits] == [True]
+        assert set(hits[0].legs) == {"dense"}
+        assert "keyword index cannot be used" in hits.missing_legs["bm25"]
+        assert "archivist reindex" in hits.missing_legs["bm25"]
+        answer = service.ask("When are the tomatoes watered?", AskOptions(extractive=True))
+        assert "morning" in answer.answer
+        assert answer.missing_legs == hits.missing_legs
+        assert answer.to_json()["missing_legs"] == hits.missing_legs
+
+
+def test_a_hybrid_search_without_either_index_is_refused(settings: Settings, docs: Path) -> None:
+    ingest_notes(settings, docs)
+    shutil.rmtree(settings.state_dir / "keyword")
+    shard(settings, "edge_config.json").write_bytes(b"{ not json")
+    with Archivist(settings) as service, pytest.raises(IndexDamaged, match="keyword index"):
+        service.search("tomatoes", k=1)
+
+
+def test_the_cli_says_which_leg_a_search_went_without(settings: Settings, docs: Path) -> None:
+    ingest_notes(settings, docs)
+    shutil.rmtree(settings.state_dir / "keyword")
+    hybrid = archivist(settings.data, "search", "when are the tomatoes watered", "-k", "1")
+    assert hybrid.returncode == 0 and "garden.md" in hybrid.stdout, hybrid.stderr
+    assert "Searched without the bm25 leg: the keyword index cannot be used" in hybrid.stderr
+    found = json.loads(archivist(settings.data, "search", "tomatoes", "--json").stdout)
+    assert "archivist reindex" in found["missing_legs"]["bm25"]
+    assert found["hits"][0]["path"].endswith("garden.md")
+    asked = archivist(
+        settings.data, "ask", "When are the tomatoes watered?", "--extractive", "--json"
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["missing_legs"] == found["missing_legs"]
+    bm25 = archivist(settings.data, "search", "--mode", "bm25", "tomatoes")
+    assert bm25.returncode == 1 and "keyword index cannot be used" in bm25.stderr
+    status = archivist(settings.data, "status")
+    assert "Warning: the keyword index holds 0 chunks" in status.stderr.splitlines()[0]
 
 
 def test_a_keyword_index_from_an_older_analysis_is_refilled_without_embedding(
