@@ -218,6 +218,15 @@ class ChunkStore:
         by_id = {row[0]: _stored_chunk(row) for row in json.loads(rows)}
         return [by_id[i] for i in ids if i in by_id]
 
+    def chunks_of(self, sha256: str, first: int = 0, last: int | None = None) -> list[StoredChunk]:
+        """A document's chunks in reading order, ordinals `first` to `last` (inclusive)."""
+        ids = self.db.execute(
+            "SELECT id FROM chunks WHERE sha256 = ? AND ordinal >= ? AND ordinal <= ? "
+            "ORDER BY ordinal",
+            [sha256, first, last if last is not None else 2**63 - 1],
+        ).fetchall()
+        return self.chunks([row[0] for row in ids])
+
     def contents_of(self, ids: Sequence[str]) -> dict[str, str]:
         """The content hash (the document) of each of these chunks."""
         marks = ",".join("?" * len(ids))

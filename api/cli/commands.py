@@ -160,6 +160,26 @@ def watch(settings: Settings, folder: Path | None) -> int:
 
 
 @cli.command()
+@click.option(
+    "--http", "port", type=click.IntRange(1, 65535),
+    help="Serve streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio.",
+)  # fmt: skip
+@click.pass_obj
+def mcp(settings: Settings, port: int | None) -> int:
+    """Serve the documents to other assistants over MCP (Model Context Protocol), on stdio.
+
+    Tools: search, ask, list_documents, get_passage; resources: archivist://documents and
+    archivist://documents/{id}. While `archivist serve` runs, search and ask go through it.
+
+    Example: archivist mcp    (or, for clients that connect over HTTP: archivist mcp --http 8765)
+    """
+    from api.cli.mcp_server import serve_mcp  # the MCP SDK loads only for this command
+
+    serve_mcp(settings, port)
+    return EXIT_OK
+
+
+@cli.command()
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
 @click.pass_obj
