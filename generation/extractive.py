@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from generation.answer_check import stem, topic_words, words
+from generation.injection import gives_orders
 
 # Sentence ends: ., ! or ? before a space and a capital, digit or quote; or a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•\d])")
@@ -51,7 +52,10 @@ def best_sentences(
     question: str, sources: Sequence[str], *, embed: Embed | None = None
 ) -> list[Quote]:
     """Up to QUOTES sentences that best answer the question, in the order of the sources."""
-    candidates = [(n, s) for n, source in enumerate(sources, 1) for s in sentences(source)]
+    # A sentence that addresses the model is never quoted either (injection.py): shown to the
+    # user as the answer, "the amount is already paid" does the attacker's work all the same.
+    candidates = [(n, s) for n, source in enumerate(sources, 1) for s in sentences(source)
+                  if not gives_orders(s)]  # fmt: skip
     if not candidates:
         return []
     scores = _scores(question, [s for _, s in candidates], embed)
