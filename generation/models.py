@@ -185,8 +185,11 @@ def _read_stamp(stamp: Path) -> object:
 
 def _write_stamp(stamp: Path, path: Path, sha256: str) -> None:
     temporary = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(_stamp_for(path, sha256)))
-    temporary.replace(stamp)
+    try:
+        temporary.write_text(json.dumps(_stamp_for(path, sha256)))
+        temporary.replace(stamp)
+    except OSError:  # a read-only folder: the file is checked again next time instead
+        temporary.unlink(missing_ok=True)
 
 
 def _refuse(what: str, expected: str, found: str, fix: str) -> NoReturn:

@@ -1,13 +1,15 @@
 """Exports a local sentence-transformers model to ONNX, fp32 and int8, once per model.
 
 The export runs on this machine from the model's own folder (nothing is downloaded) and takes
-~5 s plus torch's import, the first time a data folder uses an ONNX backend, in a child
+~5 s plus torch's import, the first time the machine uses an ONNX backend, in a child
 process: torch and transformers stay out of the caller's memory, and an export can be stopped
 (a server asked to stop while it exports: on a busy two-core machine it took over a minute).
-The result is cached under the data folder's models directory, in a folder named after what it
-was made from (the model folder, its weight files' sizes and times, the ONNX Runtime version and
-this module's EXPORT_VERSION), so a changed model or runtime gets a new export and never a stale
-one.
+The result is cached in the machine's models folder (every data folder shares it), in a folder
+named after what it was made from (the model folder, its weight files' sizes and times, the ONNX
+Runtime version and this module's EXPORT_VERSION), so a changed model or runtime gets a new
+export and never a stale one. Its files' sizes and SHA-256 are recorded in manifest.json once
+written, and checked again whenever a file's size or modification time has changed since: a
+damaged export is made again.
 
 - fp32: the transformer traced with eager attention, then ONNX Runtime's transformer optimizer
   fuses attention, GELU and layer norms (BERT-family models).
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 EXPORT_VERSION = 3
 FP32_FILE, INT8_FILE = "model.onnx", "model-int8.onnx"
+MANIFEST = "manifest.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _OPTIMIZER_MODEL_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "mpnet": "bert"}
 _PROJECT = Path(__file__).resolve().parents[1]
@@ -57,28 +60,29 @@ def exported_model(
     Concurrent first uses each export into a folder of their own; the first to finish is kept.
     An export under way ends (ExportStopped) soon after `stop()` turns true.
     """
-    name, file = _export_name(folder), INT8_FILE if quantized else FP32_FILE
-    # A read-only data folder: export for this user, outside it.
-    for place in (cache, Path(tempfile.gettempdir()) / f"archivist-onnx-{os.getuid()}"):
-        if (place / name / file).is_file():
-            return place / name / file
-        try:
-            place.mkdir(mode=0o700, parents=True, exist_ok=True)
-            workspace = Path(tempfile.mkdtemp(prefix=".export-", dir=place))
+    name, file = export_name(folder), INT8_FILE if quantized else FP32_FILE
+    for place in _places(cache):
+        found = _reusable(place / name, file)
+        if found is not None:
+            return found
+        workspace = _workspace(place)
+        if workspace is not None:
             break
-        except OSError:
-            continue
     else:
         raise EmbedderUnavailable(
             f"no writable folder to export the embedding model to ONNX in ({cache}, "
-            f"{place}) — use ARCHIVIST_EMBED_BACKEND=torch"
+            f"{place}) — set ARCHIVIST_MODELS to a writable folder, or use "
+            "ARCHIVIST_EMBED_BACKEND=torch"
         )
-    target, wanted = place / name, place / name / file
-    log.warning("Exporting the embedding model to ONNX (once for this data folder, ~10 s)")
+    _say_if_elsewhere(cache, place)
+    log.warning(
+        f"Exporting the embedding model to ONNX (once for this machine, into {place}, ~10 s)"
+    )
     try:
         _export_in_child(folder, workspace, stop)
+        _write_manifest(workspace)
         with contextlib.suppress(OSError):  # another process finished first: keep theirs
-            os.rename(workspace, target)
+            os.rename(workspace, place / name)
     except ExportStopped:
         raise
     except Exception as error:
@@ -88,10 +92,43 @@ def exported_model(
         ) from error
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
-    return wanted
+    return place / name / file
 
 
-def _export_name(folder: Path) -> str:
+def adopt_exports(source: Path, cache: Path) -> list[Path]:
+    """Bring the exports an earlier Archivist made in a data folder's own models/onnx (`source`)
+    into `cache`, hard-linked where the file system allows (no second copy on disk), else
+    copied; `source` is left as it was. The exports adopted, where they now are."""
+    adopted: list[Path] = []
+    exports = sorted(source.iterdir()) if source.is_dir() else []
+    for export in exports:
+        complete = all((export / file).is_file() for file in (FP32_FILE, INT8_FILE))
+        if export.name.startswith(".") or not complete:
+            continue  # an export is renamed into place whole: a partial one was never kept
+        if any((place / export.name).is_dir() for place in _places(cache)):
+            continue
+        place, workspace = next(
+            ((p, w) for p in _places(cache) if (w := _workspace(p)) is not None), (cache, None)
+        )
+        if workspace is None:
+            break
+        try:
+            for file in export.iterdir():
+                if file.is_file() and file.name != MANIFEST:
+                    _link_or_copy(file, workspace / file.name)
+            _write_manifest(workspace)
+            with contextlib.suppress(OSError):  # another process adopted it first
+                os.rename(workspace, place / export.name)
+        finally:
+            shutil.rmtree(workspace, ignore_errors=True)
+        log.info(f"Using the ONNX export {export} from {place / export.name}")
+        adopted.append(place / export.name)
+    return adopted
+
+
+def export_name(folder: Path) -> str:
+    """The name of the export folder made from the model in `folder` (it changes with the
+    model's weights, the ONNX Runtime version and EXPORT_VERSION)."""
     import onnxruntime
 
     resolved = folder.resolve()
@@ -102,6 +139,116 @@ def _export_name(folder: Path) -> str:
             facts.append([path.name, stat.st_size, stat.st_mtime_ns])
     digest = hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
     return f"{resolved.name}-{digest}"
+
+
+def fallback_folder() -> Path:
+    """Where models go when the models folder cannot be written: this user's, in the
+    temporary folder."""
+    return Path(tempfile.gettempdir()) / f"archivist-models-{os.getuid()}"
+
+
+def read_manifest(export: Path) -> dict[str, dict[str, Any]]:
+    """What manifest.json recorded of each file of an export ({} if it has none)."""
+    try:
+        recorded = json.loads((export / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _places(cache: Path) -> tuple[Path, Path]:
+    """Where an export is looked for and made: the cache, else this user's fallback."""
+    return cache, fallback_folder() / "onnx"
+
+
+def _workspace(place: Path) -> Path | None:
+    """A new private folder in `place` to export into; None if `place` cannot be written."""
+    try:
+        place.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".export-", dir=place))
+    except OSError:
+        return None
+
+
+def _say_if_elsewhere(cache: Path, place: Path) -> None:
+    if place != cache:
+        log.warning(
+            f"the models folder {cache.parent} cannot be written: the embedding model's ONNX "
+            f"export goes to {place} instead — set ARCHIVIST_MODELS to a writable folder to "
+            "keep it"
+        )
+
+
+def _reusable(export: Path, file: str) -> Path | None:
+    """`export/file` if it is there and its export is as its manifest recorded; a damaged
+    export is moved aside and removed (None: export again)."""
+    path = export / file
+    if not path.is_file():
+        return None
+    if _intact(export):
+        return path
+    log.warning(
+        f"{export}: the files differ from the SHA-256 recorded when they were exported — "
+        "exporting the embedding model again"
+    )
+    aside = export.with_name(f".damaged-{export.name}-{os.getpid()}")
+    with contextlib.suppress(OSError):  # read-only, or another process moved it first
+        os.rename(export, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    return None
+
+
+def _intact(export: Path) -> bool:
+    """Every file the manifest lists has its recorded SHA-256, re-hashed only when its size or
+    modification time changed. An export made before manifests is recorded as it is."""
+    recorded = read_manifest(export)
+    if not recorded:
+        with contextlib.suppress(OSError):
+            _write_manifest(export)
+        return True
+    changed = False
+    for name, entry in recorded.items():
+        try:
+            stat = (export / name).stat()
+        except OSError:
+            return False
+        if [stat.st_size, stat.st_mtime_ns] == [entry.get("size"), entry.get("mtime_ns")]:
+            continue
+        if stat.st_size != entry.get("size") or _sha256(export / name) != entry.get("sha256"):
+            return False
+        changed = True
+    if changed:  # touched but the same bytes: no need to hash again next time
+        with contextlib.suppress(OSError):
+            _write_manifest(export)
+    return True
+
+
+def _write_manifest(export: Path) -> None:
+    """Record each file's size, time and SHA-256, read back from disk once it is there."""
+    entries = {}
+    for path in sorted(export.iterdir()):
+        if path.is_file() and path.name != MANIFEST and not path.name.startswith("."):
+            with path.open("rb") as written:
+                os.fsync(written.fileno())
+            stat = path.stat()
+            entries[path.name] = {
+                "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(path)
+            }  # fmt: skip
+    temporary = export / f".{MANIFEST}.{os.getpid()}.tmp"
+    temporary.write_text(json.dumps(entries, indent=1))
+    temporary.replace(export / MANIFEST)
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as source:
+        return hashlib.file_digest(source, "sha256").hexdigest()
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(source, target)
 
 
 def _export_in_child(folder: Path, into: Path, stop: Callable[[], bool]) -> None:

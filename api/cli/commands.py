@@ -1,6 +1,6 @@
 """The `archivist` command group: ingest, reindex, status, watch, backup and restore, with
-search, ask, batch and eval from their modules; `run` turns what a command raises into an exit
-code."""
+search, ask, batch, eval and models from their modules; `run` turns what a command raises into
+an exit code."""
 
 import sys
 from pathlib import Path
@@ -13,6 +13,7 @@ from api.cli.ask import ask_command, batch_command
 from api.cli.client import connect
 from api.cli.console import counting_bar, echo_json, progress, show_warnings
 from api.cli.evaluate import eval_command
+from api.cli.models import models_command
 from api.cli.search import search_command
 from api.service import (
     USER_ERRORS,
@@ -225,7 +226,7 @@ def restore(settings: Settings, source: Path, as_json: bool) -> int:
     return EXIT_OK
 
 
-for _command in (search_command, ask_command, batch_command, eval_command):
+for _command in (search_command, ask_command, batch_command, eval_command, models_command):
     cli.add_command(_command)
 
 

@@ -73,8 +73,8 @@ def eval_command(
         dataset = load_dataset(dataset_dir, max_queries)
     with tempfile.TemporaryDirectory(prefix="archivist-eval-") as scratch:
         folder = data_dir or Path(scratch)
-        # The evaluation's own data folder; joined models stay where the user's are.
-        eval_settings = settings.model_copy(update={"data": folder, "model_dir": settings.models})
+        # The evaluation's own data folder; the models are the machine's, as for every folder.
+        eval_settings = settings.model_copy(update={"data": folder})
         say = None if as_json else lambda s: click.echo(f"{dataset.name}: {s}", err=True)
         if (
             answers

@@ -3,9 +3,10 @@
 `Archivist` (archivist.py) is made once per process from `Settings` (settings.py). It owns the
 SQLite store and both indexes (indexes.py, kept healthy with health.py's marks), search
 (search.py), cited answers (answers.py) and their conversations (sessions.py), the model that
-answers (llm.py), ingestion off the request path (background.py), batch questions (batch.py),
-backups (backup.py) and the file that announces a running server (announcement.py). The
-errors every face translates are in errors.py.
+answers (llm.py), the machine's models folder that every data folder shares (models.py),
+ingestion off the request path (background.py), batch questions (batch.py), backups
+(backup.py) and the file that announces a running server (announcement.py). The errors every
+face translates are in errors.py.
 
 Faces and clients import from this package, never from its modules: these names are the
 service's public surface. The service imports no face.
@@ -19,6 +20,7 @@ from api.service.backup import BackupReport, make_backup, restore_backup
 from api.service.batch import Question, answered_ids, read_questions, run_batch
 from api.service.errors import USER_ERRORS, BadRequest, ConfigError, ServerError
 from api.service.indexes import SYNC_BATCH, Indexes, SyncReport, embedding_text
+from api.service.models import InstalledModel, installed_models, prune_models
 from api.service.search import MODES, Filters, Mode, SearchHit, SearchHits, search_passages
 from api.service.sessions import check_session_id
 from api.service.settings import Settings, load_settings
@@ -38,6 +40,7 @@ __all__ = [
     "Filters",
     "IngestOutcome",
     "Indexes",
+    "InstalledModel",
     "Mode",
     "Question",
     "SearchHit",
@@ -50,9 +53,11 @@ __all__ = [
     "check_session_id",
     "display_name",
     "embedding_text",
+    "installed_models",
     "load_settings",
     "make_backup",
     "passage_source",
+    "prune_models",
     "read_questions",
     "restore_backup",
     "run_batch",

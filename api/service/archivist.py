@@ -175,13 +175,15 @@ class Archivist:
                         _copy_writable(state / name, scratch / name)
                 for file in state.glob(self.settings.sessions_database.name + "*"):
                     shutil.copyfile(file, scratch / file.name)
+                if self.settings.data_models.is_dir():  # an older folder's own models, read
+                    (scratch.parent / "models").symlink_to(self.settings.data_models.resolve())
             except OSError as error:
                 raise ReadOnly(
                     f"the data folder {self.settings.data} is read-only, and its indexes could "
                     f"not be copied to {scratch} to search them ({error}) — make it writable"
                 ) from None
         data = Path(self._scratch.name)
-        return self.settings.model_copy(update={"data": data, "model_dir": self.settings.models})
+        return self.settings.model_copy(update={"data": data})
 
     def _check_writable(self, doing: str) -> None:
         if self.store.read_only:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from api.service.health import forget_passed, passed_before, remember_passed
+from api.service.models import onnx_cache
 from api.service.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
 from ingest.titles import context_parts
@@ -279,7 +280,7 @@ class Indexes:
 
     @property
     def _onnx_cache(self) -> Path:
-        return self._settings.models / "onnx"
+        return onnx_cache(self._settings)
 
     def embed_query(self, text: str) -> "Future[Any]":
         """Start embedding a query on the model's thread, so the keyword search can run

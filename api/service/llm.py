@@ -149,12 +149,12 @@ def _openai(settings: Settings, model: str | None) -> Backend:
 
 
 def _embedded(settings: Settings, model: str | None) -> Backend:
+    from api.service.models import gguf_file
     from generation.llamacpp import LlamaCppBackend
-    from generation.models import resolve_gguf
 
     name = model or settings.gguf
     return LlamaCppBackend(
-        resolve_gguf(name, settings.models),
+        gguf_file(settings, name),
         model=name,
         context_tokens=settings.llm_context_tokens,
         threads=settings.llm_threads,
@@ -164,10 +164,10 @@ def _embedded(settings: Settings, model: str | None) -> Backend:
 
 def _embedded_plan(settings: Settings) -> dict[str, Any] | None:
     """The embedded model's memory plan from its GGUF header, if the file is already at hand."""
+    from api.service.models import find_gguf_file
     from generation.gguf import memory_plan
-    from generation.models import find_gguf
 
-    path = find_gguf(settings.gguf, settings.models)
+    path = find_gguf_file(settings, settings.gguf)
     if path is None:
         return None
     return memory_plan(path, settings.llm_context_tokens, max(1, settings.llm_parallel))

@@ -4,14 +4,17 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Archivist's configuration, read from ARCHIVIST_* environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="ARCHIVIST_", extra="ignore")
+    # populate_by_name: Settings(model_dir=...) as well as the variables model_dir's alias names.
+    model_config = SettingsConfigDict(
+        env_prefix="ARCHIVIST_", extra="ignore", populate_by_name=True
+    )
 
     data: Path = Field(
         Path("data"),
@@ -150,9 +153,24 @@ class Settings(BaseSettings):
             "smollm2-135m) or the path of any chat GGUF file."
         ),
     )
-    model_dir: Path | None = Field(
-        None, description="Where packaged models split across packages are joined (data/models)."
+    model_dir: Path = Field(
+        default_factory=lambda: machine_models_dir(),
+        validation_alias=AliasChoices("ARCHIVIST_MODELS", "ARCHIVIST_MODEL_DIR"),
+        description=(
+            "ARCHIVIST_MODELS: the models folder every data folder of this machine shares: the "
+            "embedding model's ONNX exports and the joined GGUF models, made once and checked "
+            "by SHA-256 (default: $XDG_CACHE_HOME/archivist/models, else "
+            "~/.cache/archivist/models; ARCHIVIST_MODEL_DIR is its old name)."
+        ),
     )
+
+    @field_validator("model_dir", mode="before")
+    @classmethod
+    def _models_named(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return machine_models_dir()  # set but empty: the default, not the current folder
+        return value
+
     llm_context_tokens: int = Field(
         4096,
         description=(
@@ -261,8 +279,21 @@ class Settings(BaseSettings):
 
     @property
     def models(self) -> Path:
-        """Where packaged models that arrive in parts are joined and checked."""
-        return self.model_dir or self.data / "models"
+        """The machine's models folder: ONNX exports and joined GGUFs, shared by data folders."""
+        return self.model_dir
+
+    @property
+    def data_models(self) -> Path:
+        """Where data folders kept their own models before the machine's folder (still read)."""
+        return self.data / "models"
+
+
+def machine_models_dir() -> Path:
+    """$XDG_CACHE_HOME/archivist/models, else ~/.cache/archivist/models."""
+    cache = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(cache) if Path(cache).is_absolute() else Path.home() / ".cache") / (
+        "archivist/models"
+    )
 
 
 def conversion_memory_mb(workers: int) -> int:
@@ -286,7 +317,8 @@ def load_settings() -> Settings:
                 # A default made from other fields (convert_memory_mb's, from workers) is not
                 # made once any field is bad: an echo of that field's error, not a problem.
                 continue
-            name = "ARCHIVIST_" + "_".join(str(part) for part in problem["loc"]).upper()
+            name = "_".join(str(part) for part in problem["loc"]).upper()
+            name = name if name.startswith("ARCHIVIST_") else f"ARCHIVIST_{name}"  # an alias
             message = str(problem["msg"]).removeprefix("Value error, ")
             problems.append(f"{name}={os.environ.get(name, '')!r}: {message}")
         raise ConfigError(

@@ -1,0 +1,163 @@
+"""The machine's models folder: where the embedding model's ONNX exports and the joined GGUF
+models are made once and shared by every data folder, what it holds, and pruning it.
+
+Data folders made before it kept their own `models/`: what is there is still used (brought
+into the machine's folder by hard link where it can be, or read in place), never deleted.
+"""
+
+import contextlib
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from api.service.settings import Settings
+from generation.errors import ModelMissing
+from generation.models import CATALOGUE, find_gguf, resolve_gguf, verify_file
+from retrieval.errors import RetrievalError
+from retrieval.onnx_export import adopt_exports, export_name, fallback_folder, read_manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """One model file in a models folder."""
+
+    path: str
+    kind: str  # "onnx" or "gguf"
+    bytes: int
+    sha256: str | None  # as recorded when it was made or last checked; None: never recorded
+    named: bool  # the current settings use it
+    location: str  # "machine" (prunable) or "data folder" (an older data folder's own)
+
+    def to_json(self) -> dict[str, Any]:
+        """The model as a JSON object."""
+        return asdict(self)
+
+
+def onnx_cache(settings: Settings) -> Path:
+    """The folder of ONNX exports, with the exports the data folder's own models/ holds
+    brought in first (so an older data folder never exports again)."""
+    cache = settings.models / "onnx"
+    legacy = settings.data_models / "onnx"
+    if legacy.is_dir() and not _same(legacy, cache):
+        adopt_exports(legacy, cache)
+    return cache
+
+
+def gguf_file(settings: Settings, name: str) -> Path:
+    """The named model's verified GGUF: joined once in the machine's folder (or this user's
+    fallback when it cannot be written), or taken from the data folder's own models/."""
+    model = CATALOGUE.get(name)
+    if model is not None and model.size is not None and model.sha256 is not None:
+        legacy = settings.data_models / model.file_name
+        if legacy.is_file() and not (settings.models / model.file_name).exists():
+            found = _adopt_gguf(legacy, settings.models, size=model.size, sha256=model.sha256)
+            if found is not None:
+                return resolve_gguf(name, found.parent)
+    try:
+        return resolve_gguf(name, settings.models)
+    except OSError as error:
+        fallback = fallback_folder()
+        log.warning(
+            f"the models folder {settings.models} cannot be written ({error.strerror}): "
+            f"'{name}' is joined in {fallback} instead — set ARCHIVIST_MODELS to a writable "
+            "folder to keep it"
+        )
+        return resolve_gguf(name, fallback)
+
+
+def find_gguf_file(settings: Settings, name: str) -> Path | None:
+    """The named model's GGUF if it is at hand, without joining or hashing anything."""
+    for folder in (settings.models, settings.data_models, fallback_folder()):
+        if (found := find_gguf(name, folder)) is not None:
+            return found
+    return None
+
+
+def installed_models(settings: Settings) -> list[InstalledModel]:
+    """The model files in the machine's folder, then those of the data folder's own models/."""
+    named = _named_files(settings)
+    found = _listed(settings.models, "machine", named)
+    if settings.data_models.is_dir() and not _same(settings.data_models, settings.models):
+        found += _listed(settings.data_models, "data folder", named)
+    return found
+
+
+def prune_models(settings: Settings, *, dry_run: bool = False) -> list[InstalledModel]:
+    """Remove the machine folder's models that no setting names (a data folder's own are
+    left alone); the models removed, or that would be with `dry_run`."""
+    removed = [m for m in installed_models(settings) if m.location == "machine" and not m.named]
+    for model in [] if dry_run else removed:
+        path = Path(model.path)
+        path.unlink(missing_ok=True)
+        Path(f"{path}.verified").unlink(missing_ok=True)
+        left = {p.name for p in path.parent.iterdir()} if path.parent.is_dir() else set()
+        if model.kind == "onnx" and left <= {"manifest.json"}:
+            shutil.rmtree(path.parent, ignore_errors=True)
+    return removed
+
+
+def _listed(folder: Path, location: str, named: set[str]) -> list[InstalledModel]:
+    found = []
+    for path in sorted(folder.glob("*.gguf")):
+        found.append(_entry(path, "gguf", _stamp_sha256(path), location, named))
+    for export in sorted((folder / "onnx").glob("[!.]*")):
+        recorded = read_manifest(export)
+        for path in sorted(export.glob("*.onnx")):
+            sha256 = recorded.get(path.name, {}).get("sha256")
+            found.append(_entry(path, "onnx", sha256, location, named))
+    return found
+
+
+def _entry(
+    path: Path, kind: str, sha256: str | None, location: str, named: set[str]
+) -> InstalledModel:
+    size = path.stat().st_size
+    used = (path.parent.name if kind == "onnx" else path.name) in named
+    return InstalledModel(str(path), kind, size, sha256, used, location)
+
+
+def _named_files(settings: Settings) -> set[str]:
+    """The names the settings use: the GGUF file, and the embedding model's export folder."""
+    from retrieval.embedder import resolve_model_path
+
+    named = set()
+    model = CATALOGUE.get(settings.gguf)
+    if model is not None:
+        named.add(model.file_name)
+    with contextlib.suppress(RetrievalError, OSError):
+        named.add(export_name(resolve_model_path(settings.embed_model)))
+    return named
+
+
+def _stamp_sha256(path: Path) -> str | None:
+    try:
+        stamp = json.loads(Path(f"{path}.verified").read_text())
+    except (OSError, ValueError):
+        return None
+    return stamp.get("sha256") if isinstance(stamp, dict) else None
+
+
+def _adopt_gguf(legacy: Path, folder: Path, *, size: int, sha256: str) -> Path | None:
+    """A data folder's own joined GGUF, checked, and hard-linked into `folder` when it can be
+    (else used where it is); None if it is not the model it should be."""
+    try:
+        verify_file(
+            legacy, size=size, sha256=sha256, stamp=legacy.with_name(f"{legacy.name}.verified")
+        )
+    except ModelMissing:
+        return None
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            (folder / legacy.name).hardlink_to(legacy)
+        return folder / legacy.name
+    return legacy
+
+
+def _same(one: Path, other: Path) -> bool:
+    return one.resolve() == other.resolve()
