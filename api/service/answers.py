@@ -17,6 +17,7 @@ from generation.backend import Backend, Sampling
 from generation.citations import parse_citations
 from generation.errors import PromptTooLong
 from generation.extractive import best_sentences, evidence, quoted_answer
+from generation.injection import WITHHELD, withhold_instructions
 from generation.prompt import (
     Prompt,
     Source,
@@ -30,6 +31,10 @@ from generation.prompt import (
 
 _REWRITE_TOKENS = 48
 NO_MATCH = "Nothing in the documents matches this question."
+ONLY_WITHHELD = (
+    "The passages found for this question hold nothing but text addressed to the assistant, "
+    "which is withheld from it (see docs/injection.md): nothing in them answers it."
+)
 
 
 class Service(Protocol):
@@ -203,7 +208,12 @@ def _checked(
     """The model's answer, checked before it is shown (answer_check.Guard); a rejected answer is
     asked once more, strictly sampled, and then quoted from the passages."""
     sampling = _sampling(service, options)
-    passages = [passage_source(hit) for hit in hits]
+    # Orders to the model are withheld before evidence is chosen, so that no evidence sentence
+    # is one the prompt then withholds (every one could be, leaving the model nothing).
+    passages = [_withheld(passage_source(hit)) for hit in hits]
+    if all(passage.text == WITHHELD for passage in passages):
+        return Answer(ONLY_WITHHELD, [], backend.name, backend.model, None, "", 0.0, None, 0.0, 0,
+                      None)  # fmt: skip
     best = service.settings.answer_evidence
     sources = _focused(service, question, passages, best) if best else passages
     answer = _generate(service, backend, question, history, hits, sources, sampling, on_token,
@@ -325,6 +335,10 @@ def passage_source(hit: SearchHit) -> Source:
     return Source(label=label, text=hit.text, ref=hit.chunk_id)
 
 
+def _withheld(source: Source) -> Source:
+    return replace(source, text=withhold_instructions(source.text))
+
+
 def _citation(n: int, hit: SearchHit) -> Citation:
     section = " > ".join(hit.section) or None
     return Citation(n, hit.path, hit.page_start, section, hit.chunk_id, hit.snippet)
@@ -336,7 +350,11 @@ def _focused(service: Service, question: str, sources: list[Source], best: int) 
     embedder = service.indexes.embedder
     texts = evidence(question, [source.text for source in sources], best=best,
                      embed=lambda texts: embedder.encode(texts).tolist())  # fmt: skip
-    focused = [replace(s, text=text) for s, text in zip(sources, texts, strict=True) if text]
+    focused = [
+        replace(s, text=text)
+        for s, text in zip(sources, texts, strict=True)
+        if text and text != WITHHELD  # (a marker alone is left out of the prompt)
+    ]
     return focused or sources  # no sentence to choose (tables, lists of fragments): all of it
 
 
