@@ -6,9 +6,12 @@ read from the data folder's SQLite store, which a running server shares safely w
 A failure the service anticipated comes back as a tool error with its reason, never a traceback.
 """
 
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
@@ -251,10 +254,24 @@ def _where(page: int | None, section: tuple[str, ...]) -> str:
 
 def serve_mcp(settings: Settings, port: int | None = None) -> None:
     """Serve MCP on stdio until the client closes it, or on streamable HTTP at `port`
-    (loopback only) until interrupted."""
+    (loopback only) until Ctrl+C, SIGINT or SIGTERM."""
     with connect(settings) as service:
         server = make_server(settings, service)
         if port is None:
             server.run()
-        else:
+            return
+        # uvicorn stops gracefully on either signal and then raises it again: as
+        # KeyboardInterrupt here, so that the service is closed (its index locks released).
+        handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+        print(f"Serving MCP at http://127.0.0.1:{port}/mcp (Ctrl+C to stop)", file=sys.stderr)
+        try:
             server.run("streamable-http", host="127.0.0.1", port=port)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

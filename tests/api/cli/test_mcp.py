@@ -3,17 +3,23 @@ client over stdio, over a data folder ingested here (notes and a two-page PDF)."
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import ClientSession, MCPError, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from api.service import Archivist, Settings
+from api.service import Archivist, Settings, announce, withdraw
 from tests.api.cli.test_ask_cli import ARCHIVIST
+from tests.api.server.live import live_server
 from tests.fixtures import HANDBOOK_MD, make_pdf
 
 T = TypeVar("T")
@@ -40,10 +46,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def with_session(
-    data: Path, use: Callable[[ClientSession], Awaitable[T]], *, llm: str = "none"
+    data: Path, use: Callable[[ClientSession], Awaitable[T]], *, llm: str = "none", **env: str
 ) -> T:
     """Start `archivist mcp` over `data`, initialize, and run `use` with the session."""
-    env = {**os.environ, "ARCHIVIST_DATA": str(data), "ARCHIVIST_LLM": llm}
+    env = {**os.environ, "ARCHIVIST_DATA": str(data), "ARCHIVIST_LLM": llm, **env}
     server = StdioServerParameters(command=ARCHIVIST, args=["mcp"], env=env)
 
     async def run() -> T:
@@ -133,35 +139,88 @@ def test_documents_are_listed_and_readable_as_resources(data: Path) -> None:
     assert "[page 2" in manual and "two blasts every thirty seconds" in manual
 
 
-@pytest.mark.parametrize(
-    ("name", "arguments", "message"),
-    [
-        ("search", {"query": "   "}, "bad-request: the search query is empty"),
-        ("search", {"query": "bell", "k": 0}, "k"),
-        ("search", {"query": "bell", "mode": "fuzzy"}, "mode"),
-        ("search", {"query": "bell", "filters": {"colour": "red"}}, "colour"),
-        ("ask", {}, "question"),
-        ("get_passage", {"chunk_id": "nope"}, "not-found: no passage 'nope'"),
-        ("translate", {"text": "hi"}, "translate"),
-    ],
-)
-def test_bad_arguments_are_tool_errors_not_tracebacks(
-    data: Path, name: str, arguments: dict[str, Any], message: str
-) -> None:
-    done = with_session(data, call(name, **arguments))
-    assert done.is_error and message in text(done)
-    assert "Traceback" not in text(done)
+BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
+    ("search", {"query": "   "}, "bad-request: the search query is empty"),
+    ("search", {"query": "bell", "k": 0}, "k\n  Input should be greater than or equal to 1"),
+    ("search", {"query": "bell", "mode": "fuzzy"}, "Input should be 'hybrid', 'bm25' or 'dense'"),
+    ("search", {"query": "bell", "filters": {"colour": "red"}}, "colour\n  Extra inputs"),
+    ("ask", {}, "question\n  Field required"),
+    ("get_passage", {"chunk_id": "nope"}, "not-found: no passage 'nope'"),
+    ("translate", {"text": "hi"}, "Unknown tool: translate"),
+]
+
+
+def test_bad_arguments_are_tool_errors_not_tracebacks(data: Path) -> None:
+    async def use(session: ClientSession) -> list[CallToolResult]:
+        return [await session.call_tool(name, arguments) for name, arguments, _ in BAD_CALLS]
+
+    for done, (name, _, message) in zip(with_session(data, use), BAD_CALLS, strict=True):
+        assert done.is_error and message in text(done), name
+        assert "Traceback" not in text(done)
 
 
 def test_an_unknown_document_resource_is_an_mcp_error(data: Path) -> None:
     async def use(session: ClientSession) -> str:
-        try:
+        with pytest.raises(MCPError) as refused:
             await session.read_resource("archivist://documents/999")
-        except Exception as error:  # the SDK raises the server's protocol error
-            return str(error)
-        return "read"
+        return str(refused.value)
 
     assert "no document 999" in with_session(data, use)
+
+
+def test_stdout_carries_only_protocol_messages(data: Path) -> None:
+    env = {**os.environ, "ARCHIVIST_DATA": str(data), "ARCHIVIST_LLM": "none"}
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "ask", "arguments": {"question": "What does the bell weigh?"}}},
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        [ARCHIVIST, "mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert server.stdin and server.stdout
+    server.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+    server.stdin.flush()
+    replies = [json.loads(server.stdout.readline()) for _ in range(2)]  # each line is JSON-RPC
+    server.stdin.close()
+    assert server.wait(timeout=60) == 0 and server.stdout.read() == ""
+    assert [r["id"] for r in replies] == [1, 2]
+    assert "300 kg" in replies[1]["result"]["structuredContent"]["answer"]
+
+
+def test_it_serves_streamable_http_when_asked(data: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "ARCHIVIST_DATA": str(data), "ARCHIVIST_LLM": "none"}
+    server = subprocess.Popen([ARCHIVIST, "mcp", "--http", str(port)], env=env)
+
+    async def run() -> CallToolResult:
+        url = f"http://127.0.0.1:{port}/mcp"
+        async with streamable_http_client(url) as (read, write), ClientSession(read, write) as s:
+            await s.initialize()
+            return await s.call_tool("search", {"query": "foghorn", "k": 1})
+
+    try:
+        _wait_for_port(port, server)
+        found = result(anyio.run(run))
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
+    assert found["hits"][0]["page"] == 2
+
+
+def _wait_for_port(port: int, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while server.poll() is None and time.monotonic() < deadline:
+        with socket.socket() as client:
+            if client.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"archivist mcp --http {port} did not listen (exit {server.poll()})")
 
 
 def test_the_embedded_model_answers(data: Path) -> None:
@@ -170,3 +229,30 @@ def test_the_embedded_model_answers(data: Path) -> None:
     assert answered["backend"] != "none" and not answered["extractive"], json.dumps(answered)
     assert "15" in answered["answer"]
     assert answered["citations"] and answered["citations"][0]["name"].endswith("handbook.md")
+
+
+def test_beside_a_running_server_it_goes_through_it_with_the_api_key(tmp_path: Path) -> None:
+    settings = Settings(data=tmp_path / "data", workers=1, llm="none", api_key="mcp-test-key")
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "lens.md").write_text("# Lens\n\nThe lens is cleaned every fourteen days.\n")
+
+    async def use(session: ClientSession) -> tuple[CallToolResult, CallToolResult]:
+        searched = await session.call_tool("search", {"query": "when is the lens cleaned"})
+        asked = await session.call_tool("ask", {"question": "How often is the lens cleaned?"})
+        return searched, asked
+
+    async def read(session: ClientSession) -> dict[str, Any]:
+        searched = result(await session.call_tool("search", {"query": "lens"}))
+        chunk_id = searched["hits"][0]["chunk_id"]
+        return result(await session.call_tool("get_passage", {"chunk_id": chunk_id}))
+
+    with live_server(settings) as live:  # it holds the indexes: no one else can open them
+        announce(settings, live.url)
+        searched, asked = with_session(settings.data, use, ARCHIVIST_API_KEY="mcp-test-key")
+        passage = with_session(settings.data, read, ARCHIVIST_API_KEY="mcp-test-key")
+        refused, _ = with_session(settings.data, use)  # no key
+        withdraw(settings)
+    assert result(searched)["hits"][0]["name"] == "lens.md"
+    assert "fourteen days" in result(asked)["answer"]
+    assert refused.is_error and "set ARCHIVIST_API_KEY" in text(refused)
+    assert "fourteen days" in passage["passage"]["text"]  # read from SQLite beside the server
