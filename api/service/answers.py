@@ -335,6 +335,16 @@ def passage_source(hit: SearchHit) -> Source:
     return Source(label=label, text=hit.text, ref=hit.chunk_id)
 
 
+def _body(hit: SearchHit) -> str:
+    """The passage without the heading it opens with: a PDF's text runs a section's heading
+    into its first sentence ("2.2 Lens Care The Fresnel lens is cleaned …"), and a quote of
+    that sentence would carry it."""
+    heading, text = (hit.section[-1] if hit.section else ""), hit.text.lstrip()
+    if heading and text.startswith(heading) and text[len(heading) : len(heading) + 1].isspace():
+        return text[len(heading) :].lstrip()
+    return hit.text
+
+
 def _withheld(source: Source) -> Source:
     return replace(source, text=withhold_instructions(source.text))
 
@@ -372,7 +382,7 @@ def _extractive(
     the model whose answers were rejected; none wrote this one)."""
     begun = time.perf_counter()
     embedder = service.indexes.embedder
-    quotes = best_sentences(question, [hit.text for hit in hits],
+    quotes = best_sentences(question, [_body(hit) for hit in hits],
                             embed=lambda texts: embedder.encode(texts).tolist())  # fmt: skip
     text = quoted_answer(quotes) or NO_MATCH
     if on_token:

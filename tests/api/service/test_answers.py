@@ -264,6 +264,17 @@ def test_extractive_on_request_never_asks_the_model(settings: Settings, library:
     assert answer.answer.startswith("“The Fresnel lens is cleaned every Tuesday")
 
 
+def test_a_quote_leaves_out_the_heading_a_pdf_runs_into_its_first_sentence(
+    settings: Settings, docs: Path
+) -> None:
+    text = "2.2 Lens Care The Fresnel lens is cleaned every Tuesday morning with distilled water."
+    make_pdf(docs / "handbook.pdf", [text], bookmarks=[(0, 0, "2.2 Lens Care")])
+    with scripted_service(settings, docs, ScriptedBackend(FIXED)) as service:
+        answer = service.ask("How often is the lens cleaned?", AskOptions(extractive=True))
+    assert answer.answer.startswith("“The Fresnel lens is cleaned every Tuesday morning")
+    assert answer.citations[0].section == "2.2 Lens Care"
+
+
 def test_an_answer_that_cites_nothing_cites_the_passage_it_was_written_from(
     settings: Settings, library: Path
 ) -> None:
