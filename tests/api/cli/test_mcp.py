@@ -126,15 +126,17 @@ def test_a_passage_comes_with_its_neighbours(data: Path) -> None:
 
 
 def test_documents_are_listed_and_readable_as_resources(data: Path) -> None:
-    async def use(session: ClientSession) -> tuple[dict[str, Any], Any, str]:
+    async def use(session: ClientSession) -> tuple[dict[str, Any], Any, str, str]:
         listed = result(await session.call_tool("list_documents", {}))
         resources = await session.list_resources()
+        every = await session.read_resource("archivist://documents")
         manual = next(d for d in listed["documents"] if d["name"].endswith("manual.pdf"))
         read = await session.read_resource(manual["uri"])
-        return listed, resources, read.contents[0].text  # type: ignore[union-attr]
+        return listed, resources, every.contents[0].text, read.contents[0].text  # type: ignore[union-attr]
 
-    listed, resources, manual = with_session(data, use)
+    listed, resources, every, manual = with_session(data, use)
     assert listed["total"] == 3 and {d["status"] for d in listed["documents"]} == {"ingested"}
+    assert json.loads(every) == listed
     assert [str(r.uri) for r in resources.resources] == ["archivist://documents"]
     assert "[page 2" in manual and "two blasts every thirty seconds" in manual
 
