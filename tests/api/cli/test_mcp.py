@@ -227,7 +227,7 @@ def _wait_for_port(port: int, server: subprocess.Popen[bytes], timeout: float = 
 
 def test_the_embedded_model_answers(data: Path) -> None:
     question = "How many items may adults borrow at a time?"
-    answered = result(with_session(data, call("ask", question=question), llm="auto"))
+    answered = result(with_session(data, call("ask", question=question), llm="llamacpp"))
     assert answered["backend"] != "none" and not answered["extractive"], json.dumps(answered)
     assert "15" in answered["answer"]
     assert answered["citations"] and answered["citations"][0]["name"].endswith("handbook.md")
