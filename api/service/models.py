@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from retrieval.errors import RetrievalError
 from retrieval.onnx_export import adopt_exports, export_name, fallback_folder, read_manifest
 
 log = logging.getLogger(__name__)
+_LEFTOVER_AGE_S = 3600
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class InstalledModel:
     """One model file in a models folder."""
 
     path: str
-    kind: str  # "onnx" or "gguf"
+    kind: str  # "onnx", "gguf", or "partial" (what a stopped export or join left)
     bytes: int
     sha256: str | None  # as recorded when it was made or last checked; None: never recorded
     named: bool  # the current settings use it
@@ -93,6 +95,9 @@ def prune_models(settings: Settings, *, dry_run: bool = False) -> list[Installed
     removed = [m for m in installed_models(settings) if m.location == "machine" and not m.named]
     for model in [] if dry_run else removed:
         path = Path(model.path)
+        if path.is_dir():  # a stopped export's workspace
+            shutil.rmtree(path, ignore_errors=True)
+            continue
         path.unlink(missing_ok=True)
         Path(f"{path}.verified").unlink(missing_ok=True)
         left = {p.name for p in path.parent.iterdir()} if path.parent.is_dir() else set()
@@ -102,7 +107,7 @@ def prune_models(settings: Settings, *, dry_run: bool = False) -> list[Installed
 
 
 def _listed(folder: Path, location: str, named: set[str]) -> list[InstalledModel]:
-    found = []
+    found = _leftovers(folder, location) if location == "machine" else []
     for path in sorted(folder.glob("*.gguf")):
         found.append(_entry(path, "gguf", _stamp_sha256(path), location, named))
     for export in sorted((folder / "onnx").glob("[!.]*")):
@@ -110,6 +115,20 @@ def _listed(folder: Path, location: str, named: set[str]) -> list[InstalledModel
         for path in sorted(export.glob("*.onnx")):
             sha256 = recorded.get(path.name, {}).get("sha256")
             found.append(_entry(path, "onnx", sha256, location, named))
+    return found
+
+
+def _leftovers(folder: Path, location: str) -> list[InstalledModel]:
+    """What a stopped export or join left behind (an hour old: no export takes that long)."""
+    found = []
+    candidates = [*folder.glob(".*.tmp"), *(folder / "onnx").glob(".export-*")]
+    candidates += (folder / "onnx").glob(".damaged-*")
+    for path in sorted(candidates):
+        with contextlib.suppress(OSError):
+            if time.time() - path.stat().st_mtime > _LEFTOVER_AGE_S:
+                files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+                size = sum(file.stat().st_size for file in files)
+                found.append(InstalledModel(str(path), "partial", size, None, False, location))
     return found
 
 

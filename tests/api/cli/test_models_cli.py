@@ -93,3 +93,18 @@ def test_prune_leaves_a_data_folders_own_models_alone(models: Path, tmp_path: Pa
     ).items()
     archivist(tmp_path / "data", models, "models", "prune")
     assert (own / OTHER_GGUF).is_file()
+
+
+def test_prune_removes_what_a_stopped_export_left_and_keeps_one_under_way(
+    models: Path, tmp_path: Path
+) -> None:
+    stopped, running = models / "onnx" / ".export-stopped", models / "onnx" / ".export-running"
+    for workspace in (stopped, running):
+        workspace.mkdir()
+        (workspace / "traced.onnx").write_bytes(b"\0" * 500)
+    os.utime(stopped, (0, 0))  # left by an export stopped long ago
+    report = json.loads(archivist(tmp_path / "data", models, "models", "prune", "--json").stdout)
+    assert {"path": str(stopped), "kind": "partial", "bytes": 500}.items() <= next(
+        m for m in report["removed"] if m["kind"] == "partial"
+    ).items()
+    assert not stopped.exists() and (running / "traced.onnx").is_file()

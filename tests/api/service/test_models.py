@@ -14,6 +14,8 @@ import onnxruntime
 import pytest
 
 from api.service import Archivist, Settings
+from api.service.models import gguf_file
+from generation.models import resolve_gguf
 from retrieval.embedder import DEFAULT_MODEL, resolve_model_path
 from retrieval.onnx_export import FP32_FILE, INT8_FILE, MANIFEST, exported_model
 
@@ -176,3 +178,18 @@ def test_an_old_data_folder_with_its_own_models_opens_without_exporting(
     assert adopted.stat().st_ino == (legacy / INT8_FILE).stat().st_ino  # linked, not copied
     assert {name: sha256(legacy / name) for name in (FP32_FILE, INT8_FILE)} == before
     assert sorted(p.name for p in legacy.iterdir()) == [INT8_FILE, FP32_FILE]  # left as it was
+
+
+def test_an_old_data_folders_joined_gguf_is_used_without_joining_again(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    name = Settings().gguf
+    joined = resolve_gguf(name, model_dir)  # the session's, joined once
+    old = tmp_path / "old-data"
+    (old / "models").mkdir(parents=True)
+    (old / "models" / joined.name).hardlink_to(joined)  # as an older Archivist left it
+    models = tmp_path / "machine-models"
+    found = gguf_file(settings_for(old, models), name)
+    assert found == models / joined.name
+    assert found.stat().st_ino == joined.stat().st_ino  # linked in: neither joined nor copied
+    assert (old / "models" / joined.name).is_file()
