@@ -137,6 +137,8 @@ def status(settings: Settings, as_json: bool, deep: bool) -> int:
         found = "; ".join(database["problems"])
         click.echo(f"Database:    {'sound' if database['sound'] else 'DAMAGED: ' + found}")
     click.echo(f"Model:       {_llm_line(summary['llm'])}")
+    if "models" in summary:  # (a server older than this client does not say)
+        click.echo(f"Models:      {summary['models']} (archivist models lists them)")
     if summary["failed"]:
         click.echo("\nFailed files:")
         for failure in summary["failed"]:

@@ -347,7 +347,8 @@ class Archivist:
             stores = self.indexes.counts(self.store, exact=deep)
         except RetrievalError as error:  # e.g. the dense index is open in another process
             stores = {"error": str(error)}
-        return {**summary, "stores": stores, "llm": self.llm.describe()}
+        models = str(self.settings.models)
+        return {**summary, "stores": stores, "llm": self.llm.describe(), "models": models}
 
     # Settings checked before anything runs
 

@@ -100,12 +100,15 @@ def test_status_reports_each_store_and_agreement(tmp_path: Path) -> None:
     note = tmp_path / "n.md"
     note.write_text("A note.\n")
     archivist(tmp_path / "data", "ingest", str(note))
-    stores = json.loads(archivist(tmp_path / "data", "status", "--json").stdout)["stores"]
-    assert stores == {"sqlite": 1, "tantivy": 1, "qdrant": 1, "pending": 0, "in_sync": True}
-    assert (
-        "SQLite 1, Tantivy 1, Qdrant 1 chunks (in sync)"
-        in archivist(tmp_path / "data", "status").stdout
-    )
+    status = json.loads(archivist(tmp_path / "data", "status", "--json").stdout)
+    assert status["stores"] == {
+        "sqlite": 1, "tantivy": 1, "qdrant": 1, "pending": 0, "in_sync": True
+    }  # fmt: skip
+    models = os.environ["ARCHIVIST_MODEL_DIR"]  # the test session's (tests/conftest.py)
+    assert status["models"] == models
+    shown = archivist(tmp_path / "data", "status").stdout
+    assert "SQLite 1, Tantivy 1, Qdrant 1 chunks (in sync)" in shown
+    assert f"Models:      {models} (archivist models lists them)" in shown
 
 
 def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
