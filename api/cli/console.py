@@ -46,11 +46,11 @@ class _Warning(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         sys.stdout.flush()
-        click.echo(f"Warning: {record.getMessage()}", err=True)
+        click.echo(record.getMessage(), err=True)
 
 
 def show_warnings() -> None:
-    """Print the warnings the service logs (a damaged index, a rebuild) as `Warning: …`."""
+    """Print what the service logs for people (a damaged index, a rebuild, a model export)."""
     root = logging.getLogger()
     if not any(isinstance(handler, _Warning) for handler in root.handlers):
         root.addHandler(_Warning(logging.WARNING))

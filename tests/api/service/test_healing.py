@@ -166,7 +166,7 @@ def test_the_cli_says_which_leg_a_search_went_without(settings: Settings, docs: 
     bm25 = archivist(settings.data, "search", "--mode", "bm25", "tomatoes")
     assert bm25.returncode == 1 and "keyword index cannot be used" in bm25.stderr
     status = archivist(settings.data, "status")
-    assert "Warning: the keyword index holds 0 chunks" in status.stderr.splitlines()[0]
+    assert status.stderr.splitlines()[0].startswith("the keyword index holds 0 chunks")
 
 
 def test_a_keyword_index_from_an_older_analysis_is_refilled_without_embedding(
