@@ -1,4 +1,5 @@
-"""POST /ask, GET /search, GET /sessions/{id} and the OpenAI chat API (model "archivist")."""
+"""POST /ask, GET /search, GET /sessions (and /sessions/{id}) and the OpenAI chat API (model
+"archivist")."""
 
 import json
 import time
@@ -95,6 +96,15 @@ def search(
     hits = state.service.search(q, k=k or state.settings.search_k, mode=mode, filters=filters)
     locator = _locator(state)
     return {"hits": [locator.hit(hit, explain) for hit in hits], "missing_legs": hits.missing_legs}
+
+
+@router.get("/sessions", tags=["answers"])
+def sessions(
+    limit: int = Query(20, ge=1, le=1000),
+    state: Running = Depends(running),  # noqa: B008
+) -> dict[str, Any]:
+    """The conversations last added to, latest first: id, first question, turns, last time."""
+    return {"sessions": [vars(s) for s in state.service.sessions.recent(limit)]}
 
 
 @router.get("/sessions/{session_id}", tags=["answers"])

@@ -22,7 +22,7 @@ from api.service.errors import USER_ERRORS, BadRequest, ConfigError, ServerError
 from api.service.indexes import SYNC_BATCH, Indexes, SyncReport, embedding_text
 from api.service.models import InstalledModel, installed_models, prune_models
 from api.service.search import MODES, Filters, Mode, SearchHit, SearchHits, search_passages
-from api.service.sessions import check_session_id
+from api.service.sessions import SessionSummary, check_session_id
 from api.service.settings import Settings, load_settings
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "SearchHit",
     "SearchHits",
     "ServerError",
+    "SessionSummary",
     "Settings",
     "SyncReport",
     "announce",

@@ -4,6 +4,7 @@ import re
 import sqlite3
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,16 @@ CREATE TABLE IF NOT EXISTS turns (
     PRIMARY KEY (session_id, seq)
 )
 """
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """A conversation as a list of them shows it."""
+
+    session_id: str
+    first_question: str
+    turns: int
+    last_at: str  # ISO 8601, UTC
 
 
 def new_session_id() -> str:
@@ -60,6 +71,18 @@ class SessionStore:
                 [check_session_id(session_id), limit],
             ).fetchall()
         return [Turn(question, answer) for question, answer in reversed(rows)]
+
+    def recent(self, limit: int = 20) -> list[SessionSummary]:
+        """The sessions last added to, latest first: id, first question, turns, last time."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT session_id, count(*), max(created_at), "
+                "(SELECT question FROM turns first WHERE first.session_id = turns.session_id "
+                "ORDER BY seq LIMIT 1) FROM turns GROUP BY session_id "
+                "ORDER BY max(created_at) DESC, max(rowid) DESC LIMIT ?",
+                [limit],
+            ).fetchall()
+        return [SessionSummary(i, question, turns, last) for i, turns, last, question in rows]
 
     def append(self, session_id: str, question: str, answer: str) -> None:
         """Record one exchange at the end of the session."""
