@@ -7,6 +7,7 @@ The embedded dense index can be open in one process only, so while a server runs
 
 import json
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,11 +27,15 @@ from api.service import (
     SearchHit,
     SearchHits,
     ServerError,
+    SessionSummary,
     Settings,
+    check_session_id,
     running_server,
 )
 from generation.errors import QueueFull
+from generation.prompt import Turn
 from ingest.ingester import FileResult, IngestReport
+from ingest.store import ChunkStore
 
 
 def connect(settings: Settings) -> "Archivist | ServerClient":
@@ -124,14 +129,54 @@ class ServerClient:
                     raise ServerError(data["detail"], data.get("reason"))
         raise ServerError(f"the server at {self.url} ended the answer early")
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    @property
+    def sessions(self) -> "ServerSessions":
+        """The server's conversations, read as the service's SessionStore reads them."""
+        return ServerSessions(self)
+
+    def _call(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
+        """The JSON the server answers (None for a 404 when `missing_ok`)."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
             raise ServerError(f"the server at {self.url} did not answer: {error}") from None
+        if response.status_code == 404 and missing_ok:
+            return None
         if response.status_code >= 400:
             raise _error(response)
         return response.json()
+
+
+class ServerSessions:
+    """`history` and `recent` of the service's SessionStore, from a running server."""
+
+    def __init__(self, client: ServerClient) -> None:
+        self._client = client
+
+    def history(self, session_id: str, limit: int = 20) -> list[Turn]:
+        """The session's last `limit` turns, oldest first (none for an unknown id)."""
+        path = f"/sessions/{check_session_id(session_id)}"
+        found = self._client._call("GET", path, missing_ok=True) or {"turns": []}
+        return [Turn(t["question"], t["answer"]) for t in found["turns"][-limit:]]
+
+    def recent(self, limit: int = 20) -> list[SessionSummary]:
+        """The conversations last added to, latest first."""
+        found = self._client._call("GET", "/sessions", params={"limit": limit})
+        return [SessionSummary(**summary) for summary in found["sessions"]]
+
+
+@contextmanager
+def document_store(settings: Settings, service: "Archivist | ServerClient") -> Iterator[ChunkStore]:
+    """The data folder's SQLite store, to read documents and passages: the service's own, or
+    (beside a running server, which shares it safely with readers) one opened here."""
+    if isinstance(service, Archivist):
+        yield service.store
+        return
+    store = ChunkStore(settings.database)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _error(response: httpx.Response) -> Exception:

@@ -18,7 +18,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.cli.client import ServerClient, connect
+from api.cli.client import ServerClient, connect, document_store
 from api.service import (
     USER_ERRORS,
     Archivist,
@@ -218,16 +218,12 @@ class _Tools:
 
     @contextmanager
     def _store(self) -> Iterator[ChunkStore]:
-        """The SQLite store: the service's own, or (beside a running server) one opened here."""
-        service = self.service
-        if isinstance(service, Archivist):
-            yield _user_errors(lambda: service.store)
-            return
-        store = _user_errors(lambda: ChunkStore(self.settings.database))
+        """The data folder's SQLite store; a failure to open it becomes a tool error."""
         try:
-            yield store
-        finally:
-            store.close()
+            with document_store(self.settings, self.service) as store:
+                yield store
+        except USER_ERRORS as error:
+            raise _tool_error(error) from None
 
 
 def _user_errors(call: Callable[[], _T]) -> _T:
@@ -235,7 +231,12 @@ def _user_errors(call: Callable[[], _T]) -> _T:
     try:
         return call()
     except USER_ERRORS as error:
-        raise ToolError(f"{getattr(error, 'reason', 'error')}: {error}") from None
+        raise _tool_error(error) from None
+
+
+def _tool_error(error: Exception) -> ToolError:
+    """An error the service anticipated, as a tool error: its reason first."""
+    return ToolError(f"{getattr(error, 'reason', 'error')}: {error}")
 
 
 def _link(path: str, page: int | None) -> str | None:

@@ -1,6 +1,9 @@
-"""`archivist watch [DIR]`: the watched folder without HTTP."""
+"""`archivist watch [DIR]`: the watched folder without HTTP (and `watching`, which the terminal
+chat runs too)."""
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import click
@@ -15,27 +18,36 @@ def run_watcher(settings: Settings, folder: Path, *, stop: threading.Event | Non
     if other:
         raise ConfigError(f"the server at {other} already watches {settings.inbox} — stop it first")
     folder = folder.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
-    with Archivist(settings) as service:
-        background = BackgroundIngest(service, folder)
 
-        def echo(changes: Changes) -> None:
-            for path in sorted(changes.touched):
-                click.echo(f"changed: {path}")
-            for path in sorted(changes.gone):
-                click.echo(f"gone:    {path}")
+    def echo(changes: Changes) -> None:
+        for path in sorted(changes.touched):
+            click.echo(f"changed: {path}")
+        for path in sorted(changes.gone):
+            click.echo(f"gone:    {path}")
 
-        watcher = background.watcher(
-            settle_s=settings.watch_settle_s, skip=settings.state_dir.resolve(), report=echo
-        )
+    with Archivist(settings) as service, watching(service, folder, report=echo):
         click.echo(f"Watching {folder} (Ctrl+C to stop)")
-        watcher.start()
-        background.start()
-        try:
+        with suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            watcher.stop()
-            background.stop()
+
+
+@contextmanager
+def watching(
+    service: Archivist, folder: Path, *, report: Callable[[Changes], None] | None = None
+) -> Iterator[BackgroundIngest]:
+    """Keep the stores in line with `folder` (reconciled first) while the block runs; `report`
+    hears of each settled change."""
+    folder.mkdir(parents=True, exist_ok=True)
+    background = BackgroundIngest(service, folder)
+    settings = service.settings
+    watcher = background.watcher(
+        settle_s=settings.watch_settle_s, skip=settings.state_dir.resolve(), report=report
+    )
+    watcher.start()
+    background.start()
+    try:
+        yield background
+    finally:
+        watcher.stop()
+        background.stop()
