@@ -34,7 +34,7 @@ ROOMS: dict[str, set[str]] = {
     "api.main": {"api.service", "api.cli", "api.server"},
 }
 FACES = ("api.server", "api.cli")
-FACE_LIBRARIES = {"fastapi", "starlette", "uvicorn", "click", "tqdm", "mcp"}
+FACE_LIBRARIES = {"fastapi", "starlette", "uvicorn", "click", "tqdm", "mcp", "textual"}
 # Packages reached only through their public names from outside them.
 PUBLIC_ONLY = ("api.service", "api.evaluation")
 

@@ -21,6 +21,7 @@ from api.service import (
     ConfigError,
     Settings,
     SyncReport,
+    check_session_id,
     load_settings,
     make_backup,
     restore_backup,
@@ -159,6 +160,30 @@ def watch(settings: Settings, folder: Path | None) -> int:
     from api.cli.watch import run_watcher
 
     run_watcher(settings, folder or settings.inbox)
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--session", "session_id", help="Take up this conversation (an id from before).")
+@click.option(
+    "--no-watch", is_flag=True,
+    help="Without a running server: leave the inbox alone (by default it is watched).",
+)  # fmt: skip
+@click.pass_obj
+def chat(settings: Settings, session_id: str | None, no_watch: bool) -> int:
+    """Talk with your documents in the terminal: answers as they are written, their sources
+    beside them, search, the documents and earlier conversations (keys at the bottom).
+
+    While `archivist serve` runs, the chat goes through it; otherwise it opens the data folder
+    and watches its inbox, as the server would.
+
+    Example: archivist chat    (Ctrl+Q quits; F2-F5 switch tabs; Ctrl+O opens a source)
+    """
+    from api.cli.chat_app import run_chat  # Textual loads only for this command
+
+    if session_id:
+        check_session_id(session_id)
+    run_chat(settings, session_id, watch=not no_watch)
     return EXIT_OK
 
 
