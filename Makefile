@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install browser run test test-reliability lint bench clean
+.PHONY: install browser ocr run test test-reliability lint bench clean
 
 install: $(STAMP)
 
@@ -37,7 +37,14 @@ browser:
 		echo "Installing the Debian packages chromium and chromium-driver (for the browser test)"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
 
-test: install browser
+# Scanned pages and pictures are read by Tesseract: Debian's tesseract-ocr, its English data and
+# its orientation detection (ARCHIVIST_OCR=auto uses it when installed).
+ocr:
+	@command -v tesseract >/dev/null && test -n "$$(find /usr/share/tesseract-ocr -name osd.traineddata 2>/dev/null)" || { \
+		echo "Installing the Debian packages tesseract-ocr, tesseract-ocr-eng and tesseract-ocr-osd (OCR)"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd; }
+
+test: install browser ocr
 	$(BIN)/python -m pytest -q
 
 # The long runs (a soak under load, crash loops): minutes, not seconds.
@@ -49,12 +56,13 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install
+bench: install ocr
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/ask.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/ocr.py
 
 clean:
 	rm -rf $(VENV) data/state

@@ -6,6 +6,7 @@ from pathlib import Path
 from ingest.document import Converted
 from ingest.email import convert_email
 from ingest.errors import NoTextLayer, TooDeep, TooLarge, UnsupportedType
+from ingest.image import IMAGE_SUFFIXES, convert_image
 from ingest.pandoc import TEXT_FORMATS, ZIP_FORMATS, convert_with_pandoc
 from ingest.pdf import convert_pdf
 from ingest.text import convert_markdown, convert_plain
@@ -13,7 +14,12 @@ from ingest.text import convert_markdown, convert_plain
 PLAIN_SUFFIXES = {".txt", ".text", ".log"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
 SUPPORTED_SUFFIXES = frozenset(
-    {".pdf", ".eml"} | PLAIN_SUFFIXES | MARKDOWN_SUFFIXES | set(ZIP_FORMATS) | set(TEXT_FORMATS)
+    {".pdf", ".eml"}
+    | PLAIN_SUFFIXES
+    | MARKDOWN_SUFFIXES
+    | set(ZIP_FORMATS)
+    | set(TEXT_FORMATS)
+    | IMAGE_SUFFIXES
 )
 
 
@@ -25,6 +31,7 @@ class Limits:
     memory_mb: int  # (a ConversionPool shares it among its workers: see ingest.budget)
     max_file_mb: int
     max_expand_mb: int
+    ocr_languages: str | None = None  # Tesseract's languages ("eng", "eng+deu"); None: no OCR
 
 
 def is_supported(path: Path) -> bool:
@@ -74,7 +81,9 @@ def _convert(path: Path, limits: Limits) -> Converted:
             "(ARCHIVIST_MAX_FILE_MB)"
         )
     if suffix == ".pdf":
-        return convert_pdf(path)
+        return convert_pdf(path, limits.ocr_languages, limits.timeout_s)
+    if suffix in IMAGE_SUFFIXES:
+        return convert_image(path, limits.ocr_languages, limits.timeout_s)
     if suffix in PLAIN_SUFFIXES:
         return convert_plain(path.read_bytes(), path.name)
     if suffix in MARKDOWN_SUFFIXES:

@@ -20,4 +20,6 @@ class Converted:
     blocks: list[Block] = field(default_factory=list)
     page_count: int | None = None
     pages_without_text: int = 0
+    ocr_pages: int = 0  # pages read by OCR (pictures of pages, without a text layer)
+    low_confidence_pages: tuple[int, ...] = ()  # of those, the ones read with low confidence
     title: str | None = None  # the file's own title (PDF or Office metadata, HTML <title>)

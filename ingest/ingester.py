@@ -25,6 +25,7 @@ class FileResult:
     reason: str | None = None
     error: str | None = None
     pages_without_text: int = 0
+    ocr_pages: int = 0
 
 
 @dataclass
@@ -55,6 +56,8 @@ class IngestReport:
                 item["error"] = result.error
             if result.pages_without_text:
                 item["pages_without_text"] = result.pages_without_text
+            if result.ocr_pages:
+                item["ocr_pages"] = result.ocr_pages
             files.append(item)
         return {"summary": self.summary(), "files": files, "removed": self.removed}
 
@@ -257,12 +260,15 @@ def _record(store: ChunkStore, state: FileState, outcome: Chunked | Failed) -> F
         page_count=outcome.page_count,
         pages_without_text=outcome.pages_without_text,
         title=outcome.title,
+        ocr_pages=outcome.ocr_pages,
+        low_confidence_pages=outcome.low_confidence_pages,
     )
     return FileResult(
         state.path,
         "ingested",
         chunks=len(outcome.chunks),
         pages_without_text=outcome.pages_without_text,
+        ocr_pages=outcome.ocr_pages,
     )
 
 

@@ -80,6 +80,13 @@ def m005_chunk_total(db: Database) -> None:
         )
 
 
+def m006_ocr_pages(db: Database) -> None:
+    """How many of a document's pages OCR read, and which of them with low confidence
+    (page numbers, space-separated; a single picture is page 1)."""
+    db.execute("ALTER TABLE documents ADD COLUMN ocr_pages INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE documents ADD COLUMN low_confidence_pages TEXT NOT NULL DEFAULT ''")
+
+
 def _run_statements(db: Database, script: str) -> None:
     # executescript() would commit mid-migration; single statements stay in one transaction.
     for statement in script.split(";"):
@@ -93,6 +100,7 @@ MIGRATIONS: list[Migration] = [
     m003_titles,
     m004_page_openings,
     m005_chunk_total,
+    m006_ocr_pages,
 ]
 
 

@@ -21,7 +21,9 @@ from ingest.errors import ReadOnly, StoreDamaged, StoreError
 from ingest.migrations import migrate, pending_migrations
 from ingest.titles import identity, name_words
 
-PIPELINE_VERSION = 4  # bump when conversion or chunking changes, to redo stored files
+# Bump when conversion or chunking changes, to redo stored files (5: scanned pages and pictures
+# are read by OCR, so scans stored as failed or short are converted again).
+PIPELINE_VERSION = 5
 _CHUNK_COLUMNS = (
     "id", "sha256", "ordinal", "text", "heading_path", "page_start", "page_end", "token_count",
     "page_opening",
@@ -63,6 +65,8 @@ class DocumentRecord:
     chunk_count: int
     pipeline_version: int
     updated_at: str
+    ocr_pages: int = 0  # pages read by OCR
+    low_confidence_pages: str = ""  # of those, read with low confidence: "3 7"
 
 
 @dataclass(frozen=True)
@@ -352,6 +356,23 @@ class ChunkStore:
                 {"path": d.path, "reason": d.reason, "error": d.error}
                 for d in self._documents("status = 'failed' ORDER BY path", [])
             ],
+            "ocr": self._ocr_summary(),
+        }
+
+    def _ocr_summary(self) -> dict[str, Any]:
+        """Pages read by OCR, in how many documents, and the documents with pages read with
+        low confidence (flagged for a person to check; their text is searchable all the same)."""
+        documents, pages = self.db.execute(
+            "SELECT count(*), coalesce(sum(ocr_pages), 0) FROM documents WHERE ocr_pages > 0"
+        ).fetchone()
+        doubtful = self._documents("low_confidence_pages != '' ORDER BY path", [])
+        return {
+            "documents": documents,
+            "pages": pages,
+            "low_confidence": [
+                {"path": d.path, "pages": [int(n) for n in d.low_confidence_pages.split()]}
+                for d in doubtful
+            ],
         }
 
     # Writing: each method is one transaction.
@@ -375,6 +396,8 @@ class ChunkStore:
         page_count: int | None = None,
         pages_without_text: int = 0,
         title: str = "",
+        ocr_pages: int = 0,
+        low_confidence_pages: tuple[int, ...] = (),
     ) -> None:
         """Store a converted file: its row, and its content's chunks in place of older ones
         (all of them queued again when the document's title or name changed)."""
@@ -389,6 +412,8 @@ class ChunkStore:
                 page_count=page_count,
                 pages_without_text=pages_without_text,
                 chunk_count=len(chunks),
+                ocr_pages=ocr_pages,
+                low_confidence_pages=" ".join(map(str, low_confidence_pages)),
             )
             name = self._name_of(file.sha256)
             self.db.execute(
@@ -409,6 +434,8 @@ class ChunkStore:
                 page_count=source.page_count,
                 pages_without_text=source.pages_without_text,
                 chunk_count=source.chunk_count,
+                ocr_pages=source.ocr_pages,
+                low_confidence_pages=source.low_confidence_pages,
             )
             self._rename(file.sha256)
 
@@ -424,6 +451,8 @@ class ChunkStore:
                 page_count=None,
                 pages_without_text=0,
                 chunk_count=0,
+                ocr_pages=0,
+                low_confidence_pages="",
             )
 
     def record_stat(self, path: str, size: int, mtime_ns: int) -> None:

@@ -16,6 +16,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_HYPHENATED = re.compile(r"(\w)-\n(?=[a-z])")
+_LINE_BREAK = re.compile(r"[ \t]*\n[ \t]*")
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -45,6 +47,13 @@ def _try(data: bytes, encoding: str) -> str | None:
         return data.decode(encoding)
     except UnicodeDecodeError:
         return None
+
+
+def page_paragraphs(text: str) -> list[str]:
+    """Paragraphs of a printed page's text (a PDF's text layer, or OCR's), with line breaks and
+    end-of-line hyphenation undone."""
+    text = text.replace("\x02", "").replace("\ufffe", "")
+    return [_LINE_BREAK.sub(" ", _HYPHENATED.sub(r"\1", p)) for p in split_paragraphs(text)]
 
 
 def split_paragraphs(text: str) -> list[str]:

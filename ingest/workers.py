@@ -43,6 +43,8 @@ class Chunked:
     page_count: int | None
     pages_without_text: int
     title: str = ""  # readable metadata title or first heading (ingest.titles)
+    ocr_pages: int = 0
+    low_confidence_pages: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,9 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> 
         chunks = split_blocks(document.blocks, counter, setup.chunking)
         title = document_title(document.title, document.blocks)
         return Chunked(
-            document.file_type, chunks, document.page_count, document.pages_without_text, title
-        )
+            document.file_type, chunks, document.page_count, document.pages_without_text, title,
+            document.ocr_pages, document.low_confidence_pages,
+        )  # fmt: skip
     except IngestError as error:
         return Failed(error.reason, str(error), isinstance(error, OutOfMemory))
     except OSError as error:

@@ -140,6 +140,12 @@ def status(settings: Settings, as_json: bool, deep: bool) -> int:
     click.echo(f"Model:       {_llm_line(summary['llm'])}")
     if "models" in summary:  # (a server older than this client does not say)
         click.echo(f"Models:      {summary['models']} (archivist models lists them)")
+    ocr = summary.get("ocr") or {}
+    if ocr.get("pages"):
+        click.echo(f"OCR:         {ocr['pages']} pages read, in {ocr['documents']} documents")
+    for doubtful in ocr.get("low_confidence", []):
+        pages = ", ".join(map(str, doubtful["pages"]))
+        click.echo(f"  low-confidence OCR, pages {pages}: {doubtful['path']}")
     if summary["failed"]:
         click.echo("\nFailed files:")
         for failure in summary["failed"]:

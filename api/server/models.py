@@ -169,6 +169,8 @@ def document_json(record: DocumentRecord, inbox: Path, *, indexed: bool) -> dict
         "chunks": record.chunk_count,
         "pages": record.page_count,
         "pages_without_text": record.pages_without_text,
+        "ocr_pages": record.ocr_pages,
+        "low_confidence_pages": [int(n) for n in record.low_confidence_pages.split()],
         "size": record.size,
         "updated_at": record.updated_at,
         "url": file_url(record.id, None),

@@ -31,6 +31,7 @@ from ingest.chunker import ChunkOptions
 from ingest.convert import Limits
 from ingest.errors import ReadOnly
 from ingest.ingester import FileResult, IngestReport, ingest_paths
+from ingest.ocr import ocr_available
 from ingest.store import ChunkStore, store_damaged
 from ingest.workers import MAIN_GUARD_HINT, ConversionPool, starting_a_worker
 from retrieval.embedder import max_sequence_tokens, tokenizer_file
@@ -385,6 +386,9 @@ class Archivist:
             memory_mb=settings.convert_memory_mb,
             max_file_mb=settings.max_file_mb,
             max_expand_mb=settings.max_expand_mb,
+            ocr_languages=settings.ocr_languages
+            if settings.ocr == "auto" and ocr_available()
+            else None,
         )
 
 

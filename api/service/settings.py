@@ -58,6 +58,17 @@ class Settings(BaseSettings):
     max_expand_mb: int = Field(
         1024, gt=0, description="Office/EPUB archives that unpack larger than this are refused."
     )
+    ocr: Literal["auto", "off"] = Field(
+        "auto",
+        description="Read scanned PDF pages and pictures of pages by OCR when Tesseract is "
+        "installed (auto), or never (off).",
+    )
+    ocr_languages: str = Field(
+        "eng",
+        pattern=r"^[A-Za-z_]+([+,][A-Za-z_]+)*$",
+        description="Tesseract's languages, e.g. eng or eng+deu (each needs its Debian package "
+        "tesseract-ocr-LANG).",
+    )
 
     qdrant_url: str | None = Field(
         None,

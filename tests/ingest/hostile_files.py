@@ -1,6 +1,7 @@
 """Writers of hostile inputs for test_hostile_corpus.py: files, links, pipes and devices that
 try to hang, exhaust, escape or confuse ingestion. Each writes one path and returns it."""
 
+import io
 import os
 import socket
 import stat
@@ -8,6 +9,8 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
+
+from PIL import Image
 
 from tests.fixtures import HANDBOOK_MD, make_with_pandoc
 
@@ -399,4 +402,30 @@ def make_nested_email(path: Path, depth: int = 5000) -> Path:
     lines += ["Content-Type: text/plain", "", "The bottom of the nesting."]
     lines += [f"--b{level}--" for level in reversed(range(depth))]
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def make_pixel_bomb_png(path: Path, width: int = 50_000, height: int = 50_000) -> Path:
+    """A PNG of a few hundred bytes whose header claims `width` x `height` pixels (2.5 billion
+    by default: 7.5 GB decoded)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 1024)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def make_truncated_png(path: Path) -> Path:
+    """A real PNG of noise (800 x 600), cut off halfway through its pixels."""
+    buffer = io.BytesIO()
+    Image.frombytes("L", (800, 600), os.urandom(800 * 600)).save(buffer, "PNG")
+    whole = buffer.getvalue()
+    path.write_bytes(whole[: len(whole) // 2])
     return path

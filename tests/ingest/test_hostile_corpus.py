@@ -108,6 +108,10 @@ CORPUS = [
     Hostile("page-count.pdf", made(h.make_lying_page_count_pdf), INGESTED),
     Hostile("page-loop.pdf", made(h.make_page_tree_loop_pdf), failed("no-text")),
     Hostile("junk.pdf", made(make_random_bytes), failed("corrupt")),
+    # Pictures of pages (refused as such whether or not OCR is installed)
+    Hostile("pixel-bomb.png", made(h.make_pixel_bomb_png), failed("too-large")),
+    Hostile("truncated.png", made(h.make_truncated_png), failed("corrupt")),
+    Hostile("junk.jpg", made(make_random_bytes), failed("corrupt")),
     # Archives
     Hostile("zip-bomb.docx", lambda p, _: make_zip_bomb(p, 4000), failed("too-large")),
     Hostile("lying-bomb.docx", made(h.make_lying_zip_bomb_docx), failed("corrupt")),
