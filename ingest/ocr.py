@@ -122,7 +122,7 @@ def _dpi_of(image: Image.Image) -> int | None:
 
 
 def _languages(languages: str) -> list[str]:
-    return ["-l", "+".join(languages.replace(",", "+").split("+"))]
+    return ["-l", languages.replace(",", "+")]
 
 
 def _tesseract(args: list[str], picture: bytes, timeout_s: float) -> str:

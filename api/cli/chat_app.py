@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -38,11 +38,13 @@ from textual.widgets import (
     TabPane,
 )
 
-from api.cli.chat_data import ChatData, Place, open_at_page
+from api.cli.chat_data import ChatData, DocumentRow, Place, open_at_page
 from api.cli.client import connect
 from api.cli.watch import watching
 from api.service import USER_ERRORS, Answer, Archivist, SessionSummary, Settings
+from generation.prompt import Turn
 
+_T = TypeVar("_T")
 _PROGRESS_EVERY_S = 2.0
 _SNIPPET_CHARS = 160  # a passage's first words in a list: three or four sources fit beside
 
@@ -146,9 +148,8 @@ class ChatApp(App[None]):
         event.input.clear()
         self.asking = True
         conversation = self.query_one("#conversation", VerticalScroll)
-        reply = Static("Archivist: …", classes="turn reply", markup=False)
-        conversation.mount(Static(f"You: {question}", classes="turn", markup=False))
-        conversation.mount(reply)
+        reply = _turn("Archivist: …")
+        conversation.mount_all([_turn(f"You: {question}"), reply])
         conversation.scroll_end(animate=False)
         self._answer(question, reply)
 
@@ -186,11 +187,17 @@ class ChatApp(App[None]):
         self._write(reply, f"could not answer. {_reason(error)}")
 
     def action_new_conversation(self) -> None:
-        self.session_id = None
-        self.query_one("#conversation", VerticalScroll).remove_children()
-        self.query_one("#sources", ListView).clear()
-        self._show_where()
+        self._start_conversation(None)
         self.action_show("chat")
+
+    def _start_conversation(self, session_id: str | None) -> VerticalScroll:
+        """An empty conversation pane (and no sources) for `session_id` (None: a new one)."""
+        self.session_id = session_id
+        self._show_where()
+        conversation = self.query_one("#conversation", VerticalScroll)
+        conversation.remove_children()
+        self.query_one("#sources", ListView).clear()
+        return conversation
 
     # Searching
 
@@ -201,12 +208,9 @@ class ChatApp(App[None]):
 
     @work(thread=True, exclusive=True, group="search")
     def _search(self, query: str) -> None:
-        try:
-            places = self.data.search(query)
-        except USER_ERRORS as error:
-            self.call_from_thread(self.notify, _reason(error), severity="error")
-            return
-        self._on_screen(self._found, query, places)
+        places = self._fetch(lambda: self.data.search(query))
+        if places is not None:
+            self._on_screen(self._found, query, places)
 
     async def _found(self, query: str, places: list[Place]) -> None:
         hits = self.query_one("#hits", ListView)
@@ -227,14 +231,11 @@ class ChatApp(App[None]):
 
     @work(thread=True, exclusive=True, group="documents")
     def _read_documents(self) -> None:
-        try:
-            rows = self.data.documents()
-        except USER_ERRORS as error:
-            self.call_from_thread(self.notify, _reason(error), severity="error")
-            return
-        self.call_from_thread(self._show_documents, rows)
+        rows = self._fetch(self.data.documents)
+        if rows is not None:
+            self.call_from_thread(self._show_documents, rows)
 
-    def _show_documents(self, rows: list[Any]) -> None:
+    def _show_documents(self, rows: list[DocumentRow]) -> None:
         table = self.query_one(DataTable)
         table.clear()
         for row in rows:
@@ -243,12 +244,9 @@ class ChatApp(App[None]):
 
     @work(thread=True, exclusive=True, group="sessions")
     def _read_sessions(self) -> None:
-        try:
-            sessions = self.data.recent_sessions()
-        except USER_ERRORS as error:
-            self.call_from_thread(self.notify, _reason(error), severity="error")
-            return
-        self._on_screen(self._show_sessions, sessions)
+        sessions = self._fetch(self.data.recent_sessions)
+        if sessions is not None:
+            self._on_screen(self._show_sessions, sessions)
 
     async def _show_sessions(self, sessions: list[SessionSummary]) -> None:
         listed = self.query_one("#session-list", ListView)
@@ -263,22 +261,15 @@ class ChatApp(App[None]):
 
     @work(thread=True, exclusive=True, group="history")
     def _load_session(self, session_id: str) -> None:
-        try:
-            turns = self.data.history(session_id)
-        except USER_ERRORS as error:
-            self.call_from_thread(self.notify, _reason(error), severity="error")
-            return
-        self.call_from_thread(self._show_history, session_id, turns)
+        turns = self._fetch(lambda: self.data.history(session_id))
+        if turns is not None:
+            self.call_from_thread(self._show_history, session_id, turns)
 
-    def _show_history(self, session_id: str, turns: list[Any]) -> None:
-        self.session_id = session_id
-        self._show_where()
-        conversation = self.query_one("#conversation", VerticalScroll)
-        conversation.remove_children()
-        self.query_one("#sources", ListView).clear()
+    def _show_history(self, session_id: str, turns: list[Turn]) -> None:
+        conversation = self._start_conversation(session_id)
         for turn in turns:
-            conversation.mount(Static(f"You: {turn.question}", classes="turn", markup=False))
-            conversation.mount(Static(f"Archivist: {turn.answer}", classes="turn", markup=False))
+            conversation.mount_all([_turn(f"You: {turn.question}"),
+                                    _turn(f"Archivist: {turn.answer}")])  # fmt: skip
         conversation.scroll_end(animate=False)
         if not turns:
             self.notify(f"No conversation {session_id!r} yet: the next question starts it.")
@@ -334,6 +325,15 @@ class ChatApp(App[None]):
             line = f"Status unavailable: {_reason(error)}"
         self.call_from_thread(self.query_one("#progress", Static).update, line)
 
+    def _fetch(self, read: Callable[[], _T]) -> _T | None:
+        """`read()`, in a worker thread; a failure the service anticipated is shown with its
+        reason instead (and None returned)."""
+        try:
+            return read()
+        except USER_ERRORS as error:
+            self.call_from_thread(self.notify, _reason(error), severity="error")
+            return None
+
     def _on_screen(self, show: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run `show(*args)`, a coroutine that changes the screen, from a worker thread."""
         # mypy solves Textual's `T | Awaitable[T]` as Never for a coroutine function.
@@ -345,6 +345,11 @@ class ChatApp(App[None]):
             self.notify(message, severity="warning")
         else:
             self.call_from_thread(self.notify, message, severity="warning")
+
+
+def _turn(text: str) -> Static:
+    """One turn of the conversation: "You: …" or "Archivist: …"."""
+    return Static(text, classes="turn", markup=False)
 
 
 def _shortened(text: str, most: int) -> str:

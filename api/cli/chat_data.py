@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.cli.client import ServerClient, document_store
+from api.cli.client import ServerClient, document_store, file_link
 from api.service import (
     Answer,
     Archivist,
@@ -124,9 +124,15 @@ class ChatData:
         return self.service.sessions.recent(limit)
 
     def progress(self) -> str:
-        """One line: what the store holds, the index work waiting, and the ingestion at hand."""
-        status = self.service.status()
-        ingest = self.background.progress() if self.background else status.get("ingest")
+        """One line: what the store holds, the index work waiting, and the ingestion at hand
+        (read every two seconds: from here, the store's counts alone, not the whole status,
+        which counts the indexes and reads the model's header too)."""
+        if isinstance(self.service, ServerClient):
+            status = self.service.status()
+            ingest = status.get("ingest")
+        else:
+            status = self.service.store.summary()
+            ingest = self.background.progress() if self.background else None
         documents = status["documents"]
         line = f"{documents['ingested']} document" + ("" if documents["ingested"] == 1 else "s")
         if documents["failed"]:
@@ -163,9 +169,7 @@ def open_at_page(path: str, page: int | None) -> str:
     file = Path(path)
     if not file.exists():
         raise OSError(f"{path} is not there any more")
-    target = file.resolve().as_uri()
-    if page is not None and file.suffix.lower() == ".pdf":
-        target += f"#page={page}"
+    target = str(file_link(str(file.resolve()), page))
     opener = os.environ.get("BROWSER") or ("open" if sys.platform == "darwin" else "xdg-open")
     command = shlex.split(opener)
     if not command or shutil.which(command[0]) is None:

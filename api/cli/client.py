@@ -179,6 +179,16 @@ def document_store(settings: Settings, service: "Archivist | ServerClient") -> I
         store.close()
 
 
+def file_link(path: str, page: int | None) -> str | None:
+    """A file:// link to a stored path (None for a relative one), at the page for a PDF (as
+    browsers and PDF viewers open it)."""
+    file = Path(path)
+    if not file.is_absolute():
+        return None
+    at = f"#page={page}" if page is not None and file.suffix.lower() == ".pdf" else ""
+    return file.as_uri() + at
+
+
 def _error(response: httpx.Response) -> Exception:
     try:
         body = response.json()

@@ -10,7 +10,6 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -18,7 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.cli.client import ServerClient, connect, document_store
+from api.cli.client import ServerClient, connect, document_store, file_link
 from api.service import (
     USER_ERRORS,
     Archivist,
@@ -194,7 +193,7 @@ class _Tools:
             "file": path,
             "name": display_name(path, self.settings.inbox),
             "page": page,
-            "link": _link(path, page),
+            "link": file_link(path, page),
             "document": record.id if record else None,
             "document_uri": f"archivist://documents/{record.id}" if record else None,
         }
@@ -208,7 +207,7 @@ class _Tools:
             "error": record.error,
             "pages": record.page_count,
             "chunks": record.chunk_count,
-            "link": _link(record.path, None),
+            "link": file_link(record.path, None),
             "uri": f"archivist://documents/{record.id}",
         }
 
@@ -237,15 +236,6 @@ def _user_errors(call: Callable[[], _T]) -> _T:
 def _tool_error(error: Exception) -> ToolError:
     """An error the service anticipated, as a tool error: its reason first."""
     return ToolError(f"{getattr(error, 'reason', 'error')}: {error}")
-
-
-def _link(path: str, page: int | None) -> str | None:
-    """A file:// link, at the page for a PDF (as browsers and PDF viewers open it)."""
-    file = Path(path)
-    if not file.is_absolute():
-        return None
-    at = f"#page={page}" if page is not None and file.suffix.lower() == ".pdf" else ""
-    return file.as_uri() + at
 
 
 def _where(page: int | None, section: tuple[str, ...]) -> str:
