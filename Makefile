@@ -37,12 +37,13 @@ browser:
 		echo "Installing the Debian packages chromium and chromium-driver (for the browser test)"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
 
-# Scanned pages and pictures are read by Tesseract: Debian's tesseract-ocr, its English data and
-# its orientation detection (ARCHIVIST_OCR=auto uses it when installed).
+# Scanned pages and pictures are read by Tesseract (libtesseract 5.5 comes with the tesserocr
+# wheel) with Debian's English and orientation data (ARCHIVIST_OCR=auto uses them when installed).
+OCR_DATA := $(wildcard /usr/share/tesseract-ocr/*/tessdata/eng.traineddata /usr/share/tesseract-ocr/*/tessdata/osd.traineddata)
 ocr:
-	@command -v tesseract >/dev/null && test -n "$$(find /usr/share/tesseract-ocr -name osd.traineddata 2>/dev/null)" || { \
-		echo "Installing the Debian packages tesseract-ocr, tesseract-ocr-eng and tesseract-ocr-osd (OCR)"; \
-		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd; }
+	@test "$(words $(OCR_DATA))" -ge 2 || { \
+		echo "Installing the Debian packages tesseract-ocr-eng and tesseract-ocr-osd (OCR)"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q tesseract-ocr-eng tesseract-ocr-osd; }
 
 test: install browser ocr
 	$(BIN)/python -m pytest -q

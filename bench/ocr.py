@@ -1,48 +1,42 @@
-"""OCR on the dev scans: character error rate and seconds per page, page by page.
+"""OCR on the dev scans: character error rate and seconds per page, page by page; then the
+speed of reading a whole scan, on one thread and on every core.
 
 Run: .venv/bin/python bench/ocr.py [FOLDER]   (default ../shared/scanned; `make ocr` first)
 
-Each picture (a PDF is rendered at 300 dpi, as ingestion renders a scanned page) is read by
-ingest.ocr.read_page, orientation check included, on one thread. CER is the edit distance
-over the ground truth's characters (`NAME.gt.txt`), with NFKC applied, curly quotes and dashes
-mapped to ASCII and all whitespace collapsed (the folder's SOURCES.md convention).
+Each picture (a PDF is rendered at 300 dpi in grayscale, as ingestion renders a scanned page)
+is read by ingest.ocr.read_page, orientation check included, on one thread. CER is the edit
+distance over the ground truth's characters (`NAME.gt.txt`), with NFKC applied, curly quotes
+and dashes mapped to ASCII and all whitespace collapsed (the folder's SOURCES.md convention).
+
+The whole-scan figure: a PDF of SCAN_PAGES image-only A4 pages of dense printed text (words of
+the ground truths typeset at 10 pt, ~3,400 characters a page, rasterized at 300 dpi by pdfium)
+converted by ingest.pdf.convert_pdf as ingestion converts it (render, OCR, paragraphs), with
+one OCR thread and with ingest.ocr.OCR_THREADS, and CER of its pages against the typeset text.
 """
 
+import random
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import time
-import unicodedata
 
 import pypdfium2 as pdfium
+from fpdf import FPDF
 from PIL import Image
 
-from ingest.ocr import ocr_available, read_page
+import ingest.ocr
+from api.evaluation import character_error_rate as cer
+from ingest.ocr import OCR_THREADS, ocr_available, read_page
+from ingest.pdf import convert_pdf
 
-_ASCII = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'",
-                        "—": "-", "–": "-"})  # fmt: skip
-
-
-def normalized(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).translate(_ASCII).split())
-
-
-def cer(read: str, truth: str) -> float:
-    """Edit distance between the normalized texts over the ground truth's length."""
-    a, b = normalized(read), normalized(truth)
-    previous = list(range(len(b) + 1))
-    for i, char in enumerate(a, 1):
-        current = [i] + [0] * len(b)
-        for j, other in enumerate(b, 1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other))
-        previous = current
-    return previous[-1] / max(1, len(b))
+SCAN_PAGES = 8
 
 
 def picture(path: Path) -> Image.Image:
     if path.suffix.lower() == ".pdf":
-        return pdfium.PdfDocument(path)[0].render(scale=300 / 72).to_pil()
+        return pdfium.PdfDocument(path)[0].render(scale=300 / 72, grayscale=True).to_pil()
     return Image.open(path)
 
 
@@ -68,6 +62,44 @@ def main() -> None:
     worst = max(range(len(rates)), key=rates.__getitem__)
     print(f"\nmean CER {sum(rates) / len(rates):.1%}, worst {rates[worst]:.1%} "
           f"({scans[worst].name}); {len(rates) / seconds:.2f} pages/s")  # fmt: skip
+    words = " ".join(p.read_text() for p in folder.glob("*.gt.txt")).split()
+    whole_scan(words)
+
+
+def dense_scan(words: list[str], folder: Path) -> tuple[Path, list[str]]:
+    """An image-only PDF of SCAN_PAGES A4 pages of 10 pt text (300 dpi), and each page's text."""
+    rng = random.Random(7)
+    texts = [" ".join(rng.choice(words) for _ in range(560)) for _ in range(SCAN_PAGES)]
+    typeset = FPDF(format="A4")
+    typeset.set_font("Helvetica", size=10)
+    for text in texts:
+        typeset.add_page()
+        typeset.multi_cell(0, 4.6, text.encode("latin-1", "replace").decode("latin-1"))
+    (folder / "typeset.pdf").write_bytes(bytes(typeset.output()))
+    scan = FPDF(format="A4")
+    for page in pdfium.PdfDocument(folder / "typeset.pdf"):
+        scan.add_page()
+        scan.image(page.render(scale=300 / 72, grayscale=True).to_pil(), x=0, y=0, w=210, h=297)
+    (folder / "scan.pdf").write_bytes(bytes(scan.output()))
+    return folder / "scan.pdf", texts
+
+
+def whole_scan(words: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        scan, texts = dense_scan(words, Path(scratch))
+        print(f"\n{SCAN_PAGES}-page dense scan (300 dpi A4, 10 pt):")
+        for threads in sorted({1, OCR_THREADS}):
+            ingest.ocr.OCR_THREADS = threads
+            start = time.perf_counter()
+            converted = convert_pdf(scan, "eng", timeout_s=300)
+            took = time.perf_counter() - start
+            pages = ["" for _ in texts]
+            for block in converted.blocks:
+                pages[(block.page or 1) - 1] += " " + block.text
+            rates = [cer(read, truth) for read, truth in zip(pages, texts, strict=True)]
+            rate = sum(rates) / len(rates)
+            print(f"  {threads} OCR thread(s): {SCAN_PAGES / took:.2f} pages/s "
+                  f"({took / SCAN_PAGES:.2f} s a page), CER {rate:.1%}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.document import Converted
+from ingest.document import Converted, PageProgress
 from ingest.email import convert_email
 from ingest.errors import NoTextLayer, TooDeep, TooLarge, UnsupportedType
 from ingest.image import IMAGE_SUFFIXES, convert_image
+from ingest.ocr import ocr_threads
 from ingest.pandoc import TEXT_FORMATS, ZIP_FORMATS, convert_with_pandoc
 from ingest.pdf import convert_pdf
 from ingest.text import convert_markdown, convert_plain
@@ -54,10 +55,11 @@ def unsupported(path: Path) -> UnsupportedType:
     )
 
 
-def convert_file(path: Path, limits: Limits) -> Converted:
-    """Convert one file to text blocks, or raise an IngestError that says why not."""
+def convert_file(path: Path, limits: Limits, on_page: PageProgress | None = None) -> Converted:
+    """Convert one file to text blocks, or raise an IngestError that says why not;
+    `on_page(done, count)` hears of each page of a PDF or picture as it is done."""
     try:
-        return _convert(path, limits)
+        return _convert(path, limits, on_page)
     except RecursionError:
         # A valid file nested deeper than a converter follows (the pandoc walk has no limit
         # of its own, but nested tables and notes still recurse): say so, not "corrupt".
@@ -68,10 +70,11 @@ def convert_file(path: Path, limits: Limits) -> Converted:
         ) from None
 
 
-def _convert(path: Path, limits: Limits) -> Converted:
+def _convert(path: Path, limits: Limits, on_page: PageProgress | None) -> Converted:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise unsupported(path)
+    threads = ocr_threads(limits.memory_mb)
     size = path.stat().st_size
     if size == 0:
         raise NoTextLayer(f"{path.name}: the file is empty (0 bytes)")
@@ -81,9 +84,9 @@ def _convert(path: Path, limits: Limits) -> Converted:
             "(ARCHIVIST_MAX_FILE_MB)"
         )
     if suffix == ".pdf":
-        return convert_pdf(path, limits.ocr_languages, limits.timeout_s)
+        return convert_pdf(path, limits.ocr_languages, limits.timeout_s, on_page, threads)
     if suffix in IMAGE_SUFFIXES:
-        return convert_image(path, limits.ocr_languages, limits.timeout_s)
+        return convert_image(path, limits.ocr_languages, limits.timeout_s, on_page, threads)
     if suffix in PLAIN_SUFFIXES:
         return convert_plain(path.read_bytes(), path.name)
     if suffix in MARKDOWN_SUFFIXES:

@@ -1,6 +1,10 @@
 """Plain values that flow from a converter to the chunker."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+# `on_page(done, count)`: a paged converter's progress, page by page (count: pages in all).
+PageProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

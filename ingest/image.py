@@ -1,13 +1,14 @@
 """Pictures of pages (photos, scans, faxes) read by OCR: one page per image, one per TIFF frame."""
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from ingest.document import Block, Converted
+from ingest.document import Block, Converted, PageProgress
 from ingest.errors import Corrupt, NoTextLayer, TooLarge
-from ingest.ocr import NO_OCR_HINT, ReadPage, read_page
+from ingest.ocr import NO_OCR_HINT, read_in_order
 from ingest.text import page_paragraphs
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})
@@ -17,35 +18,53 @@ MAX_PIXELS = 100_000_000
 _MAX_FRAMES = 2000
 
 
-def convert_image(path: Path, ocr_languages: str | None, timeout_s: float) -> Converted:
-    """The text OCR reads on each frame of the image (a page each), in `ocr_languages`; a
-    picture too large or damaged fails as such whether OCR is on or not."""
+def convert_image(
+    path: Path,
+    ocr_languages: str | None,
+    timeout_s: float,
+    on_page: PageProgress | None = None,
+    ocr_threads: int | None = None,
+) -> Converted:
+    """The text OCR reads on each frame of the image (a page each), in `ocr_languages` on
+    `ocr_threads`; a picture too large or damaged fails as such whether OCR is on or not.
+    `on_page(done, count)` hears of each frame as it is read."""
     blocks: list[Block] = []
     frames = empty = 0
     low: list[int] = []
     with _opened(path) as image:
-        many = getattr(image, "n_frames", 1) > 1
-        for index, frame in enumerate(ImageSequence.Iterator(image)):
-            if index >= _MAX_FRAMES:
-                raise TooLarge(f"{path.name}: more than {_MAX_FRAMES} frames")
-            _load(path, frame)
-            if not ocr_languages:
-                raise NoTextLayer(f"{path.name}: a picture, and OCR is off here — {NO_OCR_HINT}")
-            read = _read(path, frame, ocr_languages, timeout_s)
+        count = getattr(image, "n_frames", 1)
+        if count > _MAX_FRAMES:
+            raise TooLarge(f"{path.name}: more than {_MAX_FRAMES} frames")
+        _load(path, image)
+        if not ocr_languages:
+            raise NoTextLayer(f"{path.name}: a picture, and OCR is off here — {NO_OCR_HINT}")
+        frames_read = _frames(path, image, copy=count > 1)
+        readings = read_in_order(frames_read, ocr_languages, timeout_s, ocr_threads)
+        for index, read in readings:
             frames += 1
-            empty += not read.text.strip()
-            if read.low_confidence:
+            empty += not read or not read.text.strip()
+            if read and read.low_confidence:
                 low.append(index + 1)
-            page = index + 1 if many else None
-            blocks.extend(Block(p, (), page) for p in page_paragraphs(read.text))
+            page = index + 1 if count > 1 else None
+            blocks.extend(Block(p, (), page) for p in page_paragraphs(read.text if read else ""))
+            if on_page:
+                on_page(index + 1, count)
     if not blocks:
         raise NoTextLayer(f"{path.name}: OCR read no text in the picture")
     file_type = path.suffix.lower().lstrip(".")
-    page_count = frames if many else None
+    page_count = frames if count > 1 else None
     return Converted(
         file_type, blocks, page_count=page_count, pages_without_text=empty, ocr_pages=frames,
         low_confidence_pages=tuple(low),
     )  # fmt: skip
+
+
+def _frames(path: Path, image: Image.Image, copy: bool) -> Iterator[tuple[int, Image.Image, None]]:
+    """Each frame, decoded; `copy`: each on its own (the image moves on to the next frame
+    while the last one is read)."""
+    for index, frame in enumerate(ImageSequence.Iterator(image)):
+        _load(path, frame)
+        yield index, frame.copy() if copy else frame, None
 
 
 def _opened(path: Path) -> Image.Image:
@@ -73,13 +92,6 @@ def _load(path: Path, frame: Image.Image) -> None:
         frame.load()
     except (OSError, SyntaxError, ValueError) as error:  # truncated, or bad compressed data
         raise Corrupt(f"{path.name}: damaged image ({error})") from None
-
-
-def _read(path: Path, frame: Image.Image, languages: str, timeout_s: float) -> ReadPage:
-    try:
-        return read_page(frame, languages, timeout_s)
-    except OSError as error:
-        raise Corrupt(f"{path.name}: OCR could not read it ({error})") from None
 
 
 def _too_large(path: Path) -> TooLarge:

@@ -100,6 +100,7 @@ def ingest_paths(
     force: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_file: Callable[[FileResult], None] | None = None,
+    on_page: Callable[[str, int, int], None] | None = None,
     stop: Callable[[], bool] | None = None,
     within: Sequence[Path] | None = None,
 ) -> IngestReport:
@@ -109,6 +110,9 @@ def ingest_paths(
     file named on its own may link anywhere): a link in the inbox never makes `/etc/passwd`
     searchable. Broken links and anything but a regular file (a named pipe would block the
     read forever) are recorded as failures, with the reason.
+
+    `on_page(path, done, count)` hears how far a long PDF or picture has come (from the
+    conversion threads; a file converted within a quarter of a second reports no pages).
 
     `stop()` returning True ends the work after the file at hand (a server shutting down);
     what was not done yet is done by the next run, which finds those files unchanged or not.
@@ -148,7 +152,8 @@ def ingest_paths(
         (Job(key, Path(states[0].path)) for key, states in waiting.items()),
         key=lambda job: -waiting[job.key][0].size,
     )
-    for job, outcome in pool.run(jobs):
+    pages = (lambda job, done, count: on_page(str(job.path), done, count)) if on_page else None
+    for job, outcome in pool.run(jobs, pages):
         for state in waiting[job.key]:
             done(_record(store, state, _renamed(outcome, job.path, Path(state.path))))
         if stop and stop():

@@ -1,14 +1,16 @@
 """PDF text per page with pdfium; the outline (bookmarks) supplies heading paths."""
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
+from PIL import Image
 
-from ingest.document import Block, Converted
+from ingest.document import Block, Converted, PageProgress
 from ingest.errors import Corrupt, Encrypted, NoTextLayer
-from ingest.ocr import NO_OCR_HINT, ReadPage, read_page
+from ingest.ocr import NO_OCR_HINT, UNREADABLE, read_in_order
 from ingest.text import page_paragraphs
 
 _PASSWORD_ERROR = 4  # FPDF_ERR_PASSWORD
@@ -16,38 +18,51 @@ _PASSWORD_ERROR = 4  # FPDF_ERR_PASSWORD
 # number or a stamp typed over it); 300 dpi suits Tesseract, and an A4 page is 8.7 Mpx there.
 _FEW_CHARACTERS = 20
 _MAX_PIXELS = 25_000_000
-_NOTHING = ReadPage("", 1.0)
 
 
-def convert_pdf(path: Path, ocr_languages: str | None = None, timeout_s: float = 60) -> Converted:
+def convert_pdf(
+    path: Path,
+    ocr_languages: str | None = None,
+    timeout_s: float = 60,
+    on_page: PageProgress | None = None,
+    ocr_threads: int | None = None,
+) -> Converted:
     """Extract each page's text, reading pages without a text layer by OCR in
-    `ocr_languages` (None: no OCR); count the pages read by OCR and those left without text."""
+    `ocr_languages` (None: no OCR) on `ocr_threads`; count the pages read by OCR and those left
+    without text. `on_page(done, count)` hears of each page as it is done."""
     pdf = _open(path)
     try:
         headings = _outline(pdf)
+        page_count = len(pdf)
         section: tuple[str, ...] = ()
         blocks: list[Block] = []
         empty_pages = damaged_pages = ocr_pages = 0
         low: list[int] = []
-        for index in range(len(pdf)):
-            try:
-                text = _page_text(pdf, index)
-                if ocr_languages and len(text.strip()) < _FEW_CHARACTERS:
-                    read = _read_picture(pdf, index, ocr_languages, timeout_s)
-                    if len(read.text.strip()) > len(text.strip()):  # a short layer may be all
-                        text, ocr_pages = read.text, ocr_pages + 1
-                        if read.low_confidence:
-                            low.append(index + 1)
-            except pdfium.PdfiumError:
-                text = ""
+        pages = _pages(pdf, bool(ocr_languages))
+        readings = (
+            read_in_order(pages, ocr_languages, timeout_s, ocr_threads)
+            if ocr_languages
+            else ((key, None) for key, _, _ in pages)
+        )
+        for (index, text), read in readings:
+            if text is None:
                 damaged_pages += 1
+                text = ""
+            if read is not None and (
+                read is UNREADABLE or len(read.text.strip()) > len(text.strip())
+            ):
+                text = read.text or text  # a short text layer may be all there is
+                ocr_pages += 1
+                if read.low_confidence:
+                    low.append(index + 1)
             if not text.strip():
                 empty_pages += 1
             parts = _sections(text, section, headings.get(index, []))
             for part, heading_path in parts:
                 blocks.extend(Block(p, heading_path, index + 1) for p in page_paragraphs(part))
             section = parts[-1][1]
-        page_count = len(pdf)
+            if on_page:
+                on_page(index + 1, page_count)
         title = pdf.get_metadata_dict().get("Title")
     finally:
         pdf.close()
@@ -67,25 +82,34 @@ def convert_pdf(path: Path, ocr_languages: str | None = None, timeout_s: float =
     )  # fmt: skip
 
 
-def _read_picture(
-    pdf: pdfium.PdfDocument, index: int, languages: str, timeout_s: float
-) -> ReadPage:
-    """A page without a text layer that shows a picture (a scan), rendered for OCR (300 dpi, at
-    most _MAX_PIXELS) and read. The hostile corpus's 10,000 blank pages took over 60 s before
-    blank pages were passed over."""
+def _pages(
+    pdf: pdfium.PdfDocument, ocr: bool
+) -> Iterator[tuple[tuple[int, str | None], Image.Image | None, int | None]]:
+    """Each page's ((index, text layer or None if damaged), picture to read by OCR or None,
+    its dpi): a page with (almost) no text layer that shows a picture is rendered for OCR."""
+    for index in range(len(pdf)):
+        try:
+            text = _page_text(pdf, index)
+            picture = _picture(pdf, index) if ocr and len(text.strip()) < _FEW_CHARACTERS else None
+        except pdfium.PdfiumError:
+            yield (index, None), None, None
+            continue
+        yield (index, text), *(picture or (None, None))
+
+
+def _picture(pdf: pdfium.PdfDocument, index: int) -> tuple[Image.Image, int] | None:
+    """A page that shows a picture (a scan) rendered for OCR (300 dpi, at most _MAX_PIXELS),
+    with its resolution; None for a page without one. The hostile corpus's 10,000 blank pages
+    took over 60 s before blank pages were passed over."""
     page = pdf[index]
     try:
         if next(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4), None) is None:
-            return _NOTHING  # nothing scanned on it: a blank page is not worth 1-2 s of OCR
+            return None  # nothing scanned on it: a blank page is not worth 1-2 s of OCR
         width, height = page.get_size()  # points
         scale = min(300 / 72, (_MAX_PIXELS / max(1.0, width * height)) ** 0.5)
-        image = page.render(scale=scale).to_pil()
+        return page.render(scale=scale, grayscale=True).to_pil(), round(72 * scale)
     finally:
         page.close()
-    try:
-        return read_page(image, languages, timeout_s, dpi=round(72 * scale))
-    except OSError:  # Tesseract could not read it: the page counts as one without text
-        return _NOTHING
 
 
 def _open(path: Path) -> pdfium.PdfDocument:

@@ -7,8 +7,10 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from ingest.budget import (
 )
 from ingest.chunker import Chunk, ChunkOptions, TokenCounter, split_blocks
 from ingest.convert import Limits, convert_file
+from ingest.document import PageProgress
 from ingest.errors import IngestError, OutOfMemory, TimedOut, TooLarge, WorkersFailed
 from ingest.titles import document_title
 
@@ -58,6 +61,14 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class PageDone:
+    """A worker's word that a long file moves on: `done` of its `count` pages are converted."""
+
+    done: int
+    count: int
+
+
+@dataclass(frozen=True)
 class WorkerSetup:
     """What each worker process needs: the tokenizer, chunk sizes and limits."""
 
@@ -66,13 +77,16 @@ class WorkerSetup:
     limits: Limits
 
 
-ConvertFn = Callable[[Path, TokenCounter, WorkerSetup], "Chunked | Failed"]
+ConvertFn = Callable[[Path, TokenCounter, WorkerSetup, PageProgress], "Chunked | Failed"]
 
 
-def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
-    """Convert and chunk one file; every failure comes back as a `Failed`."""
+def convert_and_chunk(
+    path: Path, counter: TokenCounter, setup: WorkerSetup, on_page: PageProgress
+) -> Chunked | Failed:
+    """Convert and chunk one file, telling `on_page` of each page done; every failure comes
+    back as a `Failed`."""
     try:
-        document = convert_file(path, setup.limits)
+        document = convert_file(path, setup.limits, on_page)
         chunks = split_blocks(document.blocks, counter, setup.chunking)
         title = document_title(document.title, document.blocks)
         return Chunked(
@@ -92,6 +106,12 @@ def convert_and_chunk(path: Path, counter: TokenCounter, setup: WorkerSetup) -> 
 
 
 _READY = "ready"
+# A file's time limit (ARCHIVIST_CONVERT_TIMEOUT_S) runs from its last page done: a 400-page
+# scan read at ~1 page/s must not fail at 120 s. Still, no file holds a worker longer than
+# this (a hostile PDF of 10,000 pictures would take hours): ~3,600 dense scanned pages.
+_LONGEST_S = 3600.0
+# A worker reports pages at most this often (a file done sooner reports none).
+_REPORT_EVERY_S = 0.25
 # A worker starts in well under a second (forked from the fork server, then the tokenizer
 # loaded); the first start also waits for the fork server to import the converters.
 _START_S = 60.0
@@ -137,10 +157,23 @@ def _serve(connection: Connection, setup: WorkerSetup, work: ConvertFn, memory: 
         memory[2] = cap_address_space(memory_mb)
         limits = replace(setup.limits, memory_mb=memory_mb)
         try:
-            outcome = work(path, counter, replace(setup, limits=limits))
+            outcome = work(path, counter, replace(setup, limits=limits), _reporter(connection))
         except MemoryError:  # the address-space cap set above was hit
             outcome = _out_of_memory(path, memory_mb)
         connection.send(outcome)
+
+
+def _reporter(connection: Connection) -> PageProgress:
+    """An `on_page` that tells the parent of pages done, at most every _REPORT_EVERY_S."""
+    last = time.monotonic()
+
+    def on_page(done: int, count: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= _REPORT_EVERY_S:
+            connection.send(PageDone(done, count))
+            last = time.monotonic()
+
+    return on_page
 
 
 def _out_of_memory(path: Path, memory_mb: int) -> Failed:
@@ -191,24 +224,33 @@ class _Worker:
         code = self._process.exitcode
         return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
 
-    def run(self, path: Path, memory_mb: int) -> Chunked | Failed:
-        """Convert one file within `memory_mb` (this process and the pandoc it starts)."""
+    def run(
+        self, path: Path, memory_mb: int, on_page: PageProgress | None = None
+    ) -> Chunked | Failed:
+        """Convert one file within `memory_mb` (this process and the pandoc it starts), and
+        within the time limit from its start or its last page done (`on_page` hears of them)."""
         if self._connection.closed:
             self._start()
         timeout = self._setup.limits.timeout_s
+        longest = max(_LONGEST_S, timeout)
         self._connection.send((path, memory_mb))
-        if not self._connection.poll(timeout + 5):
-            self.stop()
-            return Failed(
-                TimedOut.reason, f"{path.name}: conversion took longer than {timeout:g} s"
-            )
-        try:
-            outcome: Chunked | Failed = self._connection.recv()
-        except (EOFError, ConnectionResetError):
-            return self._crashed(path, memory_mb)
-        if _ran_out(outcome):
+        started, page = time.monotonic(), None
+        while True:
+            if not self._connection.poll(min(timeout + 5, longest - (time.monotonic() - started))):
+                self.stop()
+                return _timed_out(path, page, timeout, time.monotonic() - started >= longest)
+            try:
+                message: Chunked | Failed | PageDone = self._connection.recv()
+            except (EOFError, ConnectionResetError):
+                return self._crashed(path, memory_mb)
+            if not isinstance(message, PageDone):
+                break
+            page = message
+            if on_page:
+                on_page(page.done, page.count)
+        if _ran_out(message):
             self.stop()  # what it took from the system may not shrink back under a cap
-        return outcome
+        return message
 
     def _crashed(self, path: Path, memory_mb: int) -> Failed:
         self._process.join(5)
@@ -226,6 +268,20 @@ class _Worker:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGKILL)
         self._process.join(5)
+
+
+def _timed_out(path: Path, page: PageDone | None, timeout: float, too_long: bool) -> Failed:
+    if too_long:
+        at = f" (at page {page.done} of {page.count})" if page else ""
+        message = f"{path.name}: still converting after {max(_LONGEST_S, timeout):g} s{at}"
+    elif page:
+        message = (
+            f"{path.name}: no page done for {timeout:g} s, after page {page.done} of "
+            f"{page.count} (ARCHIVIST_CONVERT_TIMEOUT_S)"
+        )
+    else:
+        message = f"{path.name}: conversion took longer than {timeout:g} s"
+    return Failed(TimedOut.reason, message)
 
 
 class ConversionPool:
@@ -261,8 +317,11 @@ class ConversionPool:
         process.start()
         process.join()
 
-    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Chunked | Failed]]:
-        """Convert every job; yields (job, outcome) as each finishes."""
+    def run(
+        self, jobs: Iterable[Job], on_page: Callable[[Job, int, int], None] | None = None
+    ) -> Iterator[tuple[Job, Chunked | Failed]]:
+        """Convert every job; yields (job, outcome) as each finishes. `on_page(job, done,
+        count)` hears, from the pool's threads, how far a long PDF or picture has come."""
         todo: queue.Queue[Job | None] = queue.Queue()
         done: queue.Queue[tuple[Job, Chunked | Failed] | Exception] = queue.Queue()
         count = 0
@@ -273,7 +332,7 @@ class ConversionPool:
         conversions = min(count, MemoryBudget.conversions(memory_mb, self._workers))
         budget = MemoryBudget(memory_mb, max(1, conversions))
         threads = [
-            threading.Thread(target=self._drain, args=(todo, done, budget), daemon=True)
+            threading.Thread(target=self._drain, args=(todo, done, budget, on_page), daemon=True)
             for _ in range(conversions)
         ]
         for thread in threads:
@@ -303,6 +362,7 @@ class ConversionPool:
         todo: "queue.Queue[Job | None]",
         done: "queue.Queue[tuple[Job, Chunked | Failed] | Exception]",
         budget: MemoryBudget,
+        on_page: Callable[[Job, int, int], None] | None,
     ) -> None:
         try:
             worker = _Worker(self._context, self._setup, self._work)
@@ -312,7 +372,8 @@ class ConversionPool:
         try:
             while (job := todo.get()) is not None:
                 try:
-                    outcome = _convert(worker, job.path, budget)
+                    pages = partial(on_page, job) if on_page else None
+                    outcome = _convert(worker, job.path, budget, pages)
                 except Exception as error:  # the result must arrive, or the caller waits forever
                     outcome = Failed("crashed", f"{job.path.name}: {type(error).__name__}: {error}")
                 done.put((job, outcome))
@@ -320,13 +381,15 @@ class ConversionPool:
             worker.stop()
 
 
-def _convert(worker: _Worker, path: Path, budget: MemoryBudget) -> Chunked | Failed:
+def _convert(
+    worker: _Worker, path: Path, budget: MemoryBudget, on_page: PageProgress | None
+) -> Chunked | Failed:
     """Convert within a share of the budget; if that is too little, again with all of it."""
     with budget.share(idle=worker.stop) as memory_mb:
-        outcome = worker.run(path, memory_mb)
+        outcome = worker.run(path, memory_mb, on_page)
     if _ran_out(outcome) and memory_mb < budget.total_mb:
         with budget.whole(idle=worker.stop) as memory_mb:
-            outcome = worker.run(path, memory_mb)
+            outcome = worker.run(path, memory_mb, on_page)
             worker.stop()  # it may hold more than a share now
     return outcome
 

@@ -155,6 +155,8 @@ def _ingesting(progress: dict[str, Any] | None) -> str:
         line = f"ingesting {progress['current']} ({progress['done']} of {progress['total']})"
     else:
         line = "scanning the inbox"
+    for long_file in progress.get("converting", []):
+        line += f", {long_file['path']} page {long_file['page']}/{long_file['pages']}"
     if progress["pending"]:
         line += f", {len(progress['pending'])} waiting"
     if progress.get("last_error"):

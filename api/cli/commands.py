@@ -11,7 +11,7 @@ import click
 import api  # noqa: F401  (prepares the environment before numpy loads)
 from api.cli.ask import ask_command, batch_command
 from api.cli.client import connect
-from api.cli.console import counting_bar, echo_json, progress, show_warnings
+from api.cli.console import FileTicker, counting_bar, echo_json, progress, show_warnings
 from api.cli.evaluate import eval_command
 from api.cli.models import models_command
 from api.cli.search import search_command
@@ -62,9 +62,10 @@ def ingest(
         progress("files", as_json) as files,
         progress("chunks", as_json, desc="indexing") as chunks,
     ):
+        ticker = FileTicker(files)
         outcome = service.ingest(
             paths, force=force, index=not no_index, on_start=files.reset,
-            on_file=lambda _: files.update(), on_progress=counting_bar(chunks),
+            on_file=ticker.on_file, on_page=ticker.on_page, on_progress=counting_bar(chunks),
         )  # fmt: skip
     output = outcome.report.to_json()
     if outcome.index is not None:
@@ -141,8 +142,11 @@ def status(settings: Settings, as_json: bool, deep: bool) -> int:
     if "models" in summary:  # (a server older than this client does not say)
         click.echo(f"Models:      {summary['models']} (archivist models lists them)")
     ocr = summary.get("ocr") or {}
-    if ocr.get("pages"):
-        click.echo(f"OCR:         {ocr['pages']} pages read, in {ocr['documents']} documents")
+    if "reads" in ocr:  # (a server older than this client does not say)
+        read = (
+            f"; {ocr['pages']} pages read, in {ocr['documents']} documents" if ocr["pages"] else ""
+        )
+        click.echo(f"OCR:         {ocr['reads']}{read}")
     for doubtful in ocr.get("low_confidence", []):
         pages = ", ".join(map(str, doubtful["pages"]))
         click.echo(f"  low-confidence OCR, pages {pages}: {doubtful['path']}")

@@ -3,10 +3,14 @@
 import json
 import logging
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import click
 from tqdm import tqdm
+
+from ingest.ingester import FileResult
 
 
 def progress(unit: str, quiet: bool, desc: str | None = None, total: int | None = None) -> tqdm:
@@ -27,6 +31,33 @@ def counting_bar(bar: tqdm) -> Any:
         bar.refresh()
 
     return on_progress
+
+
+class FileTicker:
+    """Moves a bar of files as each is done, and shows beside it how far each long PDF or
+    picture has come ("scan.pdf page 37/400")."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self._bar = bar
+        self._pages: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def on_page(self, path: str, done: int, count: int) -> None:
+        with self._lock:
+            self._pages[Path(path).name] = (done, count)
+            self._show()
+
+    def on_file(self, result: FileResult) -> None:
+        with self._lock:
+            self._pages.pop(Path(result.path).name, None)
+            self._bar.update()
+            self._show()
+
+    def _show(self) -> None:
+        pages = ", ".join(
+            f"{name} page {done}/{count}" for name, (done, count) in self._pages.items()
+        )
+        self._bar.set_postfix_str(pages)
 
 
 def echo_json(data: Any) -> None:

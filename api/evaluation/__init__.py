@@ -2,10 +2,10 @@
 
 BEIR-layout sets (beir.py: nDCG, recall, MRR per search mode), page-level sets of real
 documents (pages.py: the right file and the evidence page), answers on sets with gold answers
-(answers.py), and prompt injection (injection.py: attacks scored on real answers, ordinary
-text the withholding filter takes). `evaluate` (run.py) ingests a set into a scratch data
-folder and runs them; `archivist eval` and the benchmarks call it. The service never imports
-this package.
+(answers.py), prompt injection (injection.py: attacks scored on real answers, ordinary text
+the withholding filter takes), and OCR readings against the text on the page (ocr.py).
+`evaluate` (run.py) ingests a set into a scratch data folder and runs them; `archivist eval`
+and the benchmarks call it. The service never imports this package.
 """
 
 from api.evaluation.beir import Dataset, load_dataset, write_corpus
@@ -15,6 +15,7 @@ from api.evaluation.injection import (
     run_attacks,
     withholding_report,
 )
+from api.evaluation.ocr import character_error_rate
 from api.evaluation.pages import (
     PageDataset,
     PageQuestion,
@@ -29,6 +30,7 @@ __all__ = [
     "PageDataset",
     "PageQuestion",
     "attack_report",
+    "character_error_rate",
     "evaluate",
     "is_page_dataset",
     "load_dataset",

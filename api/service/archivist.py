@@ -31,7 +31,7 @@ from ingest.chunker import ChunkOptions
 from ingest.convert import Limits
 from ingest.errors import ReadOnly
 from ingest.ingester import FileResult, IngestReport, ingest_paths
-from ingest.ocr import ocr_available
+from ingest.ocr import missing_ocr_data
 from ingest.store import ChunkStore, store_damaged
 from ingest.workers import MAIN_GUARD_HINT, ConversionPool, starting_a_worker
 from retrieval.embedder import max_sequence_tokens, tokenizer_file
@@ -228,11 +228,13 @@ class Archivist:
         optimize: bool = True,
         on_start: Callable[[int], None] | None = None,
         on_file: Callable[[FileResult], None] | None = None,
+        on_page: Callable[[str, int, int], None] | None = None,
         on_progress: Progress | None = None,
         within: Sequence[Path] | None = None,
     ) -> IngestOutcome:
         """Bring the store in line with files and folders, then both indexes with the store
-        (symbolic links followed only into `within`: see `ingest_paths`)."""
+        (symbolic links followed only into `within`, and `on_page` for long files: see
+        `ingest_paths`)."""
         self._check_writable("ingesting")
         converting, abandoned = threading.Event(), threading.Event()
         converting.set()
@@ -250,7 +252,8 @@ class Archivist:
                 try:
                     report = ingest_paths(
                         self.store, self.pool, paths, force=force, on_start=on_start,
-                        on_file=on_file, stop=self._interrupted.is_set, within=within,
+                        on_file=on_file, on_page=on_page, stop=self._interrupted.is_set,
+                        within=within,
                     )  # fmt: skip
                 except BaseException:  # Ctrl+C, a damaged store: the queue waits for next time
                     abandoned.set()
@@ -349,6 +352,8 @@ class Archivist:
         except RetrievalError as error:  # e.g. the dense index is open in another process
             stores = {"error": str(error)}
         models = str(self.settings.models)
+        ocr = self._ocr()
+        summary["ocr"]["reads"] = self.settings.ocr_languages if ocr == "on" else ocr
         return {**summary, "stores": stores, "llm": self.llm.describe(), "models": models}
 
     # Settings checked before anything runs
@@ -386,10 +391,18 @@ class Archivist:
             memory_mb=settings.convert_memory_mb,
             max_file_mb=settings.max_file_mb,
             max_expand_mb=settings.max_expand_mb,
-            ocr_languages=settings.ocr_languages
-            if settings.ocr == "auto" and ocr_available()
-            else None,
+            ocr_languages=settings.ocr_languages if self._ocr() == "on" else None,
         )
+
+    def _ocr(self) -> str:
+        """ "on", or why scans are not read ("off: ...")."""
+        if self.settings.ocr == "off":
+            return "off: ARCHIVIST_OCR=off"
+        missing = missing_ocr_data(self.settings.ocr_languages)
+        if missing:
+            packages = " ".join(missing)
+            return f"off: Tesseract's data is not installed (make ocr; apt install {packages})"
+        return "on"
 
 
 def encodable(text: str) -> str:

@@ -39,6 +39,7 @@ class BackgroundIngest:
         self._stopping = False
         self._current: str | None = None
         self._done = self._total = 0
+        self._pages: dict[str, tuple[int, int]] = {}  # long files under way: pages done, count
         self._last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         # Indexes catch up while later files convert, so a long import is searchable as it goes.
@@ -122,6 +123,10 @@ class BackgroundIngest:
                 "current": self._current,
                 "done": self._done,
                 "total": self._total,
+                "converting": [
+                    {"path": path, "page": done, "pages": count}
+                    for path, (done, count) in self._pages.items()
+                ],
                 "last_error": self._last_error,
             }
 
@@ -149,6 +154,7 @@ class BackgroundIngest:
                 log.exception("ingestion failed (a full scan retries in %g s)", _RETRY_S)
             with self._wake:
                 self._busy, self._current = False, None
+                self._pages.clear()
                 self._wake.notify_all()
                 if failed:  # the folder is the record of what to store: scan it again later
                     self._wake.wait_for(lambda: self._stopping, _RETRY_S)
@@ -176,7 +182,7 @@ class BackgroundIngest:
         if to_ingest:
             self.service.ingest(
                 to_ingest, optimize=False, on_start=self._started, on_file=self._finished,
-                within=[self.folder],
+                on_page=self._page, within=[self.folder],
             )  # fmt: skip
         if forget:
             self.service.remove(forget, optimize=False)
@@ -199,8 +205,13 @@ class BackgroundIngest:
         with self._wake:
             self._done, self._total = 0, total
 
+    def _page(self, path: str, done: int, count: int) -> None:
+        with self._wake:
+            self._pages[display_name(path, self.folder)] = (done, count)
+
     def _finished(self, result: FileResult) -> None:
         with self._wake:
+            self._pages.pop(display_name(result.path, self.folder), None)
             self._done += 1
             self._current = display_name(result.path, self.folder)
             if result.status == "failed":

@@ -45,7 +45,12 @@ class Settings(BaseSettings):
         default_factory=lambda: os.cpu_count() or 1,
         description="Conversion processes (default: one per core).",
     )
-    convert_timeout_s: float = Field(120.0, gt=0, description="Time limit for converting one file.")
+    convert_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Time limit for converting one file (a PDF or picture: from its last page "
+        "done; an hour at most).",
+    )
     convert_memory_mb: int = Field(
         default_factory=lambda fields: conversion_memory_mb(fields["workers"]),
         ge=256,

@@ -8,6 +8,7 @@ import pytest
 
 from ingest.chunker import ChunkOptions, TokenCounter
 from ingest.convert import Limits, convert_file
+from ingest.document import PageProgress
 from ingest.errors import Corrupt, OutOfMemory
 from ingest.workers import Chunked, ConversionPool, Failed, Job, WorkerSetup, convert_and_chunk
 from retrieval.embedder import tokenizer_file
@@ -28,13 +29,15 @@ def outcomes(conversion: ConversionPool, *paths: Path) -> dict[str, Chunked | Fa
     return {job.key: outcome for job, outcome in conversion.run(Job(p.name, p) for p in paths)}
 
 
-def hold_named_mb(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
+def hold_named_mb(
+    path: Path, counter: TokenCounter, setup: WorkerSetup, on_page: PageProgress
+) -> Chunked | Failed:
     """A ConvertFn that holds the megabytes a file's name begins with while converting it
     (300-big.txt: 300 MB; a.txt: none)."""
     megabytes = path.name.split("-")[0]
     held = bytearray(int(megabytes) * 1024 * 1024 if megabytes.isdigit() else 0)
     try:
-        return convert_and_chunk(path, counter, setup)
+        return convert_and_chunk(path, counter, setup, on_page)
     finally:
         del held
 

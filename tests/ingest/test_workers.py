@@ -7,30 +7,50 @@ from pathlib import Path
 
 from ingest.chunker import ChunkOptions, TokenCounter
 from ingest.convert import Limits
+from ingest.document import PageProgress
 from ingest.workers import Chunked, ConversionPool, Failed, Job, WorkerSetup, convert_and_chunk
 from retrieval.embedder import tokenizer_file
 
 
-def hang_on_slow_files(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
+def hang_on_slow_files(
+    path: Path, counter: TokenCounter, setup: WorkerSetup, on_page: PageProgress
+) -> Chunked | Failed:
     """A ConvertFn that never finishes for files named slow*, and converts the rest."""
     if path.name.startswith("slow"):
         time.sleep(3600)
-    return convert_and_chunk(path, counter, setup)
+    return convert_and_chunk(path, counter, setup, on_page)
 
 
-def crash_on_bad_files(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
+def crash_on_bad_files(
+    path: Path, counter: TokenCounter, setup: WorkerSetup, on_page: PageProgress
+) -> Chunked | Failed:
     """A ConvertFn that dies by segfault on files named bad*, and converts the rest."""
     if path.name.startswith("bad"):
         os.kill(os.getpid(), signal.SIGSEGV)
-    return convert_and_chunk(path, counter, setup)
+    return convert_and_chunk(path, counter, setup, on_page)
 
 
-def hog_memory(path: Path, counter: TokenCounter, setup: WorkerSetup) -> Chunked | Failed:
+def hog_memory(
+    path: Path, counter: TokenCounter, setup: WorkerSetup, on_page: PageProgress
+) -> Chunked | Failed:
     """A ConvertFn that tries to hold 4 GB for files named big*, and converts the rest."""
     if path.name.startswith("big"):
         hoard = bytearray(4 * 1024**3)
         return Failed("impossible", str(len(hoard)))
-    return convert_and_chunk(path, counter, setup)
+    return convert_and_chunk(path, counter, setup, on_page)
+
+
+def pages_then_stall(
+    path: Path, counter: TokenCounter, setup: WorkerSetup, on_page: PageProgress
+) -> Chunked | Failed:
+    """A ConvertFn that takes 1.2 s a page over a 5-page file, and stalls after page 2 of
+    files named stall*."""
+    for page in range(1, 6):
+        time.sleep(1.2)
+        on_page(page, 5)
+        if page == 2 and path.name.startswith("stall"):
+            time.sleep(3600)
+    return convert_and_chunk(path, counter, setup, on_page)
 
 
 def pool(work, timeout_s: float = 30, memory_mb: int = 1024) -> ConversionPool:  # type: ignore[no-untyped-def]
@@ -63,6 +83,26 @@ def test_a_hanging_file_times_out_and_the_rest_convert(tmp_path: Path) -> None:
     assert time.monotonic() - started < 30
     assert results["slow.txt"] == Failed("timeout", "slow.txt: conversion took longer than 0.5 s")
     assert all(isinstance(results[n], Chunked) for n in ("a.txt", "b.txt", "c.txt"))
+
+
+def test_the_time_limit_runs_from_the_last_page_done(tmp_path: Path) -> None:
+    # The limit is 0.5 s (a worker is given 5 s more to say it timed out itself): each page
+    # within 5.5 s, the whole file in 6 s. A long scan reading steadily finishes; one that
+    # stops moving fails, saying after which page.
+    paths = notes(tmp_path, "steady.txt", "stall.txt")
+    heard: list[tuple[str, int, int]] = []
+    conversion = pool(pages_then_stall, timeout_s=0.5)
+    jobs = [Job(path.name, path) for path in paths]
+    results = dict(conversion.run(jobs, on_page=lambda job, done, count: heard.append(
+        (job.key, done, count))))  # fmt: skip
+    by_key = {job.key: outcome for job, outcome in results.items()}
+    assert isinstance(by_key["steady.txt"], Chunked)
+    assert by_key["stall.txt"] == Failed(
+        "timeout",
+        "stall.txt: no page done for 0.5 s, after page 2 of 5 (ARCHIVIST_CONVERT_TIMEOUT_S)",
+    )
+    steady = [done for key, done, count in heard if key == "steady.txt" and count == 5]
+    assert steady == [1, 2, 3, 4, 5]
 
 
 def test_a_crashing_converter_is_reported_and_replaced(tmp_path: Path) -> None:
