@@ -18,6 +18,14 @@ _PASSWORD_ERROR = 4  # FPDF_ERR_PASSWORD
 # number or a stamp typed over it); 300 dpi suits Tesseract, and an A4 page is 8.7 Mpx there.
 _FEW_CHARACTERS = 20
 _MAX_PIXELS = 25_000_000
+# A text layer is garbage (a scanner's failed OCR hidden under its picture, a font without a
+# Unicode map) when fewer than this share of its words look like words: on the 4,945 pages of
+# the real PDFs in ../shared (corpus and filings) one page was judged so, a chart whose
+# labels extract one letter per line.
+_WORDLIKE_SHARE = 0.5
+_PUNCTUATION = "\"'()[]{}<>.,;:!?*+-=_/\\|&#@%$€£§°«»“”‘’„–—…•·"
+_NUMBER = re.compile(r"[\d.,:/%$€£+-]*\d[\d.,:/%$€£+-]*")
+_VOWEL = re.compile(r"[aeiouyAEIOUY]")
 
 
 def convert_pdf(
@@ -48,9 +56,7 @@ def convert_pdf(
             if text is None:
                 damaged_pages += 1
                 text = ""
-            if read is not None and (
-                read is UNREADABLE or len(read.text.strip()) > len(text.strip())
-            ):
+            if read is not None and (read is UNREADABLE or _words(read.text) > _words(text)):
                 text = read.text or text  # a short text layer may be all there is
                 ocr_pages += 1
                 if read.low_confidence:
@@ -86,30 +92,63 @@ def _pages(
     pdf: pdfium.PdfDocument, ocr: bool
 ) -> Iterator[tuple[tuple[int, str | None], Image.Image | None, int | None]]:
     """Each page's ((index, text layer or None if damaged), picture to read by OCR or None,
-    its dpi): a page with (almost) no text layer that shows a picture is rendered for OCR."""
+    its dpi): a page with (almost) no text layer that shows a picture, or whose text layer is
+    garbage, is rendered for OCR."""
     for index in range(len(pdf)):
         try:
             text = _page_text(pdf, index)
-            picture = _picture(pdf, index) if ocr and len(text.strip()) < _FEW_CHARACTERS else None
+            short = len(text.strip()) < _FEW_CHARACTERS
+            picture = (
+                _picture(pdf, index, scans_only=short) if ocr and (short or garbled(text)) else None
+            )
         except pdfium.PdfiumError:
             yield (index, None), None, None
             continue
         yield (index, text), *(picture or (None, None))
 
 
-def _picture(pdf: pdfium.PdfDocument, index: int) -> tuple[Image.Image, int] | None:
-    """A page that shows a picture (a scan) rendered for OCR (300 dpi, at most _MAX_PIXELS),
-    with its resolution; None for a page without one. The hostile corpus's 10,000 blank pages
-    took over 60 s before blank pages were passed over."""
+def _picture(
+    pdf: pdfium.PdfDocument, index: int, scans_only: bool
+) -> tuple[Image.Image, int] | None:
+    """A page rendered for OCR (300 dpi, at most _MAX_PIXELS), with its resolution; with
+    `scans_only`, None for a page that shows no picture (the hostile corpus's 10,000 blank
+    pages took over 60 s before blank pages were passed over)."""
     page = pdf[index]
     try:
-        if next(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4), None) is None:
+        images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4)
+        if scans_only and next(images, None) is None:
             return None  # nothing scanned on it: a blank page is not worth 1-2 s of OCR
         width, height = page.get_size()  # points
         scale = min(300 / 72, (_MAX_PIXELS / max(1.0, width * height)) ** 0.5)
         return page.render(scale=scale, grayscale=True).to_pil(), round(72 * scale)
     finally:
         page.close()
+
+
+def wordlike(core: str) -> bool:
+    """Whether a token (stripped of punctuation) looks like a word or a number: mostly letters,
+    with a vowel among Latin ones, or digits; not symbols, private-use or control characters,
+    nor "xq3zzkf"."""
+    if _NUMBER.fullmatch(core):
+        return True
+    if 2 * sum(char.isalpha() for char in core) < len(core):  # mostly letters ("Last5", 2cm)
+        return False
+    return not core.isascii() or bool(_VOWEL.search(core))
+
+
+def _tokens(text: str) -> list[str]:
+    """The whitespace-separated tokens that are not punctuation alone (dot leaders, bullets)."""
+    return [core for token in text.split() if (core := token.strip(_PUNCTUATION))]
+
+
+def _words(text: str) -> int:
+    return sum(map(wordlike, _tokens(text)))
+
+
+def garbled(text: str) -> bool:
+    """Whether a page's text layer is garbage rather than text (judged on 5 tokens or more)."""
+    tokens = _tokens(text)
+    return len(tokens) >= 5 and sum(map(wordlike, tokens)) < _WORDLIKE_SHARE * len(tokens)
 
 
 def _open(path: Path) -> pdfium.PdfDocument:

@@ -5,13 +5,14 @@ import re
 import struct
 import textwrap
 import zlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import cast
 
 import pypandoc
 from fpdf import FPDF
-from fpdf.enums import MethodReturnValue
+from fpdf.enums import MethodReturnValue, TextMode
 from PIL import Image, ImageDraw, ImageFont
 
 PANDOC_FORMATS = {
@@ -67,17 +68,20 @@ def make_pdf(
     image_only_pages: Collection[int] = (),
     bookmarks: Sequence[tuple[int, int, str]] = (),
     title: str | None = None,
+    hidden_text: Mapping[int, str] = MappingProxyType({}),
 ) -> Path:
     """Write a PDF with one page per string; image-only pages carry no text layer.
 
     Args:
         pages: the text of each page; it is shrunk (down to 6 pt) to fit on its page.
         image_only_pages: 0-based indexes of pages drawn as a picture of their text (a "scan").
+        hidden_text: for image-only pages, a text layer drawn invisibly over the picture, as a
+            scanner's OCR lays one (right or garbage).
         bookmarks: (level, page_index, title) outline entries; level 0 is top-level, as in
             pypdfium2's `get_toc()`. Entries are written in page order.
         title: the document's metadata title.
     """
-    path.write_bytes(_build_pdf(pages, image_only_pages, bookmarks, title))
+    path.write_bytes(_build_pdf(pages, image_only_pages, bookmarks, title, hidden_text))
     return path
 
 
@@ -86,6 +90,7 @@ def _build_pdf(
     image_only_pages: Collection[int],
     bookmarks: Sequence[tuple[int, int, str]],
     title: str | None = None,
+    hidden_text: Mapping[int, str] = MappingProxyType({}),
 ) -> bytes:
     for _, page_index, title in bookmarks:
         if not 0 <= page_index < len(pages):
@@ -102,6 +107,12 @@ def _build_pdf(
             pdf.start_section(title, level=level)
         if index in image_only_pages:
             _draw_scan(pdf, text)
+            if index in hidden_text:
+                pdf.set_font("Helvetica", size=10)
+                pdf.text_mode = TextMode.INVISIBLE
+                pdf.set_xy(pdf.l_margin + 4, pdf.t_margin + 4)
+                pdf.multi_cell(pdf.epw - 8, 5, _latin1(hidden_text[index]))
+                pdf.text_mode = TextMode.FILL
         else:
             _write_text(pdf, _latin1(text), index)
     return bytes(pdf.output())

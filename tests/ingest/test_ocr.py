@@ -57,6 +57,22 @@ def test_a_scanned_pdf_page_is_read_and_keeps_its_page_number(tmp_path: Path) ->
     assert (converted.ocr_pages, converted.pages_without_text) == (1, 0)
 
 
+def test_a_garbage_text_layer_over_a_scan_is_read_again_by_ocr(tmp_path: Path) -> None:
+    garbage = "xqzz kf¤ ¦¦¦ þÿ zzkq qqrt ¤¤ ¬¬ vvkr ¦¤þ " * 4  # a scanner's failed OCR, hidden
+    pdf = make_pdf(tmp_path / "log.pdf", [SCANNED], image_only_pages={0}, hidden_text={0: garbage})
+    converted = convert_file(pdf, OCR)
+    assert [(b.page, b.text) for b in converted.blocks] == [(1, SCANNED)]
+    assert converted.ocr_pages == 1
+
+
+def test_a_good_hidden_text_layer_is_kept_without_ocr(tmp_path: Path) -> None:
+    layer = "The keeper logs the Vellmar weather twice a day, as the scanner read it."
+    pdf = make_pdf(tmp_path / "log.pdf", [SCANNED], image_only_pages={0}, hidden_text={0: layer})
+    converted = convert_file(pdf, OCR)
+    assert [(b.page, b.text) for b in converted.blocks] == [(1, layer)]
+    assert converted.ocr_pages == 0
+
+
 def test_without_ocr_a_scan_is_refused_with_the_way_to_read_it(tmp_path: Path) -> None:
     pdf = make_pdf(tmp_path / "scan.pdf", [SCANNED], image_only_pages={0})
     with pytest.raises(NoTextLayer, match="install Tesseract's data to read scans"):

@@ -6,7 +6,7 @@ import pytest
 from fpdf import FPDF
 
 from ingest.errors import Corrupt, Encrypted, NoTextLayer
-from ingest.pdf import convert_pdf
+from ingest.pdf import convert_pdf, garbled
 from tests.fixtures import make_pdf, make_random_bytes, make_truncated_pdf
 
 
@@ -76,3 +76,27 @@ def test_a_page_is_cut_where_a_bookmarked_heading_starts(tmp_path: Path) -> None
         (("Overview",), "Overview of the station."),
         (("Lens Care",), "Lens Care The lens is cleaned every Tuesday."),
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1.1 How to compile a .tex file . . . . . . . . . . . . 5\n1.1.1 Tools . . . . . . 5",
+        "本人声明所呈交的学位论文是我个人在导师指导下进行的研究工作及取得的研究成果。尽我所知，除了"
+        "文中特别加以标注和致谢的地方外， 论文中 不包含 其他人 已经发表",
+        "\\RequirePackage{doc}\n\\RequirePackage{keyval}\n\\newif\\ifbachelordegree x y z",
+        "Net revenue 2023 $ 91,471 $ 86,392 5.9 % Article’s Title F. Last5 and 2cm",
+    ],
+    ids=["dot-leaders", "chinese", "latex", "figures"],
+)
+def test_a_text_layer_of_real_text_is_not_garbage(text: str) -> None:
+    assert not garbled(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["xqzz kf¤ ¦¦¦ þÿ zzkq qqrt ¤¤ ¬¬", "\ue000\ue001 \ue002\ue003 \ue004 \ue005 \ufffd\ufffd x"],
+    ids=["consonants-and-symbols", "private-use"],
+)
+def test_a_garbage_text_layer_is_told_from_text(text: str) -> None:
+    assert garbled(text)
