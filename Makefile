@@ -49,7 +49,7 @@ test: install browser ocr
 	$(BIN)/python -m pytest -q
 
 # The long runs (a soak under load, crash loops): minutes, not seconds.
-test-reliability: install
+test-reliability: install ocr
 	$(BIN)/python -m pytest -q -m reliability
 
 lint: install

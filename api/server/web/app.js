@@ -257,6 +257,7 @@ function pendingNames(listed) {
   const ingest = (state.status && state.status.ingest) || {};
   const names = new Map((ingest.pending || []).map((name) => [name, "queued"]));
   if (ingest.current) names.set(ingest.current, "processing");
+  for (const long of ingest.converting || []) names.set(long.path, "processing");
   const seen = new Set(listed.map((doc) => doc.name));
   for (const [name, since] of state.uploaded) {
     // Forget an upload once it is listed, or after a while (the filter may hide it).
@@ -302,6 +303,7 @@ function showProgress() {
   const parts = [];
   if (ingest.current) parts.push(`Converting ${ingest.current} (${ingest.done} of ${ingest.total} done)`);
   else if (ingest.state === "working") parts.push("Working");
+  for (const long of ingest.converting || []) parts.push(`Reading ${long.path}: page ${long.page} of ${long.pages}`);
   if ((ingest.pending || []).length) parts.push(`${ingest.pending.length} file(s) queued`);
   if (status.pending_index_work) parts.push(`${status.pending_index_work} chunk change(s) waiting to be indexed`);
   $("#ingest-progress").textContent = parts.length ? `${parts.join(" · ")}…` : "";
