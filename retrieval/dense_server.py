@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from retrieval.dense_base import (
     DEFAULT_COLLECTION,
@@ -19,7 +24,12 @@ from retrieval.dense_base import (
     check_built_by,
     locked_error,
 )
-from retrieval.errors import RetrievalError
+from retrieval.errors import IndexDamaged, IndexUnavailable, RetrievalError
+
+# Collections record their model in `metadata`, which Qdrant keeps from 1.16 on. qdrant-client's
+# own check (minor versions at most 1 apart) warns from a background thread, at no fixed time,
+# for every server older than 1.19: Archivist checks the server's version itself, at connect.
+OLDEST_SERVER = (1, 16)
 
 
 class ClientDenseIndex(BaseDenseIndex):
@@ -36,15 +46,19 @@ class ClientDenseIndex(BaseDenseIndex):
         model: str,
         dimension: int,
         recreate: bool = False,
+        shards: int | None = None,
+        replicas: int | None = None,
     ) -> None:
         self.client, self.collection = client, collection
         self.model, self.dimension = model, dimension
+        self._shards, self._replicas = shards, replicas
         options = client.init_options
         local = bool(options.get("path")) or options.get("location") == ":memory:"
         # Local mode scans every vector and warns about search parameters; it is not safe
         # to call from several threads at once (FastAPI's thread pool), so calls take turns.
         self._params = None if local else models.SearchParams(hnsw_ef=HNSW_EF)
         self._turn: AbstractContextManager[Any] = threading.RLock() if local else nullcontext()
+        self._location = str(options.get("url") or options.get("path") or options.get("location"))
         if recreate:
             client.delete_collection(collection)
         if not client.collection_exists(collection):
@@ -67,12 +81,16 @@ class ClientDenseIndex(BaseDenseIndex):
         dimension: int,
         recreate: bool = False,
         api_key: str | None = None,
+        shards: int | None = None,
+        replicas: int | None = None,
     ) -> Self:
-        """Open `collection` on the server at an http(s) URL, or in local mode in a folder."""
+        """Open `collection` on the server at an http(s) URL, or in local mode in a folder; a
+        collection created on a server has `shards` shards of `replicas` copies each (default:
+        the server's, one and one)."""
         remote = location.startswith(("http://", "https://"))
         try:
             if remote:
-                client = QdrantClient(url=location, api_key=api_key)
+                client = QdrantClient(url=location, api_key=api_key, check_compatibility=False)
             else:  # ":memory:" or a folder
                 client = (
                     QdrantClient(location)
@@ -82,7 +100,14 @@ class ClientDenseIndex(BaseDenseIndex):
         except RuntimeError as exc:  # local mode: "Storage folder ... is already accessed"
             raise locked_error(Path(location)) from exc
         try:
-            return cls(client, collection, model=model, dimension=dimension, recreate=recreate)
+            if remote:
+                _check_version(client, location)
+            return cls(client, collection, model=model, dimension=dimension, recreate=recreate,
+                       shards=shards, replicas=replicas)  # fmt: skip
+        except (UnexpectedResponse, ResponseHandlingException) as exc:
+            error = failure(exc, client, location, collection)
+            client.close()
+            raise error from exc
         except Exception as exc:
             client.close()
             if isinstance(exc, RetrievalError) or not remote:
@@ -92,9 +117,18 @@ class ClientDenseIndex(BaseDenseIndex):
                 "unset ARCHIVIST_QDRANT_URL (unset means the embedded index)"
             ) from exc
 
+    @contextmanager
+    def _asking(self) -> Iterator[None]:
+        """A call to Qdrant (taking turns in local mode), its failures told as the index's."""
+        try:
+            with self._turn:
+                yield
+        except (UnexpectedResponse, ResponseHandlingException) as error:
+            raise failure(error, self.client, self._location, self.collection) from error
+
     def count(self) -> int:
         """Number of stored vectors."""
-        with self._turn:
+        with self._asking():
             return self.client.count(self.collection, exact=True).count
 
     def optimize(self) -> None:
@@ -105,7 +139,7 @@ class ClientDenseIndex(BaseDenseIndex):
 
     def clear(self) -> None:
         """Remove every vector, keeping the model and dimension."""
-        with self._turn:
+        with self._asking():
             self.client.delete_collection(self.collection)
             self._create()
 
@@ -116,12 +150,12 @@ class ClientDenseIndex(BaseDenseIndex):
     def _put(self, ids: list[str], rows: np.ndarray) -> None:
         vectors: dict[str, Any] = {VECTOR_NAME: rows.tolist()}
         batch = models.Batch(ids=list[models.ExtendedPointId](ids), vectors=vectors)
-        with self._turn:
+        with self._asking():
             self.client.upsert(self.collection, points=batch, wait=True)
 
     def _remove(self, ids: list[str]) -> None:
         selector = models.PointIdsList(points=list[models.ExtendedPointId](ids))
-        with self._turn:
+        with self._asking():
             self.client.delete(self.collection, points_selector=selector, wait=True)
 
     def _nearest(
@@ -142,19 +176,19 @@ class ClientDenseIndex(BaseDenseIndex):
             )
             for limit, allowed in searches
         ]
-        with self._turn:
+        with self._asking():
             responses = self.client.query_batch_points(self.collection, requests=requests)
         return [[(str(p.id), float(p.score)) for p in r.points] for r in responses]
 
     def _present(self, ids: list[str]) -> list[str]:
-        with self._turn:
+        with self._asking():
             records = self.client.retrieve(
                 self.collection, list[models.ExtendedPointId](ids), with_payload=False
             )
         return [str(r.id) for r in records]
 
     def _page(self, offset: Any) -> tuple[list[str], Any]:
-        with self._turn:
+        with self._asking():
             records, offset = self.client.scroll(
                 self.collection, limit=PAGE, offset=offset, with_payload=False
             )
@@ -165,5 +199,75 @@ class ClientDenseIndex(BaseDenseIndex):
         self.client.create_collection(
             self.collection,
             vectors_config={VECTOR_NAME: params},
+            shard_number=self._shards,
+            replication_factor=self._replicas,
             metadata={"model": self.model, "dimension": self.dimension},
         )
+
+
+def _check_version(client: QdrantClient, location: str) -> None:
+    """Refuse a server older than OLDEST_SERVER, saying which version it is."""
+    version = client.info().version
+    numbers = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if numbers < OLDEST_SERVER:
+        oldest = ".".join(map(str, OLDEST_SERVER))
+        raise RetrievalError(
+            f"the Qdrant server at {location} is version {version}; Archivist needs {oldest} or "
+            "newer (it records the embedding model in the collection's metadata) — upgrade it"
+        )
+
+
+def failure(
+    error: UnexpectedResponse | ResponseHandlingException,
+    client: QdrantClient,
+    location: str,
+    collection: str,
+) -> RetrievalError:
+    """What a failed call to Qdrant means for the index: gone (IndexDamaged: rebuilt from
+    SQLite), or a server or cluster node that does not answer (IndexUnavailable: used again
+    once it does), naming the nodes of the cluster that do not answer."""
+    if isinstance(error, UnexpectedResponse) and error.status_code == 404:
+        return IndexDamaged(f"the collection '{collection}' is gone from the Qdrant server at "
+                            f"{location} — `archivist reindex` rebuilds it")  # fmt: skip
+    down = _silent_peers(client)
+    if down:
+        return IndexUnavailable(
+            f"the Qdrant cluster at {location} cannot answer for collection '{collection}': "
+            f"{', '.join(down)} does not answer — start it again; what waits is indexed once it "
+            "answers (searches go on while a node is down when each shard has a copy on another "
+            "node, ARCHIVIST_QDRANT_REPLICAS=2)"
+        )
+    if isinstance(error, ResponseHandlingException):
+        return IndexUnavailable(
+            f"the Qdrant server at {location} does not answer ({error.source}) — start it, or "
+            "unset ARCHIVIST_QDRANT_URL (unset means the embedded index)"
+        )
+    return IndexUnavailable(f"the Qdrant server at {location} failed ({_said(error)})")
+
+
+def _said(error: UnexpectedResponse) -> str:
+    """The server's own words for an error, shortened."""
+    try:
+        said = str(json.loads(error.content)["status"]["error"])
+    except (ValueError, KeyError, TypeError):
+        said = error.reason_phrase
+    return " ".join(said.split())[:300]
+
+
+def _silent_peers(client: QdrantClient) -> list[str]:
+    """The nodes of the server's cluster that do not accept a connection ("peer ID at URI")."""
+    try:
+        status = client.http.distributed_api.cluster_status().result
+    except Exception:  # not a cluster, or the node asked is failing too
+        return []
+    peers = getattr(status, "peers", None) or {}
+    return [f"node {peer} ({info.uri})" for peer, info in peers.items() if not _answers(info.uri)]
+
+
+def _answers(uri: str) -> bool:
+    address = urlsplit(uri)
+    try:
+        with socket.create_connection((address.hostname or "", address.port or 6335), timeout=1):
+            return True
+    except OSError:
+        return False

@@ -28,3 +28,10 @@ class IndexDamaged(RetrievalError):
     """An index cannot be read: it is rebuilt from SQLite, which holds every chunk."""
 
     reason = "index-damaged"
+
+
+class IndexUnavailable(RetrievalError):
+    """The Qdrant server (or a node of its cluster) holding the dense index does not answer; the
+    index is not damaged, and nothing is rebuilt: it is used again once the server answers."""
+
+    reason = "index-unavailable"

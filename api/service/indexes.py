@@ -33,7 +33,13 @@ from retrieval.embedder import (
     shared_embedder,
 )
 from retrieval.encoders import onnx_model_file, resolve_backend, resolve_device
-from retrieval.errors import IndexBusy, IndexDamaged, IndexMismatch, RetrievalError
+from retrieval.errors import (
+    IndexBusy,
+    IndexDamaged,
+    IndexMismatch,
+    IndexUnavailable,
+    RetrievalError,
+)
 from retrieval.keyword import KeywordDoc, KeywordIndex
 from retrieval.rerank import CrossEncoderReranker, Reranker
 
@@ -123,6 +129,9 @@ class Indexes:
                     url=self._settings.qdrant_url,
                     recreate=recreate,
                     damaged=damaged,
+                    collection=self._settings.qdrant_collection,
+                    shards=self._settings.qdrant_shards,
+                    replicas=self._settings.qdrant_replicas,
                 )
             except IndexBusy:
                 if time.monotonic() >= deadline:
@@ -172,7 +181,7 @@ class Indexes:
         for leg, index in (("bm25", lambda: self.keyword), ("dense", lambda: self.dense)):
             try:
                 index()
-            except (IndexDamaged, IndexMismatch) as error:
+            except (IndexDamaged, IndexMismatch, IndexUnavailable) as error:
                 unusable[leg] = str(error)
         return unusable
 
@@ -194,10 +203,14 @@ class Indexes:
             self._try_dense(0)
         except IndexBusy:
             return  # written by another process now: it checks as it writes
+        except IndexUnavailable:
+            return  # a server that does not answer now: checked when it does, never rebuilt
         if self._dense is not None and "dense" not in self.damaged:
             try:
                 held = self._dense.count()
                 missing = len(sample) - len(self._dense.present(sample))
+            except IndexUnavailable:
+                return
             except RetrievalError as error:
                 self._note_damage("dense", error)
                 return
@@ -314,11 +327,13 @@ class Indexes:
         nothing queued and nothing found damaged (every open looks a few chunk ids up), or,
         `exact`, the very same chunk ids (loaded into memory: 12 s at a million chunks)."""
         pending = store.pending_count()
-        busy = None
+        busy = unavailable = None
         try:
             self._try_dense(READER_WAIT_S)
         except IndexBusy as error:
             busy = str(error)
+        except IndexUnavailable as error:
+            unavailable = str(error)
         chunks: Any = store.chunk_ids() if exact else store.chunk_count()
         keyword: Any = None
         if self._keyword is not None:
@@ -329,6 +344,8 @@ class Indexes:
                 dense = self._dense.ids() if exact else self._dense.count()
         except IndexDamaged as error:
             self._note_damage("dense", error)
+        except IndexUnavailable as error:
+            unavailable = str(error)
 
         def size(held: Any) -> int | None:  # ids (exact) or a count; None: not open
             return len(held) if exact and held is not None else held
@@ -346,6 +363,8 @@ class Indexes:
             counts["damaged"] = dict(self.damaged)
         if busy is not None:
             counts["busy"] = busy
+        if unavailable is not None:
+            counts["unavailable"] = unavailable
         return counts
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 from api.service.indexes import Indexes
 from api.service.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
+from retrieval.errors import IndexUnavailable
 from retrieval.fusion import focus_weights, fuse_rankings, with_document_evidence, worth_scoring
 from retrieval.rerank import Reranker, rerank
 
@@ -77,15 +78,22 @@ def search_passages(
 ) -> SearchHits:
     """The `k` best chunks for a query, best first; a reranker re-scores the top candidates.
 
-    A hybrid search whose keyword or dense index cannot be used (damaged, or built by another
-    embedding model) searches the other and says so: a reader cannot rebuild an index (the
-    next writer does), but it can still answer. A search of that leg alone, or with both
-    unusable, raises the index's error."""
+    A hybrid search whose keyword or dense index cannot be used (damaged, built by another
+    embedding model, or on a Qdrant server that does not answer) searches the other and says
+    so: a reader cannot rebuild an index (the next writer does), but it can still answer. A
+    search of that leg alone, or with both unusable, raises the index's error."""
     missing = indexes.unusable_legs() if mode == "hybrid" else {}
     if len(missing) == 1:
         mode = "dense" if "bm25" in missing else "bm25"
-    hits = _search(store, indexes, settings, query, k=k, mode=mode, filters=filters,
-                   reranker=reranker)  # fmt: skip
+    try:
+        hits = _search(store, indexes, settings, query, k=k, mode=mode, filters=filters,
+                       reranker=reranker)  # fmt: skip
+    except IndexUnavailable as error:  # a Qdrant node stopped answering mid-search
+        if mode != "hybrid":
+            raise
+        missing, mode = {"dense": str(error)}, "bm25"
+        hits = _search(store, indexes, settings, query, k=k, mode=mode, filters=filters,
+                       reranker=reranker)  # fmt: skip
     return SearchHits(hits, missing if len(missing) == 1 else {})
 
 

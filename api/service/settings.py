@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from retrieval.dense_base import DEFAULT_COLLECTION
+
 
 class Settings(BaseSettings):
     """Archivist's configuration, read from ARCHIVIST_* environment variables."""
@@ -78,6 +80,24 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(
         None,
         description="A Qdrant server or cluster (http://host:6333); unset: the embedded engine.",
+    )
+    qdrant_collection: str = Field(
+        DEFAULT_COLLECTION,
+        pattern=r"^[A-Za-z0-9_-]{1,255}$",
+        description="The collection on ARCHIVIST_QDRANT_URL (one per data folder: another data "
+        "folder's SQLite would find it out of line and rebuild it).",
+    )
+    qdrant_shards: int | None = Field(
+        None,
+        gt=0,
+        description="Shards of a collection Archivist creates on ARCHIVIST_QDRANT_URL "
+        "(default: the server's, one per node of a cluster).",
+    )
+    qdrant_replicas: int | None = Field(
+        None,
+        gt=0,
+        description="Copies of each shard on a cluster (default 1: a node that is "
+        "down takes its shards with it).",
     )
     embed_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
         "auto",

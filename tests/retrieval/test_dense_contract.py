@@ -1,9 +1,14 @@
-"""One contract for every DenseIndex: the embedded Qdrant engine and qdrant-client local mode."""
+"""One contract for every DenseIndex: the embedded Qdrant engine, qdrant-client's local mode, a
+real Qdrant server and a real two-node cluster (a shard on each node)."""
 
+import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -11,6 +16,7 @@ from retrieval.dense import EdgeDenseIndex, open_dense_index
 from retrieval.dense_base import VECTOR_NAME, DenseIndex
 from retrieval.dense_server import ClientDenseIndex
 from retrieval.errors import IndexMismatch, RetrievalError
+from tests.qdrant_server import Node, qdrant_installed, running_cluster, running_node
 
 MODEL = "all-MiniLM-L6-v2"
 DIM = 16
@@ -31,27 +37,72 @@ def chunk_ids(n: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(n)]
 
 
-def _open(kind: str, root: Path, model: str, dimension: int, recreate: bool) -> DenseIndex:
-    if kind == "edge":
-        return open_dense_index(root / "dense", model=model, dimension=dimension, recreate=recreate)
-    return ClientDenseIndex.connect(
-        str(root / "qdrant"), model=model, dimension=dimension, recreate=recreate
-    )
+SERVER_KINDS = ("server", "cluster")
+needs_qdrant = pytest.mark.skipif(not qdrant_installed(), reason="no Qdrant server (make qdrant)")
+ALL_KINDS = ["edge", "client"] + [pytest.param(kind, marks=needs_qdrant) for kind in SERVER_KINDS]
 
 
-@pytest.fixture(params=["edge", "client"])
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens the index under `tmp_path` (again); everything opened is closed afterwards."""
+@pytest.fixture(scope="session")
+def qdrant_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """One real Qdrant server for the session's tests (a collection each)."""
+    with running_node(tmp_path_factory.mktemp("qdrant-node")) as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+def qdrant_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
+    """A real two-node Qdrant cluster; collections on it have a shard on each node."""
+    with running_cluster(tmp_path_factory.mktemp("qdrant-cluster"), nodes=2) as nodes:
+        yield nodes
+
+
+def _openers(kind: str, request: pytest.FixtureRequest, root: Path) -> Iterator[Opener]:
+    """Opens the index of `kind` for this test (again); everything opened is closed after."""
     opened: list[DenseIndex] = []
+    collection = f"test-{uuid.uuid4().hex}"
 
-    def open_index(model: str = MODEL, dimension: int = DIM, recreate: bool = False) -> DenseIndex:
-        index = _open(request.param, tmp_path, model, dimension, recreate)
+    def open_index(
+        model: str = MODEL, dimension: int = DIM, recreate: bool = False, node: int = 0
+    ) -> DenseIndex:
+        index: DenseIndex
+        if kind == "edge":
+            index = open_dense_index(root / "dense", model=model, dimension=dimension,
+                                     recreate=recreate)  # fmt: skip
+        elif kind == "client":
+            index = ClientDenseIndex.connect(str(root / "qdrant"), model=model,
+                                             dimension=dimension, recreate=recreate)  # fmt: skip
+        elif kind == "server":
+            url = request.getfixturevalue("qdrant_node").url
+            index = ClientDenseIndex.connect(url, collection, model=model, dimension=dimension,
+                                             recreate=recreate)  # fmt: skip
+        else:  # a cluster: a shard on each node; `node` picks the node asked
+            url = request.getfixturevalue("qdrant_cluster")[node].url
+            index = ClientDenseIndex.connect(url, collection, model=model, dimension=dimension,
+                                             recreate=recreate, shards=2)  # fmt: skip
         opened.append(index)
         return index
 
     yield open_index
     for index in opened:
         index.close()
+
+
+@pytest.fixture(params=ALL_KINDS)
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens the index (embedded, local mode, a real server, a real cluster) under `tmp_path`."""
+    yield from _openers(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["edge", "client"])
+def local_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens an index that lives in a folder of this process's (not a server's)."""
+    yield from _openers(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=[pytest.param(kind, marks=needs_qdrant) for kind in SERVER_KINDS])
+def server_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens an index on a real Qdrant server or cluster."""
+    yield from _openers(request.param, request, tmp_path)
 
 
 @pytest.fixture
@@ -231,11 +282,25 @@ def test_clear_removes_every_point_and_keeps_the_model(opener: Opener) -> None:
         opener(model="bge-small-en-v1.5")
 
 
-def test_a_second_open_of_the_same_index_is_refused(opener: Opener) -> None:
-    opener()
+def test_a_second_open_of_the_same_index_is_refused(local_opener: Opener) -> None:
+    local_opener()
 
     with pytest.raises(RetrievalError, match="is open in another Archivist process"):
-        opener()
+        local_opener()
+
+
+def test_clients_of_a_server_share_one_index(server_opener: Opener) -> None:
+    # On the cluster, written through one node and read through the other.
+    writer, reader = server_opener(node=0), server_opener(node=1)
+    ids, vectors = chunk_ids(200), unit_vectors(200, seed=3)
+    writer.upsert(ids, vectors)
+
+    assert reader.count() == 200
+    assert [reader.search(vectors[i], limit=1)[0][0] for i in (0, 99, 199)] == [
+        ids[i] for i in (0, 99, 199)
+    ]
+    reader.delete(ids[:50])
+    assert writer.count() == 150
 
 
 def test_each_of_thousands_of_stored_vectors_finds_itself_first(opener: Opener) -> None:
@@ -290,3 +355,42 @@ def test_an_index_stored_as_float32_before_still_opens_and_searches(tmp_path: Pa
     index.close()
 
     assert found[0][0] == ids[7] and found[0][1] == pytest.approx(1.0, abs=1e-6)
+
+
+@needs_qdrant
+def test_a_cluster_collection_has_a_shard_on_each_node(qdrant_cluster: list[Node]) -> None:
+    collection = f"test-{uuid.uuid4().hex}"
+    index = ClientDenseIndex.connect(qdrant_cluster[0].url, collection, model=MODEL,
+                                     dimension=DIM, shards=2)  # fmt: skip
+    index.upsert(chunk_ids(100), unit_vectors(100))
+    index.close()
+
+    local = [httpx.get(f"{node.url}/collections/{collection}/cluster").json()["result"]
+             ["local_shards"] for node in qdrant_cluster]  # fmt: skip
+    assert [len(shards) for shards in local] == [1, 1]
+    assert sum(shard["points_count"] for shards in local for shard in shards) == 100
+
+
+class _OldQdrant(BaseHTTPRequestHandler):
+    """What a Qdrant 1.15 server answers at its root (the one request made before refusing)."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"title": "qdrant - vector search engine", "version": "1.15.5"})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_older_than_1_16_is_refused_with_its_version() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OldQdrant)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(RetrievalError, match=r"version 1\.15\.5; Archivist needs 1\.16"):
+            ClientDenseIndex.connect(url, model=MODEL, dimension=DIM)
+    finally:
+        server.shutdown()
