@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # `make run` ends with the server on http://127.0.0.1:8000/ watching data/inbox.
-run: install
+run: install ocr
 	$(BIN)/archivist ingest data/inbox
 	$(BIN)/archivist serve
 
