@@ -238,7 +238,8 @@ class _Worker:
         while True:
             if not self._connection.poll(min(timeout + 5, longest - (time.monotonic() - started))):
                 self.stop()
-                return _timed_out(path, page, timeout, time.monotonic() - started >= longest)
+                over = time.monotonic() - started >= longest
+                return _timed_out(path, page, timeout, longest if over else None)
             try:
                 message: Chunked | Failed | PageDone = self._connection.recv()
             except (EOFError, ConnectionResetError):
@@ -270,10 +271,11 @@ class _Worker:
         self._process.join(5)
 
 
-def _timed_out(path: Path, page: PageDone | None, timeout: float, too_long: bool) -> Failed:
-    if too_long:
+def _timed_out(path: Path, page: PageDone | None, timeout: float, longest: float | None) -> Failed:
+    """No page done within `timeout`, or (`longest` given) the file ran past it in all."""
+    if longest is not None:
         at = f" (at page {page.done} of {page.count})" if page else ""
-        message = f"{path.name}: still converting after {max(_LONGEST_S, timeout):g} s{at}"
+        message = f"{path.name}: still converting after {longest:g} s{at}"
     elif page:
         message = (
             f"{path.name}: no page done for {timeout:g} s, after page {page.done} of "

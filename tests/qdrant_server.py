@@ -45,7 +45,10 @@ class Node:
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(self.args, env=self.env, cwd=self.log.parent,
                                             stdout=output, stderr=output)  # fmt: skip
-        _wait(self, lambda: httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200)
+        _wait(self, self.ready)
+
+    def ready(self) -> bool:
+        return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
 
     def stop(self) -> None:
         """Stop it by pid (SIGTERM, then SIGKILL after 10 s)."""
@@ -83,7 +86,7 @@ def start_node(storage: Path, *, cluster: bool = False, bootstrap: str | None = 
     with log.open("wb") as output:
         process = subprocess.Popen(args, env=env, cwd=storage, stdout=output, stderr=output)
     node = Node(process, f"http://127.0.0.1:{http}", p2p, log, args, env)
-    _wait(node, lambda: httpx.get(f"{node.url}/readyz", timeout=2).status_code == 200)
+    _wait(node, node.ready)
     return node
 
 

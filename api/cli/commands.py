@@ -272,8 +272,7 @@ def _stores_line(stores: dict[str, Any]) -> str:
         return f"cannot be read now: {stores['error']}"
     if stores.get("stale"):
         return f"SQLite {stores['sqlite']} chunks; {stores['stale']}"
-    if stores.get("busy") or stores.get("unavailable"):
-        problem = stores.get("busy") or stores.get("unavailable")
+    if problem := stores.get("busy") or stores.get("unavailable"):
         return f"SQLite {stores['sqlite']}, Tantivy {stores['tantivy']} chunks; {problem}"
     if stores.get("damaged"):
         problems = "; ".join(stores["damaged"].values())

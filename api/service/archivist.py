@@ -395,7 +395,7 @@ class Archivist:
         )
 
     def _ocr(self) -> str:
-        """ "on", or why scans are not read ("off: ...")."""
+        """Whether scans are read: "on", or "off: " and why not."""
         if self.settings.ocr == "off":
             return "off: ARCHIVIST_OCR=off"
         missing = missing_ocr_data(self.settings.ocr_languages)

@@ -4,6 +4,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 from api.service.indexes import Indexes
@@ -85,15 +86,14 @@ def search_passages(
     missing = indexes.unusable_legs() if mode == "hybrid" else {}
     if len(missing) == 1:
         mode = "dense" if "bm25" in missing else "bm25"
+    search = partial(_search, store, indexes, settings, query, k=k, filters=filters,
+                     reranker=reranker)  # fmt: skip
     try:
-        hits = _search(store, indexes, settings, query, k=k, mode=mode, filters=filters,
-                       reranker=reranker)  # fmt: skip
+        hits = search(mode=mode)
     except IndexUnavailable as error:  # a Qdrant node stopped answering mid-search
         if mode != "hybrid":
             raise
-        missing, mode = {"dense": str(error)}, "bm25"
-        hits = _search(store, indexes, settings, query, k=k, mode=mode, filters=filters,
-                       reranker=reranker)  # fmt: skip
+        missing, hits = {"dense": str(error)}, search(mode="bm25")
     return SearchHits(hits, missing if len(missing) == 1 else {})
 
 
