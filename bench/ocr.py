@@ -12,9 +12,13 @@ The whole-scan figure: a PDF of SCAN_PAGES image-only A4 pages of dense printed 
 the ground truths typeset at 10 pt, ~3,400 characters a page, rasterized at 300 dpi by pdfium)
 converted by ingest.pdf.convert_pdf as ingestion converts it (render, OCR, paragraphs), with
 one OCR thread and with ingest.ocr.OCR_THREADS, and CER of its pages against the typeset text.
+
+The retrieval check: the dev scans ingested as documents by the service, each searched for by
+ten words from the middle of its ground truth; found first or not.
 """
 
 import random
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +32,7 @@ from PIL import Image
 
 import ingest.ocr
 from api.evaluation import character_error_rate as cer
+from api.service import Archivist, Settings
 from ingest.ocr import OCR_THREADS, ocr_available, read_page
 from ingest.pdf import convert_pdf
 
@@ -54,7 +59,7 @@ def main() -> None:
         dpi = 300 if path.suffix.lower() == ".pdf" else None  # as ingestion renders a PDF page
         page = read_page(image, "eng", timeout_s=300, dpi=dpi)
         took = time.perf_counter() - start
-        rate = cer(page.text, path.with_suffix(".gt.txt").read_text())
+        rate = cer(page.text, ground_truth(path))
         rates.append(rate)
         seconds += took
         size = f"{image.width}x{image.height}"
@@ -64,6 +69,33 @@ def main() -> None:
           f"({scans[worst].name}); {len(rates) / seconds:.2f} pages/s")  # fmt: skip
     words = " ".join(p.read_text() for p in folder.glob("*.gt.txt")).split()
     whole_scan(words)
+    retrieval_check(scans)
+
+
+def ground_truth(scan: Path) -> str:
+    return scan.with_suffix(".gt.txt").read_text()
+
+
+def retrieval_check(scans: list[Path]) -> None:
+    """Ingest the scans as documents (nothing else in the folder but each other) and search
+    for ten words from the middle of each one's ground truth: is that scan found first?"""
+    with tempfile.TemporaryDirectory() as scratch:
+        inbox = Path(scratch) / "inbox"
+        inbox.mkdir()
+        for scan in scans:
+            shutil.copy(scan, inbox / scan.name)
+        settings = Settings(data=Path(scratch) / "data", llm="none")
+        with Archivist(settings) as service:
+            service.ingest([inbox])
+            first = 0
+            for scan in scans:
+                words = ground_truth(scan).split()
+                middle = len(words) // 2
+                [hit] = service.search(" ".join(words[middle : middle + 10]), k=1)
+                # phototest.tif and phototest-rot90.png show the same page: either is right
+                first += ground_truth(scan.parent / Path(hit.path).name) == ground_truth(scan)
+        print(f"\nretrieval: {first} of {len(scans)} scans (or a scan of the same page) found "
+              "first by ten of their words")  # fmt: skip
 
 
 def dense_scan(words: list[str], folder: Path) -> tuple[Path, list[str]]:
