@@ -3,9 +3,15 @@
 Run: .venv/bin/python bench/search.py [--text real|generated] [--vectors DIR] [--data DIR]
                                       [--eval DIR] [SIZE ...]   (default sizes: 10000 100000)
      .venv/bin/python bench/search.py --embed-only --vectors DIR [SIZE ...]   (on a GPU)
+     .venv/bin/python bench/search.py --qdrant-nodes 2 [--keyword qdrant] [SIZE ...]
 
 Each size gets a fresh data folder (or `--data DIR`, built once and reused: a million chunks
-take a while) holding a real SQLite store, Tantivy index and embedded Qdrant shard.
+take a while) holding a real SQLite store, Tantivy index and embedded Qdrant shard. With
+`--qdrant-nodes N` the dense index (and with `--keyword qdrant` the BM25 leg too) lives in a
+collection on a real Qdrant cluster of N nodes on this machine instead (`make qdrant`; a shard
+per node, its storage in the data folder), started for the run and built in it (not reused:
+a cluster's nodes find each other by the ports of their first start); ingest throughput into
+it is reported as the build's chunks per second.
 
 Text: `real` (the default when ../shared/eval is there) recombines the sentences of the shared
 dev corpora (squad-dev, cisi, amazon) into as many distinct chunks as asked, and the queries
@@ -52,6 +58,7 @@ QUERIES = 300
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 REAL_CORPORA = ("squad-dev", "cisi", "amazon")
 ROWS_PER_FILE = 40_000  # int8 x 384 dimensions: 15 MB a file
+_WRITE = 5_000  # chunks written to the indexes at once
 
 
 class Vocabulary:
@@ -157,22 +164,27 @@ def _fill(
     store: ChunkStore, indexes: Indexes, texts: list[str], vectors: np.ndarray | None
 ) -> None:
     generator = np.random.default_rng(1)
-    for start in range(0, len(texts), CHUNKS_PER_DOCUMENT):
-        batch = texts[start : start + CHUNKS_PER_DOCUMENT]
-        chunks = [Chunk(n, t, (f"Section {n % 7}",), None, None, WORDS_PER_CHUNK)
-                  for n, t in enumerate(batch)]  # fmt: skip
-        sha = f"{start:064x}"
-        store.record_chunks(FileState(f"/bench/doc{start}.md", sha, 1, 1), "md", chunks)
-        stored = store.chunks([w.chunk_id for w in store.pending_work(limit=len(batch))])
-        if vectors is None:
-            rows = generator.standard_normal((len(stored), indexes.dimension)).astype(np.float32)
-            rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-        else:  # chunk n of this document holds text start + n
-            rows = vectors[[start + c.ordinal for c in stored]]
-        indexes.dense.upsert([c.id for c in stored], rows)
-        indexes.keyword.upsert([KeywordDoc(c.id, c.heading_path[0], c.text) for c in stored])
-        store.complete_work(w.seq for w in store.pending_work(limit=len(batch)))
-    indexes.keyword.commit()
+    for first in range(0, len(texts), _WRITE):
+        ids, rows = [], []
+        for start in range(first, min(first + _WRITE, len(texts)), CHUNKS_PER_DOCUMENT):
+            batch = texts[start : start + CHUNKS_PER_DOCUMENT]
+            chunks = [Chunk(n, t, (f"Section {n % 7}",), None, None, WORDS_PER_CHUNK)
+                      for n, t in enumerate(batch)]  # fmt: skip
+            sha = f"{start:064x}"
+            store.record_chunks(FileState(f"/bench/doc{start}.md", sha, 1, 1), "md", chunks)
+            stored = store.chunks([w.chunk_id for w in store.pending_work(limit=len(batch))])
+            if vectors is None:
+                part = generator.standard_normal((len(stored), indexes.dimension))
+                rows.append((part / np.linalg.norm(part, axis=1, keepdims=True)).astype(np.float32))
+            else:  # chunk n of this document holds text start + n
+                rows.append(vectors[[start + c.ordinal for c in stored]])
+            ids += [c.id for c in stored]
+            indexes.keyword.upsert([KeywordDoc(c.id, c.heading_path[0], c.text) for c in stored])
+            store.complete_work(w.seq for w in store.pending_work(limit=len(batch)))
+        indexes.dense.upsert(ids, np.concatenate(rows))
+        indexes.keyword.commit()  # after the dense leg: on a Qdrant server both share points
+        if first // _WRITE % 20 == 19:
+            print(f"  {first + _WRITE:,} chunks written", flush=True)
     indexes.dense.optimize()
 
 
@@ -229,6 +241,8 @@ def main() -> None:
     parser.add_argument("--embed-only", action="store_true", help="embed and cache, then stop")
     parser.add_argument("--data", type=Path, help="build here once, reuse afterwards")
     parser.add_argument("--eval", type=Path, default=EVAL, help="the dev sets' folder")
+    parser.add_argument("--qdrant-nodes", type=int, default=0, help="a Qdrant cluster of N nodes")
+    parser.add_argument("--keyword", choices=("tantivy", "qdrant"), default="tantivy")
     args = parser.parse_args()
     text = args.text or ("real" if (args.eval / "squad-dev").is_dir() else "generated")
     real = RealText(args.eval) if text == "real" else None
@@ -246,8 +260,12 @@ def main() -> None:
             texts = real.chunks(size) if real else generated_chunks(vocabulary, size)
             save_vectors(args.vectors, texts, embed(texts))
             continue
-        with _data_folder(args.data) as data:
-            settings = Settings(data=data, llm="none")
+        with _data_folder(args.data) as data, _cluster(data, args.qdrant_nodes) as urls:
+            url = urls[0] if urls else None
+            settings = Settings(data=data, llm="none", qdrant_url=url, keyword=args.keyword,
+                                qdrant_shards=args.qdrant_nodes or None)  # fmt: skip
+            if url:
+                print(f"\n  on a {args.qdrant_nodes}-node Qdrant cluster, BM25 in {args.keyword}")
             if settings.database.exists():
                 print(f"\n{size:,} chunks, as built before in {data}")
             else:
@@ -257,10 +275,44 @@ def main() -> None:
                 print(f"\n{size:,} chunks, {kind} vectors")
                 started = time.perf_counter()
                 build(settings, texts, vectors)
-                print(f"  built in {time.perf_counter() - started:.0f} s")
+                seconds = time.perf_counter() - started
+                print(f"  built in {seconds:.0f} s ({size / seconds:,.0f} chunks/s)")
+                if urls:
+                    _wait_for_optimizers(settings.qdrant_collection, urls)
             size_on_disk = disk_size(settings.state_dir)
             opened, resident, timings = measure(settings, queries)
+            if urls:
+                print(f"  the cluster's storage: {disk_size(data / 'qdrant') / 2**20:,.0f} MiB")
         report(timings, opened, resident, size_on_disk)
+
+
+def _wait_for_optimizers(collection: str, urls: list[str]) -> None:
+    """Wait until every node has built its HNSW graphs (they do so in the background), so the
+    searches measured are those of an optimized collection, as the embedded engine's are."""
+    from qdrant_client import QdrantClient, models
+
+    started = time.perf_counter()
+    for url in urls:
+        client = QdrantClient(url=url, check_compatibility=False, timeout=60)
+        while client.get_collection(collection).status != models.CollectionStatus.GREEN:
+            time.sleep(2)
+        client.close()
+    print(f"  the cluster optimized it {time.perf_counter() - started:.0f} s later")
+
+
+@contextlib.contextmanager
+def _cluster(data: Path, nodes: int) -> Iterator[list[str]]:
+    """The URLs of a cluster of `nodes` Qdrant nodes with storage under `data`, for the block;
+    none for none (the embedded engine)."""
+    if not nodes:
+        yield []
+        return
+    from tests.qdrant_server import running_cluster
+
+    if (data / "qdrant").exists():
+        sys.exit(f"{data} was built on a Qdrant cluster: build again in a new folder")
+    with running_cluster(data / "qdrant", nodes) as started:
+        yield [node.url for node in started]
 
 
 @contextlib.contextmanager
@@ -277,8 +329,10 @@ def report(
 ) -> None:
     p50 = {name: percentile(values, 50) for name, values in timings.items()}
     p95 = {name: percentile(values, 95) for name, values in timings.items()}
+    labels = {"search": "hybrid search", "embed": "  embed", "tantivy": "  bm25 leg",
+              "qdrant": "  dense leg"}  # fmt: skip
     for name in ("embed", "tantivy", "qdrant", "search"):
-        label = "hybrid search" if name == "search" else f"  {name}"
+        label = labels[name]
         print(f"  {label:16} p50 {p50[name]:7.2f} ms   p95 {p95[name]:7.2f} ms")
     parts = p50["embed"] + p50["tantivy"] + p50["qdrant"]
     print(f"  sum of parts     p50 {parts:7.2f} ms   hybrid / parts {p50['search'] / parts:.2f}")

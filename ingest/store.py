@@ -195,6 +195,16 @@ class ChunkStore:
         """Every record (any path, any status) whose file has this content hash."""
         return self._documents("sha256 = ?", [sha256])
 
+    def ingested_with_contents(self, sha256s: Iterable[str]) -> dict[str, list[DocumentRecord]]:
+        """The ingested records holding each of these content hashes, by path."""
+        wanted = list(set(sha256s))
+        found: dict[str, list[DocumentRecord]] = {}
+        marks = ",".join("?" * len(wanted))
+        where = f"status = 'ingested' AND sha256 IN ({marks}) ORDER BY path"
+        for record in self._documents(where, wanted) if wanted else []:
+            found.setdefault(record.sha256, []).append(record)
+        return found
+
     def ingested_content(self, sha256: str) -> DocumentRecord | None:
         """A successfully ingested document with this content, whose chunks can be shared."""
         rows = self._documents(

@@ -60,15 +60,19 @@ def open_dense_index(
     collection: str = DEFAULT_COLLECTION,
     shards: int | None = None,
     replicas: int | None = None,
+    keyword: bool = False,
+    create: bool = True,
 ) -> DenseIndex:
     """The embedded index under `path`, or `collection` on the Qdrant server at `url`
-    (created with `shards` and `replicas`; `damaged`: see EdgeDenseIndex)."""
+    (created with `shards` and `replicas`; with room for the keyword leg, which it must have
+    with `keyword`; not created unless `create`; `damaged`: see EdgeDenseIndex)."""
     if url:
         from retrieval.dense_server import ClientDenseIndex  # qdrant-client loads only when used
 
         return ClientDenseIndex.connect(url, collection, model=model, dimension=dimension,
                                         recreate=recreate, shards=shards,
-                                        replicas=replicas)  # fmt: skip
+                                        replicas=replicas, keyword=keyword,
+                                        create=create)  # fmt: skip
     return EdgeDenseIndex(
         path, model=model, dimension=dimension, recreate=recreate, damaged=damaged
     )

@@ -16,6 +16,7 @@ import numpy as np
 from retrieval.errors import IndexBusy, IndexMismatch
 
 VECTOR_NAME = "dense"
+SPARSE_NAME = "bm25"  # the keyword leg on a Qdrant server (keyword_server.py)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 DEFAULT_COLLECTION = "archivist_chunks"
 HNSW_EF = 256  # Qdrant's default ef is the result limit: recall 0.993 on MiniLM at 39k

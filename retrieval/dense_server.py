@@ -19,23 +19,28 @@ from retrieval.dense_base import (
     DEFAULT_COLLECTION,
     HNSW_EF,
     PAGE,
+    SPARSE_NAME,
     VECTOR_NAME,
     BaseDenseIndex,
     check_built_by,
     locked_error,
 )
-from retrieval.errors import IndexDamaged, IndexUnavailable, RetrievalError
+from retrieval.errors import IndexDamaged, IndexMismatch, IndexUnavailable, RetrievalError
 
 # Collections record their model in `metadata`, which Qdrant keeps from 1.16 on. qdrant-client's
 # own check (minor versions at most 1 apart) warns from a background thread, at no fixed time,
 # for every server older than 1.19: Archivist checks the server's version itself, at connect.
 OLDEST_SERVER = (1, 16)
+_VECTOR = models.HasVectorCondition(has_vector=VECTOR_NAME)
+_HAS_VECTOR = models.Filter(must=[_VECTOR])
 
 
 class ClientDenseIndex(BaseDenseIndex):
     """A collection on a Qdrant server, or in qdrant-client's local mode, via qdrant-client.
 
-    The collection's `metadata` records the model and dimension. `close()` closes the client.
+    The collection's `metadata` records the model and dimension. Its points may also carry the
+    keyword leg's sparse vectors (keyword_server.py; `keyword`: it must have room for them), so
+    this leg counts and lists only the points with a dense vector. `close()` closes the client.
     """
 
     def __init__(
@@ -48,6 +53,8 @@ class ClientDenseIndex(BaseDenseIndex):
         recreate: bool = False,
         shards: int | None = None,
         replicas: int | None = None,
+        keyword: bool = False,
+        create: bool = True,
     ) -> None:
         self.client, self.collection = client, collection
         self.model, self.dimension = model, dimension
@@ -62,6 +69,11 @@ class ClientDenseIndex(BaseDenseIndex):
         if recreate:
             client.delete_collection(collection)
         if not client.collection_exists(collection):
+            if not create:
+                raise IndexUnavailable(
+                    f"there is no collection '{collection}' on the Qdrant server at "
+                    f"{self._location} yet — ingest with the Archivist that writes it"
+                )
             self._create()
             return
         config = client.get_collection(collection).config
@@ -70,6 +82,11 @@ class ClientDenseIndex(BaseDenseIndex):
         if isinstance(vectors, dict) and VECTOR_NAME in vectors:
             built.setdefault("dimension", vectors[VECTOR_NAME].size)
         check_built_by(f"collection '{collection}'", built, model, dimension)
+        if keyword and SPARSE_NAME not in (config.params.sparse_vectors or {}):
+            raise IndexMismatch(
+                f"the collection '{collection}' has no room for the keyword leg (created by an "
+                "older Archivist) — `archivist reindex` rebuilds it"
+            )
 
     @classmethod
     def connect(
@@ -83,10 +100,12 @@ class ClientDenseIndex(BaseDenseIndex):
         api_key: str | None = None,
         shards: int | None = None,
         replicas: int | None = None,
+        keyword: bool = False,
+        create: bool = True,
     ) -> Self:
         """Open `collection` on the server at an http(s) URL, or in local mode in a folder; a
         collection created on a server has `shards` shards of `replicas` copies each (default:
-        the server's, one and one)."""
+        the server's, one and one); without `create`, a missing collection is IndexUnavailable."""
         remote = location.startswith(("http://", "https://"))
         try:
             if remote:
@@ -103,7 +122,8 @@ class ClientDenseIndex(BaseDenseIndex):
             if remote:
                 _check_version(client, location)
             return cls(client, collection, model=model, dimension=dimension, recreate=recreate,
-                       shards=shards, replicas=replicas)  # fmt: skip
+                       shards=shards, replicas=replicas, keyword=keyword,
+                       create=create)  # fmt: skip
         except (UnexpectedResponse, ResponseHandlingException) as exc:
             error = failure(exc, client, location, collection)
             client.close()
@@ -118,7 +138,7 @@ class ClientDenseIndex(BaseDenseIndex):
             ) from exc
 
     @contextmanager
-    def _asking(self) -> Iterator[None]:
+    def asking(self) -> Iterator[None]:
         """A call to Qdrant (taking turns in local mode), its failures told as the index's."""
         try:
             with self._turn:
@@ -126,10 +146,21 @@ class ClientDenseIndex(BaseDenseIndex):
         except (UnexpectedResponse, ResponseHandlingException) as error:
             raise failure(error, self.client, self._location, self.collection) from error
 
+    def metadata(self) -> dict[str, Any]:
+        """What the collection records: the model and dimension, and what the keyword leg and
+        the writing Archivist add (`record`)."""
+        with self.asking():
+            return dict(self.client.get_collection(self.collection).config.metadata or {})
+
+    def record(self, entries: dict[str, Any]) -> None:
+        """Add these entries to the collection's metadata, the others kept (None removes one)."""
+        with self.asking():
+            self.client.update_collection(self.collection, metadata=entries)
+
     def count(self) -> int:
         """Number of stored vectors."""
-        with self._asking():
-            return self.client.count(self.collection, exact=True).count
+        with self.asking():
+            return self.client.count(self.collection, count_filter=_HAS_VECTOR, exact=True).count
 
     def optimize(self) -> None:
         """Nothing to do: a Qdrant server optimizes in the background."""
@@ -138,8 +169,8 @@ class ClientDenseIndex(BaseDenseIndex):
         """Nothing to do: the server's WAL and local mode's storage persist every write."""
 
     def clear(self) -> None:
-        """Remove every vector, keeping the model and dimension."""
-        with self._asking():
+        """Remove every point (the keyword leg's too), keeping the model and dimension."""
+        with self.asking():
             self.client.delete_collection(self.collection)
             self._create()
 
@@ -150,12 +181,12 @@ class ClientDenseIndex(BaseDenseIndex):
     def _put(self, ids: list[str], rows: np.ndarray) -> None:
         vectors: dict[str, Any] = {VECTOR_NAME: rows.tolist()}
         batch = models.Batch(ids=list[models.ExtendedPointId](ids), vectors=vectors)
-        with self._asking():
+        with self.asking():
             self.client.upsert(self.collection, points=batch, wait=True)
 
     def _remove(self, ids: list[str]) -> None:
         selector = models.PointIdsList(points=list[models.ExtendedPointId](ids))
-        with self._asking():
+        with self.asking():
             self.client.delete(self.collection, points_selector=selector, wait=True)
 
     def _nearest(
@@ -176,22 +207,25 @@ class ClientDenseIndex(BaseDenseIndex):
             )
             for limit, allowed in searches
         ]
-        with self._asking():
+        with self.asking():
             responses = self.client.query_batch_points(self.collection, requests=requests)
         return [[(str(p.id), float(p.score)) for p in r.points] for r in responses]
 
     def _present(self, ids: list[str]) -> list[str]:
-        with self._asking():
-            records = self.client.retrieve(
-                self.collection, list[models.ExtendedPointId](ids), with_payload=False
-            )
+        wanted = models.HasIdCondition(has_id=list[models.ExtendedPointId](ids))
+        with self.asking():
+            records, _ = self.client.scroll(
+                self.collection, scroll_filter=models.Filter(must=[_VECTOR, wanted]),
+                limit=len(ids), with_payload=False,
+            )  # fmt: skip
         return [str(r.id) for r in records]
 
     def _page(self, offset: Any) -> tuple[list[str], Any]:
-        with self._asking():
+        with self.asking():
             records, offset = self.client.scroll(
-                self.collection, limit=PAGE, offset=offset, with_payload=False
-            )
+                self.collection, scroll_filter=_HAS_VECTOR, limit=PAGE, offset=offset,
+                with_payload=False,
+            )  # fmt: skip
         return [str(r.id) for r in records], offset
 
     def _create(self) -> None:
@@ -199,6 +233,9 @@ class ClientDenseIndex(BaseDenseIndex):
         self.client.create_collection(
             self.collection,
             vectors_config={VECTOR_NAME: params},
+            sparse_vectors_config={
+                SPARSE_NAME: models.SparseVectorParams(modifier=models.Modifier.IDF)
+            },
             shard_number=self._shards,
             replication_factor=self._replicas,
             metadata={"model": self.model, "dimension": self.dimension},

@@ -5,10 +5,11 @@ from __future__ import annotations
 import string
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import tantivy
 
@@ -49,11 +50,13 @@ _ANALYSIS_FILE = "archivist-analysis"
 
 @dataclass(frozen=True)
 class KeywordDoc:
-    """One chunk as the keyword index sees it: its id, heading path/title and text."""
+    """One chunk as the keyword index sees it: its id, heading path/title and text; on a
+    Qdrant server also what a replica cites it by (`payload`: the Tantivy leg ignores it)."""
 
     chunk_id: str
     title: str
     body: str
+    payload: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 def _schema() -> tantivy.Schema:
@@ -79,7 +82,20 @@ def _query_analyzer() -> tantivy.TextAnalyzer:
     )
 
 
+def _document_analyzer() -> tantivy.TextAnalyzer:
+    # Tantivy's "en_stem" itself, for the keyword leg on Qdrant (keyword_server.py), which
+    # weighs terms in Python: every word, as the Tantivy leg indexes documents.
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
 _ANALYZER = _query_analyzer()
+_DOCUMENT_ANALYZER = _document_analyzer()
 
 # Found on a map of the text, one byte a character (ASCII letters "a", ASCII digits "0",
 # anything else " "), with bytes.find: 5-8 µs a chunk of real text, where a pattern over every
@@ -116,6 +132,12 @@ def split_joined(text: str) -> str:
 def query_terms(text: str) -> list[str]:
     """Return the indexed terms a query searches for: stemmed, stopwords removed."""
     return _ANALYZER.analyze(split_joined(text))
+
+
+def document_terms(text: str) -> list[str]:
+    """Return the terms a document's text is indexed under: every word, stemmed, with
+    two-part words split (as `KeywordIndex.upsert` indexes it)."""
+    return _DOCUMENT_ANALYZER.analyze(split_joined(text))
 
 
 class KeywordIndex:

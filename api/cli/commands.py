@@ -130,6 +130,8 @@ def status(settings: Settings, as_json: bool, deep: bool) -> int:
     click.echo(f"Data folder: {settings.data}")
     if "server" in summary:
         click.echo(f"Server:      {summary['server']}")
+    if "replica_of" in summary:
+        click.echo(f"Replica of:  {summary['replica_of']} (documents as of its last sync)")
     click.echo(f"Documents:   {documents['ingested']} ingested, {documents['failed']} failed")
     click.echo(f"Chunks:      {summary['chunks']}")
     click.echo(f"Index work:  {summary['pending_index_work']} pending")
@@ -270,21 +272,30 @@ for _command in (search_command, ask_command, batch_command, eval_command, model
 def _stores_line(stores: dict[str, Any]) -> str:
     if "error" in stores:
         return f"cannot be read now: {stores['error']}"
+    # (A replica has no SQLite of its own: the collection is all it has.)
+    sqlite = f"SQLite {stores['sqlite']}" if "sqlite" in stores else "replica"
     if stores.get("stale"):
-        return f"SQLite {stores['sqlite']} chunks; {stores['stale']}"
+        return f"{sqlite} chunks; {stores['stale']}"
+    keyword = _keyword_count(stores)
     if problem := stores.get("busy") or stores.get("unavailable"):
-        return f"SQLite {stores['sqlite']}, Tantivy {stores['tantivy']} chunks; {problem}"
+        return f"{sqlite}, {keyword} chunks; {problem}"
     if stores.get("damaged"):
         problems = "; ".join(stores["damaged"].values())
         return (
-            f"SQLite {stores['sqlite']} chunks; {problems} — `archivist reindex` rebuilds "
+            f"{sqlite} chunks; {problems} — `archivist reindex` rebuilds "
             "(ingest and serve do it on their own)"
         )
+    if "sqlite" not in stores:
+        return f"{keyword}, Qdrant {stores['qdrant']} chunks"
     agreement = "in sync" if stores["in_sync"] else "NOT in sync: run `archivist reindex`"
-    return (
-        f"SQLite {stores['sqlite']}, Tantivy {stores['tantivy']}, "
-        f"Qdrant {stores['qdrant']} chunks ({agreement})"
-    )
+    return f"{sqlite}, {keyword}, Qdrant {stores['qdrant']} chunks ({agreement})"
+
+
+def _keyword_count(stores: dict[str, Any]) -> str:
+    """The BM25 leg's store and count: Tantivy's, or the sparse vectors on a Qdrant server."""
+    if "qdrant_bm25" in stores:
+        return f"Qdrant BM25 {stores['qdrant_bm25']}"
+    return f"Tantivy {stores['tantivy']}"
 
 
 def _llm_line(llm: dict[str, Any]) -> str:

@@ -42,12 +42,13 @@ def create_app(
         service = Archivist(settings, backend=backend)
         background = BackgroundIngest(service, settings.inbox)
         watcher = None
-        if watch:
+        if watch and not settings.replica:  # (a replica ingests nothing)
             watcher = background.watcher(
                 settle_s=settings.watch_settle_s, skip=settings.state_dir.resolve()
             )
             watcher.start()
-        background.start()  # its first job reconciles the inbox with the stores
+        if not settings.replica:
+            background.start()  # its first job reconciles the inbox with the stores
         app.state.running = Running(service, background, watcher)
         try:
             yield

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from api.server.common import HTTPProblem, reason_for
-from api.service import USER_ERRORS, BadRequest, ConfigError
+from api.service import USER_ERRORS, BadRequest, ConfigError, ReplicaOnly
 from generation.errors import GenerationError, PromptTooLong, QueueFull
 from ingest.errors import StoreError
 from retrieval.errors import RetrievalError
@@ -24,6 +24,7 @@ from retrieval.errors import RetrievalError
 # model is the caller's to fix; any other generation failure is the model server's (down,
 # slow, failing), so the API is unavailable for questions until it recovers.
 _STATUS: list[tuple[type[BaseException] | tuple[type[BaseException], ...], int]] = [
+    (ReplicaOnly, 409),  # asked of a replica what only the writer does: ask the writer
     (QueueFull, 429),
     (PromptTooLong, 400),
     (GenerationError, 503),

@@ -104,6 +104,7 @@ async def upload(request: Request, state: Running = Depends(running)) -> dict[st
     background: poll GET /documents. Names are reduced to a plain file name; an existing
     file is never overwritten (the upload gets a numbered name); identical content already
     in the inbox is refused with 409."""
+    await run_in_threadpool(state.service.check_writable, "uploading documents")
     limit = state.settings.max_file_mb * 2**20
     declared = int(request.headers.get("content-length") or 0)
     if declared > limit * _MAX_FILES:

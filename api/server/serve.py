@@ -45,7 +45,14 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(f"Archivist is serving {url}/ — the API at {url}/docs (Ctrl+C to stop)", flush=True)
-        print(f"Watching {settings.inbox.resolve()} for documents.", flush=True)
+        if settings.replica:
+            print(
+                f"A replica: answering from the collection '{settings.qdrant_collection}' on "
+                f"{settings.qdrant_url}; documents are ingested by its writer.",
+                flush=True,
+            )
+        else:
+            print(f"Watching {settings.inbox.resolve()} for documents.", flush=True)
         announce(settings, url)
         server.run(sockets=[listening])
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from api.service.batch import Question, answered_ids, read_questions, run_batch
 from api.service.errors import USER_ERRORS, BadRequest, ConfigError, ServerError
 from api.service.indexes import SYNC_BATCH, Indexes, SyncReport, embedding_text
 from api.service.models import InstalledModel, installed_models, prune_models
+from api.service.replica import ReplicaOnly
 from api.service.search import MODES, Filters, Mode, SearchHit, SearchHits, search_passages
 from api.service.sessions import SessionSummary, check_session_id
 from api.service.settings import Settings, load_settings
@@ -43,6 +44,7 @@ __all__ = [
     "InstalledModel",
     "Mode",
     "Question",
+    "ReplicaOnly",
     "SearchHit",
     "SearchHits",
     "ServerError",

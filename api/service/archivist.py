@@ -16,13 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from api.service.answers import Answer, AskOptions, answer_question
 from api.service.errors import BadRequest, ConfigError
 from api.service.health import passed_before, remember_passed
 from api.service.indexes import Indexes, SyncReport, sync_indexes
 from api.service.llm import LLM
+from api.service.replica import ReplicaStore, writer_record
 from api.service.search import Filters, Mode, SearchHits, search_passages
 from api.service.sessions import SessionStore
 from api.service.settings import Settings
@@ -75,6 +76,7 @@ class Archivist:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None  # see _writable_state
         self._pool: ConversionPool | None = None
         self._sessions: SessionStore | None = None
+        self._replica: ReplicaStore | None = None
         self.llm = LLM(settings, backend)
 
     def __enter__(self) -> "Archivist":
@@ -116,7 +118,10 @@ class Archivist:
 
     @property
     def store(self) -> ChunkStore:
-        """This thread's connection to the SQLite store."""
+        """This thread's connection to the SQLite store (on a replica, the collection's
+        payloads, read as the store is: replica.py)."""
+        if self.settings.replica:
+            return cast(ChunkStore, self._replica_store())
         store: ChunkStore | None = getattr(self._local, "store", None)
         if store is None:
             # Looked at before connecting: a connection creates the write-ahead log file.
@@ -129,6 +134,12 @@ class Archivist:
                     self._check_store(store, unchanged)
             self._local.store = store
         return store
+
+    def _replica_store(self) -> ReplicaStore:
+        with self._lock:
+            if self._replica is None:
+                self._replica = ReplicaStore(self.settings, lambda: self.indexes.dense)
+            return self._replica
 
     def _check_store(self, store: ChunkStore, unchanged: bool) -> None:
         """SQLite's quick_check on the first connection, unless the file is `unchanged` since
@@ -152,7 +163,8 @@ class Archivist:
             if self._indexes is None:
                 indexes = Indexes(self._writable_state(read_only))
                 try:
-                    indexes.check(self.store)
+                    if not self.settings.replica:  # (the writer checks its collection)
+                        indexes.check(self.store)
                 except BaseException:
                     indexes.close()
                     raise
@@ -186,7 +198,11 @@ class Archivist:
         data = Path(self._scratch.name)
         return self.settings.model_copy(update={"data": data})
 
-    def _check_writable(self, doing: str) -> None:
+    def check_writable(self, doing: str) -> None:
+        """Refuse `doing` (e.g. "ingesting") where it cannot be done: on a replica, naming the
+        Archivist that writes its collection, or in a read-only data folder."""
+        if self.settings.replica:
+            raise self._replica_store().refusal(doing)
         if self.store.read_only:
             data = self.settings.data
             raise ReadOnly(
@@ -235,7 +251,7 @@ class Archivist:
         """Bring the store in line with files and folders, then both indexes with the store
         (symbolic links followed only into `within`, and `on_page` for long files: see
         `ingest_paths`)."""
-        self._check_writable("ingesting")
+        self.check_writable("ingesting")
         converting, abandoned = threading.Event(), threading.Event()
         converting.set()
         with ThreadPoolExecutor(1, thread_name_prefix="indexing") as indexing:
@@ -269,7 +285,7 @@ class Archivist:
 
     def remove(self, paths: Sequence[Path], *, optimize: bool = True) -> list[str]:
         """Forget these files (or every file under these folders) in every store."""
-        self._check_writable("removing documents")
+        self.check_writable("removing documents")
         removed = []
         with self._converting:
             for path in (p.resolve() for p in paths):
@@ -293,19 +309,25 @@ class Archivist:
         abandoned: Callable[[], bool] | None = None,
     ) -> SyncReport:
         """`sync`, waiting for more work while `filling()` and stopping once `abandoned()`."""
-        self._check_writable("indexing")
+        self.check_writable("indexing")
         interrupted = self._interrupted.is_set
         with self._writing:
             self.indexes.heal(self.store)
-            return sync_indexes(
+            report = sync_indexes(
                 self.store, self.indexes, on_progress=on_progress, optimize=optimize,
                 stop=(lambda: interrupted() or abandoned()) if abandoned else interrupted,
                 filling=filling,
             )  # fmt: skip
+            if self.indexes.on_server:  # replicas name the writer, and count its documents
+                if not interrupted():
+                    self.indexes.reweigh(self.store)
+                documents = self.store.summary()["documents"]["ingested"]
+                self.indexes.record_writer(writer_record(self.settings, documents))
+            return report
 
     def reindex(self, *, on_progress: Progress | None = None) -> SyncReport:
         """Rebuild both indexes from SQLite alone."""
-        self._check_writable("reindexing")
+        self.check_writable("reindexing")
         with self._converting, self._writing:
             self.indexes.rebuild(self.store)
             return self.sync(on_progress=on_progress)
@@ -351,6 +373,8 @@ class Archivist:
             stores = self.indexes.counts(self.store, exact=deep)
         except RetrievalError as error:  # e.g. the dense index is open in another process
             stores = {"error": str(error)}
+        if self.settings.replica:  # the collection is all there is: no SQLite to agree with
+            stores.pop("sqlite", None)
         models = str(self.settings.models)
         ocr = self._ocr()
         summary["ocr"]["reads"] = self.settings.ocr_languages if ocr == "on" else ocr
@@ -360,6 +384,18 @@ class Archivist:
 
     def _check_settings(self) -> None:
         self._chunk_options()
+        settings = self.settings
+        if settings.keyword == "qdrant" and not settings.qdrant_url:
+            raise ConfigError(
+                "ARCHIVIST_KEYWORD=qdrant keeps the BM25 leg on a Qdrant server, and "
+                "ARCHIVIST_QDRANT_URL is not set — set it, or unset ARCHIVIST_KEYWORD (tantivy)"
+            )
+        if settings.replica and not (settings.qdrant_url and settings.keyword == "qdrant"):
+            raise ConfigError(
+                "ARCHIVIST_REPLICA=true answers from a collection another Archivist writes on a "
+                "Qdrant server, with both search legs there — set ARCHIVIST_QDRANT_URL and "
+                "ARCHIVIST_KEYWORD=qdrant (as the writer has them), or unset ARCHIVIST_REPLICA"
+            )
 
     def _chunk_options(self) -> ChunkOptions:
         """Chunk sizes, checked against the embedding model's input limit."""

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from api.service.health import forget_passed, passed_before, remember_passed
 from api.service.models import onnx_cache
+from api.service.replica import WRITER, chunk_payload
 from api.service.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
 from ingest.titles import context_parts
@@ -43,7 +44,11 @@ from retrieval.errors import (
 from retrieval.keyword import KeywordDoc, KeywordIndex
 from retrieval.rerank import CrossEncoderReranker, Reranker
 
+if TYPE_CHECKING:  # qdrant-client loads only when a Qdrant server is used
+    from retrieval.keyword_server import ServerKeywordIndex
+
 log = logging.getLogger(__name__)
+KeywordLeg = Union[KeywordIndex, "ServerKeywordIndex"]
 SYNC_BATCH = 256
 _FILL_POLL_S = 0.05  # a sync beside a conversion looks at the queue this often for a batch
 
@@ -57,7 +62,9 @@ class SyncReport:
 
 
 class Indexes:
-    """Tantivy (BM25) and Qdrant (dense) indexes under the data folder, plus the embedder.
+    """The BM25 and dense indexes, plus the embedder: Tantivy and Qdrant's engine under the
+    data folder, or a collection on a Qdrant server for the dense leg (ARCHIVIST_QDRANT_URL)
+    and optionally the BM25 leg too, in the same points (ARCHIVIST_KEYWORD=qdrant).
 
     The embedding model loads on first use, so commands with nothing to embed start fast.
     Opening never writes. A dense index built by another embedding model is `stale`, and an
@@ -75,13 +82,16 @@ class Indexes:
         self.backend = resolve_backend(settings.embed_backend, self.device)
         self.stale: str | None = None
         self.damaged: dict[str, str] = {}  # "keyword" / "dense" -> what is wrong
-        self._keyword: KeywordIndex | None = None
+        self._keyword: KeywordLeg | None = None
         self._dense: DenseIndex | None = None
         self._dense_tried = False  # opened, or found stale or damaged
-        try:
-            self._keyword = KeywordIndex(self._keyword_path)
-        except RetrievalError as error:
-            self._note_damage("keyword", error)
+        self._lengths_looked_at: int | None = None  # chunks when `reweigh` last looked
+        self.on_server = settings.keyword == "qdrant"  # the BM25 leg lives in the collection
+        if not self.on_server:
+            try:
+                self._keyword = KeywordIndex(self._keyword_path)
+            except RetrievalError as error:
+                self._note_damage("keyword", error)
         self._embedder: Embedder | None = None
         self._reranker: Reranker | None = None
 
@@ -122,7 +132,7 @@ class Indexes:
             try:
                 if embedded and not recreate and shard_exists(path):
                     self._probe_dense()
-                return open_dense_index(
+                dense = open_dense_index(
                     path,
                     model=embedder_identity(self.model, self.backend),
                     dimension=self.dimension,
@@ -132,13 +142,32 @@ class Indexes:
                     collection=self._settings.qdrant_collection,
                     shards=self._settings.qdrant_shards,
                     replicas=self._settings.qdrant_replicas,
+                    keyword=self.on_server,
+                    create=not self._settings.replica,  # a replica only reads what is there
                 )
+                if self._settings.replica:
+                    self._check_written(dense)
+                return dense
             except IndexBusy:
                 if time.monotonic() >= deadline:
                     unwant_shard(path)
                     raise
                 want_shard(path)  # until close()
                 time.sleep(_RETRY_S)
+
+    def _check_written(self, dense: DenseIndex) -> None:
+        """A replica's collection must be written by an Archivist that keeps both legs and the
+        passages there (it records itself); raises IndexUnavailable, closing it, if not."""
+        from retrieval.dense_server import ClientDenseIndex
+
+        assert isinstance(dense, ClientDenseIndex)
+        if WRITER not in dense.metadata():
+            dense.close()
+            raise IndexUnavailable(
+                f"no Archivist has written the collection '{dense.collection}' with its BM25 leg "
+                "and passages there — run its writer with ARCHIVIST_KEYWORD=qdrant (it records "
+                "itself after each ingest), then ask this replica again"
+            )
 
     def _probe_dense(self) -> None:
         """Check the embedded index in a child process unless its files are as a process that
@@ -156,8 +185,11 @@ class Indexes:
         log.warning("%s", error)
 
     @property
-    def keyword(self) -> KeywordIndex:
-        """The BM25 index; raises IndexDamaged while it cannot be read."""
+    def keyword(self) -> KeywordLeg:
+        """The BM25 index; raises IndexDamaged while it cannot be read (and, on a Qdrant
+        server, the dense index's errors: both legs live in its collection)."""
+        if self.on_server and self._keyword is None:
+            self._keyword = self._open_server_keyword(self.dense)
         if self._keyword is None or "keyword" in self.damaged:
             raise IndexDamaged(_way_out("keyword", self.damaged.get("keyword")))
         return self._keyword
@@ -172,6 +204,20 @@ class Indexes:
         if self._dense is None:
             raise IndexMismatch(self.stale or "the dense index is not open")
         return self._dense
+
+    def _open_server_keyword(self, dense: DenseIndex) -> "ServerKeywordIndex":
+        """The keyword leg in the dense index's collection (damage noted: terms weighed
+        another way)."""
+        from retrieval.dense_server import ClientDenseIndex
+        from retrieval.keyword_server import ServerKeywordIndex
+
+        assert isinstance(dense, ClientDenseIndex)
+        leg = ServerKeywordIndex(dense)
+        try:
+            leg.check_weighting()
+        except IndexDamaged as error:
+            self._note_damage("keyword", error)
+        return leg
 
     def unusable_legs(self) -> dict[str, str]:
         """The search legs whose index cannot be used now ("bm25", "dense"), each with what is
@@ -192,32 +238,40 @@ class Indexes:
         gained chunks behind SQLite's back (a deleted folder, a restored backup)."""
         pending, chunks = store.pending_count(), store.chunk_count()
         sample = [] if pending else store.sample_chunk_ids(_SAMPLE)  # all indexed when none pending
-        if self._keyword is not None and "keyword" not in self.damaged:
-            held = self._keyword.count()
-            missing = len(sample) - len(self._keyword.present(sample))
-            if abs(held - chunks) > pending:
-                self._note_damage("keyword", _disagrees("keyword", held, chunks))
-            elif missing:
-                self._note_damage("keyword", f"{missing} of {len(sample)} sampled chunks missing")
+        if not self.on_server:
+            self._check_leg("keyword", self._keyword, chunks, pending, sample)
         try:
             self._try_dense(0)
         except IndexBusy:
             return  # written by another process now: it checks as it writes
         except IndexUnavailable:
             return  # a server that does not answer now: checked when it does, never rebuilt
-        if self._dense is not None and "dense" not in self.damaged:
-            try:
-                held = self._dense.count()
-                missing = len(sample) - len(self._dense.present(sample))
-            except IndexUnavailable:
-                return
-            except RetrievalError as error:
-                self._note_damage("dense", error)
-                return
-            if abs(held - chunks) > pending:
-                self._note_damage("dense", _disagrees("dense", held, chunks))
-            elif missing:
-                self._note_damage("dense", f"{missing} of {len(sample)} sampled chunks missing")
+        if self._dense is not None:
+            self._check_leg("dense", self._dense, chunks, pending, sample)
+            if self.on_server and "dense" not in self.damaged:
+                if self._keyword is None:
+                    self._keyword = self._open_server_keyword(self._dense)
+                self._check_leg("keyword", self._keyword, chunks, pending, sample)
+
+    def _check_leg(
+        self, leg: str, index: Any, chunks: int, pending: int, sample: list[str]
+    ) -> None:
+        """Mark `leg` damaged if `index` holds more or fewer chunks than the queue explains, or
+        lacks one of the `sample` chunks (a server that does not answer is checked later)."""
+        if index is None or leg in self.damaged:
+            return
+        try:
+            held = index.count()
+            missing = len(sample) - len(index.present(sample))
+        except IndexUnavailable:
+            return
+        except RetrievalError as error:
+            self._note_damage(leg, error)
+            return
+        if abs(held - chunks) > pending:
+            self._note_damage(leg, _disagrees(leg, held, chunks))
+        elif missing:
+            self._note_damage(leg, f"{missing} of {len(sample)} sampled chunks missing")
 
     def heal(self, store: ChunkStore) -> bool:
         """Rebuild from SQLite what is stale (another embedding model) or damaged: a dense
@@ -232,8 +286,51 @@ class Indexes:
             self.rebuild(store)
             return True
         log.warning("%s — rebuilding it from SQLite", self.damaged["keyword"])
+        self._refill_keyword(store)
+        return True
+
+    def _refill_keyword(self, store: ChunkStore) -> None:
+        """Empty the keyword leg and index every chunk again from SQLite (on a Qdrant server,
+        weighed with the average lengths of a sample of the chunks)."""
         self._recreate_keyword()
-        refill_keyword(store, self.keyword)
+        leg = self.keyword
+        if not isinstance(leg, KeywordIndex):
+            leg.weigh_with(_sampled_lengths(store))
+        refill_keyword(store, leg, cited=self.on_server)
+
+    def record_writer(self, record: dict[str, Any]) -> None:
+        """Name the writing Archivist in the collection on the Qdrant server (replica.py)."""
+        from retrieval.dense_server import ClientDenseIndex
+
+        dense = self.dense
+        assert isinstance(dense, ClientDenseIndex)
+        dense.record({WRITER: record})
+
+    def reweigh(self, store: ChunkStore) -> bool:
+        """On a Qdrant server, weigh the BM25 leg again from SQLite when its chunks' average
+        lengths have moved by more than REWEIGH_DRIFT from those its weights use (the first
+        chunks ingested are rarely typical: cisi's first 256 are 20% longer than the rest).
+        Looked at when the store has grown or shrunk by a tenth since the last look (a sample
+        of the chunks is read: 0.1-0.2 s). Every chunk's weights are overwritten in place, so
+        searches meanwhile find every chunk. Returns whether it weighed again."""
+        chunks = store.chunk_count()
+        last = self._lengths_looked_at
+        if not self.on_server or "keyword" in self.damaged or not chunks:
+            return False
+        if last is not None and abs(chunks - last) < last * REWEIGH_DRIFT:
+            return False
+        self._lengths_looked_at = chunks
+        leg = self.keyword
+        assert not isinstance(leg, KeywordIndex)
+        used, now = leg.lengths(), _sampled_lengths(store)
+        if used is not None and all(
+            abs(n - u) <= u * REWEIGH_DRIFT for n, u in zip(now, used, strict=True)
+        ):
+            return False
+        log.warning("the keyword leg was weighed with average lengths %s where the chunks' are "
+                    "now %s — weighing it again from SQLite", used, now)  # fmt: skip
+        leg.weigh_with(now)
+        refill_keyword(store, leg, cited=True)
         return True
 
     def rebuild(self, store: ChunkStore) -> None:
@@ -242,6 +339,8 @@ class Indexes:
         if self._dense is not None:
             self._dense.close()
             self._dense = None
+            if self.on_server:  # it searched the collection through the dense index
+                self._keyword = None
         forget_passed(self._dense_checked)
         self._dense = self._open_dense(
             recreate=True, damaged="dense" in self.damaged, wait_s=WRITER_WAIT_S
@@ -253,6 +352,10 @@ class Indexes:
         store.requeue_all()
 
     def _recreate_keyword(self) -> None:
+        self.damaged.pop("keyword", None)
+        if self.on_server:
+            self.keyword.clear()
+            return
         if self._keyword is not None:
             try:
                 self._keyword.clear()
@@ -263,7 +366,6 @@ class Indexes:
         if self._keyword is None:
             shutil.rmtree(self._keyword_path, ignore_errors=True)
             self._keyword = KeywordIndex(self._keyword_path)
-        self.damaged.pop("keyword", None)
 
     @property
     def sync_batch(self) -> int:
@@ -336,12 +438,15 @@ class Indexes:
             unavailable = str(error)
         chunks: Any = store.chunk_ids() if exact else store.chunk_count()
         keyword: Any = None
-        if self._keyword is not None:
-            keyword = self._keyword.chunk_ids() if exact else self._keyword.count()
         dense: Any = None
         try:
             if self._dense is not None:
                 dense = self._dense.ids() if exact else self._dense.count()
+            if self._keyword is None and self.on_server and self._dense is not None:
+                self._keyword = self._open_server_keyword(self._dense)
+            leg = self._keyword
+            if leg is not None:
+                keyword = leg.chunk_ids() if exact else leg.count()
         except IndexDamaged as error:
             self._note_damage("dense", error)
         except IndexUnavailable as error:
@@ -352,7 +457,7 @@ class Indexes:
 
         counts: dict[str, Any] = {
             "sqlite": size(chunks),
-            "tantivy": size(keyword),
+            "qdrant_bm25" if self.on_server else "tantivy": size(keyword),
             "qdrant": size(dense),
             "pending": pending,
             "in_sync": pending == 0 and chunks == keyword == dense and not self.damaged,
@@ -369,6 +474,8 @@ class Indexes:
 
 
 _SAMPLE = 8  # chunk ids looked up in the dense index at every open
+_LENGTH_SAMPLE = 1000  # chunks whose average lengths stand for all (the mean within ~1.5%)
+REWEIGH_DRIFT = 0.1
 # How long to wait for another process to let go of the embedded dense index: a reader
 # waits out a search or a writer's batch hand-off, a writer waits out readers.
 READER_WAIT_S = 2.0
@@ -387,13 +494,23 @@ def _way_out(index: str, problem: str | None) -> str:
     )
 
 
-def refill_keyword(store: ChunkStore, keyword: KeywordIndex) -> None:
+def _sampled_lengths(store: ChunkStore) -> tuple[float, float]:
+    """The average body and title lengths of a random sample of the stored chunks."""
+    from retrieval.keyword_server import average_lengths
+
+    return average_lengths(keyword_docs(store.chunks(store.sample_chunk_ids(_LENGTH_SAMPLE))))
+
+
+def refill_keyword(store: ChunkStore, keyword: KeywordLeg, *, cited: bool = False) -> None:
     """Index every chunk SQLite holds in the keyword index, straight from SQLite (BM25 needs no
-    embedding: a lost keyword index is back in seconds where re-embedding takes hours)."""
+    embedding: a lost keyword index is back in seconds where re-embedding takes hours); with
+    `cited` (the leg on a Qdrant server), with what a replica cites them by, a batch a request."""
     ids = sorted(store.chunk_ids())
     for start in range(0, len(ids), SYNC_BATCH * 4):
         chunks = store.chunks(ids[start : start + SYNC_BATCH * 4])
-        keyword.upsert(keyword_docs(chunks))
+        keyword.upsert(keyword_docs(chunks, store if cited else None))
+        if cited:
+            keyword.commit()
     keyword.commit()
 
 
@@ -403,9 +520,14 @@ def chunk_context(chunk: StoredChunk) -> str:
     return " > ".join(_context(chunk))
 
 
-def keyword_docs(chunks: list[StoredChunk]) -> list[KeywordDoc]:
-    """What the keyword index holds of these chunks: each led by where it sits."""
-    return [KeywordDoc(c.id, chunk_context(c), c.text) for c in chunks]
+def keyword_docs(chunks: list[StoredChunk], store: ChunkStore | None = None) -> list[KeywordDoc]:
+    """What the keyword index holds of these chunks: each led by where it sits; with the
+    `store` (the keyword leg on a Qdrant server), also what a replica cites it by."""
+    if store is None:
+        return [KeywordDoc(c.id, chunk_context(c), c.text) for c in chunks]
+    records = store.ingested_with_contents({c.sha256 for c in chunks})
+    return [KeywordDoc(c.id, chunk_context(c), c.text, chunk_payload(c, records.get(c.sha256, [])))
+            for c in chunks]  # fmt: skip
 
 
 def embedding_text(chunk: StoredChunk) -> str:
@@ -571,16 +693,17 @@ class _IndexWriter:
         self, work: list[Any], chunks: list[StoredChunk], vectors: Any, gone: list[str]
     ) -> None:
         indexes = self._indexes
+        if self._store is None:
+            self._store = ChunkStore(self._store_path)
         if chunks:
             indexes.dense.upsert([c.id for c in chunks], vectors)
-            indexes.keyword.upsert(keyword_docs(chunks))
+            cited = self._store if indexes.on_server else None  # (a replica reads it there)
+            indexes.keyword.upsert(keyword_docs(chunks, cited))
         if gone:
             indexes.dense.delete(gone)
             indexes.keyword.delete(gone)
         indexes.dense.flush()
         indexes.keyword.commit()
-        if self._store is None:
-            self._store = ChunkStore(self._store_path)
         self._store.complete_work(item.seq for item in work)
 
     def _close(self) -> None:

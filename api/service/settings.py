@@ -99,6 +99,16 @@ class Settings(BaseSettings):
         description="Copies of each shard on a cluster (default 1: a node that is "
         "down takes its shards with it).",
     )
+    keyword: Literal["tantivy", "qdrant"] = Field(
+        "tantivy",
+        description="Where the BM25 leg lives: tantivy (a folder beside SQLite) or qdrant (sparse "
+        "vectors in the collection on ARCHIVIST_QDRANT_URL, beside the dense ones).",
+    )
+    replica: bool = Field(
+        False,
+        description="Answer from the collection another Archivist writes on ARCHIVIST_QDRANT_URL "
+        "(with ARCHIVIST_KEYWORD=qdrant): no documents of its own, every change refused.",
+    )
     embed_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
         "auto",
         description=(

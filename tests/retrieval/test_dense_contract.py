@@ -16,7 +16,7 @@ from retrieval.dense import EdgeDenseIndex, open_dense_index
 from retrieval.dense_base import VECTOR_NAME, DenseIndex
 from retrieval.dense_server import ClientDenseIndex
 from retrieval.errors import IndexMismatch, RetrievalError
-from tests.qdrant_server import Node, qdrant_installed, running_cluster, running_node
+from tests.qdrant_server import Node, qdrant_installed
 
 MODEL = "all-MiniLM-L6-v2"
 DIM = 16
@@ -40,20 +40,6 @@ def chunk_ids(n: int) -> list[str]:
 SERVER_KINDS = ("server", "cluster")
 needs_qdrant = pytest.mark.skipif(not qdrant_installed(), reason="no Qdrant server (make qdrant)")
 ALL_KINDS = ["edge", "client"] + [pytest.param(kind, marks=needs_qdrant) for kind in SERVER_KINDS]
-
-
-@pytest.fixture(scope="session")
-def qdrant_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    """One real Qdrant server for the session's tests (a collection each)."""
-    with running_node(tmp_path_factory.mktemp("qdrant-node")) as node:
-        yield node
-
-
-@pytest.fixture(scope="session")
-def qdrant_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
-    """A real two-node Qdrant cluster; collections on it have a shard on each node."""
-    with running_cluster(tmp_path_factory.mktemp("qdrant-cluster"), nodes=2) as nodes:
-        yield nodes
 
 
 def _openers(kind: str, request: pytest.FixtureRequest, root: Path) -> Iterator[Opener]:

@@ -398,7 +398,8 @@ function describeStores(stores) {
   if (!stores) return "";
   if (stores.error) return `stores: ${stores.error}`;
   if (stores.in_sync) return "stores in sync";
-  return `stores out of sync (sqlite ${stores.sqlite}, tantivy ${stores.tantivy}, qdrant ${stores.qdrant})`;
+  const keyword = "qdrant_bm25" in stores ? `qdrant bm25 ${stores.qdrant_bm25}` : `tantivy ${stores.tantivy}`;
+  return `stores out of sync (sqlite ${stores.sqlite}, ${keyword}, qdrant ${stores.qdrant})`;
 }
 
 const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;

@@ -1,10 +1,14 @@
-"""Settings from the environment: a bad value is reported by its variable, and only it."""
+"""Settings from the environment: a bad value is reported by its variable, and only it; settings
+that cannot work together are refused by the service."""
 
 import os
+import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from api.service import ConfigError, load_settings
+from api.service import Archivist, ConfigError, Settings, load_settings
 
 WAY_OUT = " — fix or unset it (see `api/service/settings.py` for every setting)"
 NOT_AN_INTEGER = "Input should be a valid integer, unable to parse string as an integer"
@@ -50,3 +54,21 @@ def test_a_bad_value_given_for_the_memory_limit_is_still_reported(
         f"ARCHIVIST_WORKERS='abc': {NOT_AN_INTEGER}; ARCHIVIST_CONVERT_MEMORY_MB='1': Input "
         "should be greater than or equal to 256" + WAY_OUT
     )
+
+
+@pytest.mark.parametrize(
+    ("qdrant", "said"),
+    [
+        ({"keyword": "qdrant"}, "ARCHIVIST_KEYWORD=qdrant keeps the BM25 leg on a Qdrant server"),
+        ({"replica": True}, "ARCHIVIST_REPLICA=true answers from a collection"),
+        (
+            {"replica": True, "qdrant_url": "http://127.0.0.1:9"},
+            "set ARCHIVIST_QDRANT_URL and ARCHIVIST_KEYWORD=qdrant",
+        ),  # fmt: skip
+    ],
+)
+def test_qdrant_settings_that_cannot_work_together_are_refused(
+    tmp_path: Path, qdrant: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        Archivist(Settings(data=tmp_path, llm="none", **qdrant))
