@@ -31,6 +31,9 @@ from retrieval.errors import IndexDamaged, IndexMismatch, IndexUnavailable, Retr
 # own check (minor versions at most 1 apart) warns from a background thread, at no fixed time,
 # for every server older than 1.19: Archivist checks the server's version itself, at connect.
 OLDEST_SERVER = (1, 16)
+# How long a call may take (qdrant-client's default is 5 s): a server busy building its graphs
+# took longer than that to apply 5,000 points with wait=True, beside other work on two cores.
+TIMEOUT_S = 120
 _VECTOR = models.HasVectorCondition(has_vector=VECTOR_NAME)
 _HAS_VECTOR = models.Filter(must=[_VECTOR])
 
@@ -109,7 +112,9 @@ class ClientDenseIndex(BaseDenseIndex):
         remote = location.startswith(("http://", "https://"))
         try:
             if remote:
-                client = QdrantClient(url=location, api_key=api_key, check_compatibility=False)
+                client = QdrantClient(
+                    url=location, api_key=api_key, check_compatibility=False, timeout=TIMEOUT_S
+                )
             else:  # ":memory:" or a folder
                 client = (
                     QdrantClient(location)
