@@ -1,7 +1,9 @@
-"""The service with its dense index on a real Qdrant server (ARCHIVIST_QDRANT_URL): ingestion,
-hybrid search, removal and a rebuild from SQLite keep the server's collection in line with
-the store; on a real two-node cluster, a node that stops costs nothing with replicas, and
-without them is named, search answers from the keyword index and nothing is lost."""
+"""The service with its dense index, and its BM25 leg too (ARCHIVIST_KEYWORD=qdrant), on a real
+Qdrant server (ARCHIVIST_QDRANT_URL): ingestion, hybrid search, removal and a rebuild from
+SQLite keep the server's collection in line with the store, and the BM25 leg there scores as
+Tantivy's; on a real two-node cluster, a node that stops costs nothing with replicas, and
+without them is named, search answers from the keyword index and nothing is lost; a replica
+(ARCHIVIST_REPLICA=true) answers from the writer's collection and refuses every change."""
 
 import random
 import re
