@@ -350,16 +350,17 @@ class ChunkStore:
         with self._transaction():
             self.db.conn.executemany("DELETE FROM index_queue WHERE seq = ?", [(s,) for s in seqs])
 
-    def summary(self) -> dict[str, Any]:
-        """Counts for `archivist status`."""
+    def document_counts(self) -> dict[str, int]:
+        """How many documents are ingested and how many failed."""
         by_status = dict(
             self.db.execute("SELECT status, count(*) FROM documents GROUP BY status").fetchall()
         )
+        return {"ingested": by_status.get("ingested", 0), "failed": by_status.get("failed", 0)}
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for `archivist status`."""
         return {
-            "documents": {
-                "ingested": by_status.get("ingested", 0),
-                "failed": by_status.get("failed", 0),
-            },
+            "documents": self.document_counts(),
             "chunks": self.chunk_count(),
             "pending_index_work": self.pending_count(),
             "failed": [

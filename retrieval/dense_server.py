@@ -34,8 +34,6 @@ OLDEST_SERVER = (1, 16)
 # How long a call may take (qdrant-client's default is 5 s): a server busy building its graphs
 # took longer than that to apply 5,000 points with wait=True, beside other work on two cores.
 TIMEOUT_S = 120
-_VECTOR = models.HasVectorCondition(has_vector=VECTOR_NAME)
-_HAS_VECTOR = models.Filter(must=[_VECTOR])
 
 
 class ClientDenseIndex(BaseDenseIndex):
@@ -164,8 +162,28 @@ class ClientDenseIndex(BaseDenseIndex):
 
     def count(self) -> int:
         """Number of stored vectors."""
+        return self.count_with(VECTOR_NAME)
+
+    def count_with(self, vector: str) -> int:
+        """Number of points holding `vector` (this leg's, or the keyword leg's)."""
+        holding = models.Filter(must=[models.HasVectorCondition(has_vector=vector)])
         with self.asking():
-            return self.client.count(self.collection, count_filter=_HAS_VECTOR, exact=True).count
+            return self.client.count(self.collection, count_filter=holding, exact=True).count
+
+    def points_with(
+        self, vector: str, among: list[str] | None = None, offset: Any = None
+    ) -> tuple[list[str], Any]:
+        """A page of the ids of the points holding `vector` (of the canonical ids `among`, all
+        on one page), and the next page's offset (None after the last)."""
+        must: list[Any] = [models.HasVectorCondition(has_vector=vector)]
+        if among is not None:
+            must.append(models.HasIdCondition(has_id=list[models.ExtendedPointId](among)))
+        with self.asking():
+            records, offset = self.client.scroll(
+                self.collection, scroll_filter=models.Filter(must=must),
+                limit=PAGE if among is None else len(among), offset=offset, with_payload=False,
+            )  # fmt: skip
+        return [str(r.id) for r in records], offset
 
     def optimize(self) -> None:
         """Nothing to do: a Qdrant server optimizes in the background."""
@@ -217,21 +235,10 @@ class ClientDenseIndex(BaseDenseIndex):
         return [[(str(p.id), float(p.score)) for p in r.points] for r in responses]
 
     def _present(self, ids: list[str]) -> list[str]:
-        wanted = models.HasIdCondition(has_id=list[models.ExtendedPointId](ids))
-        with self.asking():
-            records, _ = self.client.scroll(
-                self.collection, scroll_filter=models.Filter(must=[_VECTOR, wanted]),
-                limit=len(ids), with_payload=False,
-            )  # fmt: skip
-        return [str(r.id) for r in records]
+        return self.points_with(VECTOR_NAME, ids)[0]
 
     def _page(self, offset: Any) -> tuple[list[str], Any]:
-        with self.asking():
-            records, offset = self.client.scroll(
-                self.collection, scroll_filter=_HAS_VECTOR, limit=PAGE, offset=offset,
-                with_payload=False,
-            )  # fmt: skip
-        return [str(r.id) for r in records], offset
+        return self.points_with(VECTOR_NAME, offset=offset)
 
     def _create(self) -> None:
         params = models.VectorParams(size=self.dimension, distance=models.Distance.COSINE)

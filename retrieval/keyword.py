@@ -68,34 +68,23 @@ def _schema() -> tantivy.Schema:
     return builder.build()
 
 
-def _query_analyzer() -> tantivy.TextAnalyzer:
+def _analyzer(*, stopwords: bool) -> tantivy.TextAnalyzer:
     # Mirrors Tantivy's built-in "en_stem" (simple tokenizer, drop tokens over 40 chars,
-    # lowercase, English Snowball stemmer) so query terms equal indexed terms exactly,
-    # with stopwords removed before stemming.
-    return (
+    # lowercase, English Snowball stemmer) so query terms equal indexed terms exactly; queries
+    # lose their stopwords before stemming. Documents keep every word: the keyword leg on
+    # Qdrant (keyword_server.py) weighs their terms in Python, as Tantivy indexes them.
+    builder = (
         tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
         .filter(tantivy.Filter.remove_long(40))
         .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.custom_stopword(sorted(STOPWORDS)))
-        .filter(tantivy.Filter.stemmer("english"))
-        .build()
     )
+    if stopwords:
+        builder = builder.filter(tantivy.Filter.custom_stopword(sorted(STOPWORDS)))
+    return builder.filter(tantivy.Filter.stemmer("english")).build()
 
 
-def _document_analyzer() -> tantivy.TextAnalyzer:
-    # Tantivy's "en_stem" itself, for the keyword leg on Qdrant (keyword_server.py), which
-    # weighs terms in Python: every word, as the Tantivy leg indexes documents.
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
-        .filter(tantivy.Filter.remove_long(40))
-        .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.stemmer("english"))
-        .build()
-    )
-
-
-_ANALYZER = _query_analyzer()
-_DOCUMENT_ANALYZER = _document_analyzer()
+_ANALYZER = _analyzer(stopwords=True)
+_DOCUMENT_ANALYZER = _analyzer(stopwords=False)
 
 # Found on a map of the text, one byte a character (ASCII letters "a", ASCII digits "0",
 # anything else " "), with bytes.find: 5-8 µs a chunk of real text, where a pattern over every

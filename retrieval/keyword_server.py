@@ -25,7 +25,7 @@ from typing import Any
 
 from qdrant_client import models
 
-from retrieval.dense_base import PAGE, SPARSE_NAME, point_id
+from retrieval.dense_base import SPARSE_NAME, point_id
 from retrieval.dense_server import ClientDenseIndex
 from retrieval.errors import IndexDamaged
 from retrieval.keyword import (
@@ -57,8 +57,8 @@ _STORED_LENGTHS = _stored_lengths()
 
 def stored_length(terms: int) -> int:
     """A field of `terms` terms as Tantivy weighs it: the stored length at or below it (a
-    166-term chunk counts as 152). Weighing exact lengths instead cost page recall@10 on
-    financebench-dev: top-10 overlap with Tantivy 0.89 against 0.9x this way."""
+    166-term chunk counts as 152). With the title's own IDF this makes the scores Tantivy's
+    (to 1e-7 on financebench-dev); exact lengths put chunks of ~150 terms up to a tenth off."""
     return _STORED_LENGTHS[bisect.bisect_right(_STORED_LENGTHS, terms) - 1]
 
 
@@ -134,7 +134,9 @@ class ServerKeywordIndex:
     def _writes(self, docs: dict[str, KeywordDoc]) -> list[Any]:
         """The operations that give these points their sparse vectors: added to the points
         that exist, new points (sparse vector only) for the others."""
-        lengths = self._lengths or self._recorded_lengths(docs.values())
+        # The first batch written records its averages (the service may weigh all again later:
+        # Indexes.reweigh).
+        lengths = self.lengths() or self.weigh_with(average_lengths(docs.values()))
         vectors = {key: sparse_vector(doc, lengths) for key, doc in docs.items()}
         with self._dense.asking():
             found = self._client.retrieve(
@@ -163,11 +165,6 @@ class ServerKeywordIndex:
             ]  # fmt: skip
             operations.append(models.UpsertOperation(upsert=models.PointsList(points=points)))
         return operations
-
-    def _recorded_lengths(self, docs: Iterable[KeywordDoc]) -> tuple[float, float]:
-        """The average lengths the collection's weights use: those recorded in its metadata, or,
-        for the first batch written, this batch's (then recorded)."""
-        return self.lengths() or self.weigh_with(average_lengths(docs))
 
     def lengths(self) -> tuple[float, float] | None:
         """The average body and title lengths the weights use; None before the first write."""
@@ -234,32 +231,21 @@ class ServerKeywordIndex:
 
     def count(self) -> int:
         """Return the number of chunks with terms indexed."""
-        with self._dense.asking():
-            return int(self._client.count(self._collection, count_filter=_HAS_TERMS).count)
+        return self._dense.count_with(SPARSE_NAME)
 
     def present(self, ids: Collection[str]) -> set[str]:
         """Those of these chunk ids whose terms are indexed."""
         if not ids:
             return set()
-        wanted = list[models.ExtendedPointId](point_id(i) for i in ids)
-        has = models.Filter(must=[*_HAS_TERMS.must, models.HasIdCondition(has_id=wanted)])  # type: ignore[misc]
-        with self._dense.asking():
-            found, _ = self._client.scroll(
-                self._collection, scroll_filter=has, limit=len(wanted), with_payload=False
-            )
-        return {str(record.id) for record in found}
+        return set(self._dense.points_with(SPARSE_NAME, [point_id(i) for i in ids])[0])
 
     def chunk_ids(self) -> set[str]:
         """Return every chunk id with terms indexed (for consistency checks against the store)."""
         found: set[str] = set()
         offset: Any = None
         while True:
-            with self._dense.asking():
-                page, offset = self._client.scroll(
-                    self._collection, scroll_filter=_HAS_TERMS, limit=PAGE, offset=offset,
-                    with_payload=False,
-                )  # fmt: skip
-            found.update(str(record.id) for record in page)
+            page, offset = self._dense.points_with(SPARSE_NAME, offset=offset)
+            found.update(page)
             if offset is None:
                 return found
 

@@ -321,7 +321,7 @@ class Archivist:
             if self.indexes.on_server:  # replicas name the writer, and count its documents
                 if not interrupted():
                     self.indexes.reweigh(self.store)
-                documents = self.store.summary()["documents"]["ingested"]
+                documents = self.store.document_counts()["ingested"]
                 self.indexes.record_writer(writer_record(self.settings, documents))
             return report
 

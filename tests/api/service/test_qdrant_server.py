@@ -22,16 +22,21 @@ from tests.qdrant_server import qdrant_installed, running_cluster, running_node
 pytestmark = pytest.mark.skipif(not qdrant_installed(), reason="no Qdrant server (make qdrant)")
 
 
+def harbour_notes(docs: Path) -> Path:
+    """A folder of three documents: ferry.md, lamp.md and a two-page tides.pdf."""
+    docs.mkdir()
+    (docs / "ferry.md").write_text("# Ferry\n\nThe ferry to Dunmore leaves pier three hourly.\n")
+    (docs / "lamp.md").write_text("# Lamp\n\nLamp oil is ordered from Kessock every spring.\n")
+    make_pdf(docs / "tides.pdf", ["Tide tables.", "High water at the north quay is at noon."])
+    return docs
+
+
 @pytest.mark.parametrize("keyword", ["tantivy", "qdrant"])
 def test_the_service_keeps_a_qdrant_server_in_line_with_its_store(
     tmp_path: Path, keyword: str
 ) -> None:
     keyword_store = "qdrant_bm25" if keyword == "qdrant" else "tantivy"
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "ferry.md").write_text("# Ferry\n\nThe ferry to Dunmore leaves pier three hourly.\n")
-    (docs / "lamp.md").write_text("# Lamp\n\nLamp oil is ordered from Kessock every spring.\n")
-    make_pdf(docs / "tides.pdf", ["Tide tables.", "High water at the north quay is at noon."])
+    docs = harbour_notes(tmp_path / "docs")
     with running_node(tmp_path / "qdrant") as node:
         settings = Settings(data=tmp_path / "data", workers=1, llm="none", qdrant_url=node.url,
                             keyword=keyword)  # fmt: skip
@@ -145,11 +150,7 @@ def test_without_replicas_a_node_down_is_named_and_nothing_is_lost(tmp_path: Pat
 def test_a_replica_answers_from_the_writers_collection_and_changes_nothing(
     tmp_path: Path,
 ) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "ferry.md").write_text("# Ferry\n\nThe ferry to Dunmore leaves pier three hourly.\n")
-    (docs / "lamp.md").write_text("# Lamp\n\nLamp oil is ordered from Kessock every spring.\n")
-    make_pdf(docs / "tides.pdf", ["Tide tables.", "High water at the north quay is at noon."])
+    docs = harbour_notes(tmp_path / "docs")
     with running_node(tmp_path / "qdrant") as node:
         shared = {"workers": 1, "llm": "none", "qdrant_url": node.url, "keyword": "qdrant"}
         writer = Settings(data=tmp_path / "writer", **shared)
