@@ -33,9 +33,8 @@ import numpy as np
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
 from api.evaluation import Dataset, load_dataset
-from api.service import SYNC_BATCH, Archivist, Settings, embedding_text
-from api.service.models import embedding_model
-from retrieval.embedder import Embedder, runtime_of
+from api.service import SYNC_BATCH, Archivist, Settings, embedding_model, embedding_text, runtime_of
+from retrieval.embedder import Embedder
 from retrieval.encoders import FOLDER_BACKENDS
 from retrieval.metrics import evaluate, percentile
 

@@ -10,21 +10,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from generation.models import EMBEDDING_CATALOGUE
-from retrieval.embedding_models import EmbeddingModel, sentence_transformers_model
-from retrieval.encoders import Backend, Device, Encoder, Runtime, load_encoder, max_tokens
+from retrieval.embedding_models import EmbeddingModel, max_tokens, sentence_transformers_model
+from retrieval.encoders import Backend, Device, Encoder, load_encoder
 from retrieval.errors import ModelNotFound
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _QUERY_BATCH = 32
 _PACKAGED_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
-
-
-def runtime_of(name: str) -> Runtime:
-    """Which kind of model a name names, without reading it: a packaged GGUF or a .gguf file,
-    else a sentence-transformers model."""
-    gguf = name in EMBEDDING_CATALOGUE or name.lower().endswith(".gguf")
-    return "gguf" if gguf else "sentence-transformers"
 
 
 def resolve_model_path(name: str) -> Path:

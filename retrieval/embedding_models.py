@@ -14,8 +14,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from generation.gguf import read_metadata
-from retrieval.encoders import max_tokens
 from retrieval.errors import ModelNotFound
 
 Runtime = Literal["sentence-transformers", "gguf", "ollama"]
@@ -23,7 +21,6 @@ Runtime = Literal["sentence-transformers", "gguf", "ollama"]
 # Prefixes by GGUF architecture: a nomic-bert model is trained with these task prefixes, and
 # its vectors of unprefixed queries and documents are measurably worse (nomic's model card).
 _GGUF_PREFIXES = {"nomic-bert": ("search_query: ", "search_document: ")}
-_VOCABULARY = 1 << 20  # read whole vocabularies (BERT's holds 30,522 tokens)
 _CONTROL = 3  # GGUF token type of [CLS], [SEP], [PAD], [MASK], [UNK]
 
 
@@ -71,12 +68,12 @@ def sentence_transformers_model(name: str, folder: Path) -> EmbeddingModel:
     )
 
 
-def gguf_model(name: str, path: Path, tokenizers: Path) -> EmbeddingModel:
-    """An embedding GGUF, described from its header; its WordPiece vocabulary is written as a
-    tokenizer.json into `tokenizers` once, for counting chunk tokens without llama.cpp."""
+def gguf_model(name: str, path: Path, metadata: dict[str, Any], tokenizers: Path) -> EmbeddingModel:
+    """An embedding GGUF, described from its header's key/values (`metadata`, the vocabulary
+    included); its WordPiece vocabulary is written as a tokenizer.json into `tokenizers` once,
+    for counting chunk tokens without llama.cpp."""
     stat = path.stat()
     stem = f"{path.stem}.{stat.st_size}.{stat.st_mtime_ns}"
-    metadata = read_metadata(path, max_array=_VOCABULARY)
     return _from_header(name, "gguf", path, metadata, tokenizers / f"{stem}.tokenizer.json")
 
 
@@ -178,6 +175,14 @@ def _folder_dimension(name: str, folder: Path) -> int:
     if not size:
         raise ModelNotFound(f"embedding model '{name}': cannot tell its vector size from {folder}")
     return int(size)
+
+
+def max_tokens(folder: Path) -> int:
+    """Longest input, in tokens, the model in `folder` reads before it silently truncates."""
+    config = folder / "sentence_bert_config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text()).get("max_seq_length", 512))
+    return 512
 
 
 def _read_json(path: Path, default: Any = None) -> Any:

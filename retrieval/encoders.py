@@ -12,19 +12,16 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
+from retrieval.embedding_models import EmbeddingModel, Runtime, max_tokens
 from retrieval.errors import EmbedderUnavailable
-
-if TYPE_CHECKING:
-    from retrieval.embedding_models import EmbeddingModel
 
 Backend = Literal["torch", "onnx", "onnx-int8", "llamacpp", "ollama"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 FOLDER_BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "onnx-int8")  # sentence-transformers
-Runtime = Literal["sentence-transformers", "gguf"]
 Device = Literal["cpu", "cuda"]
 _OLLAMA_TIMEOUT_S = 120.0  # a first call waits for Ollama to load the model
 
@@ -93,7 +90,7 @@ def resolve_backend(
 
 
 def load_encoder(
-    model: "EmbeddingModel", backend: Backend, device: Device, onnx_cache: Path
+    model: EmbeddingModel, backend: Backend, device: Device, onnx_cache: Path
 ) -> Encoder:
     """The model on the chosen runtime (ONNX files exported once into the cache)."""
     if backend == "ollama":
@@ -322,14 +319,6 @@ def _tokenizer(folder: Path) -> Any:
     tokenizer.enable_truncation(max_tokens(folder))
     tokenizer.no_padding()  # tokenizer.json may ask for it
     return tokenizer
-
-
-def max_tokens(folder: Path) -> int:
-    """Longest input, in tokens, the model in `folder` reads before it silently truncates."""
-    config = folder / "sentence_bert_config.json"
-    if config.is_file():
-        return int(json.loads(config.read_text()).get("max_seq_length", 512))
-    return 512
 
 
 def _cores() -> int:

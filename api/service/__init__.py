@@ -20,7 +20,13 @@ from api.service.backup import BackupReport, make_backup, restore_backup
 from api.service.batch import Question, answered_ids, read_questions, run_batch
 from api.service.errors import USER_ERRORS, BadRequest, ConfigError, ServerError
 from api.service.indexes import SYNC_BATCH, Indexes, SyncReport, embedding_text
-from api.service.models import InstalledModel, installed_models, prune_models
+from api.service.models import (
+    InstalledModel,
+    embedding_model,
+    installed_models,
+    prune_models,
+    runtime_of,
+)
 from api.service.replica import ReplicaOnly
 from api.service.search import MODES, Filters, Mode, SearchHit, SearchHits, search_passages
 from api.service.sessions import SessionSummary, check_session_id
@@ -55,6 +61,7 @@ __all__ = [
     "answered_ids",
     "check_session_id",
     "display_name",
+    "embedding_model",
     "embedding_text",
     "installed_models",
     "load_settings",
@@ -63,6 +70,7 @@ __all__ = [
     "prune_models",
     "read_questions",
     "restore_backup",
+    "runtime_of",
     "run_batch",
     "running_server",
     "search_passages",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from api.service.health import forget_passed, passed_before, remember_passed
-from api.service.models import embedding_model, onnx_cache
+from api.service.models import embedding_model, onnx_cache, runtime_of
 from api.service.replica import WRITER, chunk_payload
 from api.service.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
@@ -26,7 +26,7 @@ from retrieval.dense import (
     want_shard,
 )
 from retrieval.dense_base import DenseIndex
-from retrieval.embedder import Embedder, embedder_identity, runtime_of, shared_embedder
+from retrieval.embedder import Embedder, embedder_identity, shared_embedder
 from retrieval.embedding_models import EmbeddingModel
 from retrieval.encoders import onnx_model_file, resolve_backend, resolve_device
 from retrieval.errors import (

@@ -16,6 +16,7 @@ from typing import Any
 
 from api.service.settings import Settings
 from generation.errors import ModelMissing
+from generation.gguf import read_metadata
 from generation.models import (
     CATALOGUE,
     EMBEDDING_CATALOGUE,
@@ -24,9 +25,10 @@ from generation.models import (
     resolve_gguf,
     verify_file,
 )
-from retrieval.embedder import resolve_model_path, runtime_of
+from retrieval.embedder import resolve_model_path
 from retrieval.embedding_models import (
     EmbeddingModel,
+    Runtime,
     gguf_model,
     ollama_model,
     sentence_transformers_model,
@@ -64,6 +66,16 @@ def onnx_cache(settings: Settings) -> Path:
     return cache
 
 
+_VOCABULARY = 1 << 20  # read a GGUF's whole vocabulary (BERT's holds 30,522 tokens)
+
+
+def runtime_of(name: str) -> Runtime:
+    """Which kind of embedding model a name names, without reading it: a packaged GGUF or a
+    .gguf file, else a sentence-transformers model."""
+    gguf = name in EMBEDDING_CATALOGUE or name.lower().endswith(".gguf")
+    return "gguf" if gguf else "sentence-transformers"
+
+
 def embedding_model(settings: Settings) -> EmbeddingModel:
     """The embedding model the settings name, described from its files (a packaged GGUF is
     extracted into the models folder on first use: ~2 s)."""
@@ -76,10 +88,11 @@ def embedding_model(settings: Settings) -> EmbeddingModel:
     if runtime_of(name) == "sentence-transformers":
         return sentence_transformers_model(name, resolve_model_path(name))
     path = gguf_file(settings, name, EMBEDDING_CATALOGUE)
+    header = read_metadata(path, max_array=_VOCABULARY)
     try:
-        return gguf_model(name, path, settings.models / "tokenizers")
+        return gguf_model(name, path, header, settings.models / "tokenizers")
     except OSError:  # an unwritable models folder
-        return gguf_model(name, path, fallback_folder() / "tokenizers")
+        return gguf_model(name, path, header, fallback_folder() / "tokenizers")
 
 
 def gguf_file(

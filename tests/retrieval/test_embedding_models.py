@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from retrieval.embedder import DEFAULT_MODEL, Embedder, resolve_model_path, runtime_of
+from api.service import runtime_of
+from generation.gguf import read_metadata
+from retrieval.embedder import DEFAULT_MODEL, Embedder, resolve_model_path
 from retrieval.embedding_models import (
     EmbeddingModel,
     gguf_model,
@@ -32,7 +34,9 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def nomic(nomic_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> EmbeddingModel:
-    return gguf_model("nomic-embed-text-v1.5", nomic_gguf, tmp_path_factory.mktemp("tokenizers"))
+    header = read_metadata(nomic_gguf, max_array=1 << 20)
+    folder = tmp_path_factory.mktemp("tokenizers")
+    return gguf_model("nomic-embed-text-v1.5", nomic_gguf, header, folder)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +126,9 @@ def test_a_gguf_without_a_wordpiece_vocabulary_is_refused(
     smollm2_gguf: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(ModelNotFound, match="its tokenizer is 'gpt2'"):
-        gguf_model("smollm2", smollm2_gguf, tmp_path)
+        gguf_model(
+            "smollm2", smollm2_gguf, read_metadata(smollm2_gguf, max_array=1 << 20), tmp_path
+        )
 
 
 def test_gguf_models_run_on_llama_cpp_only() -> None:

@@ -9,7 +9,6 @@ import pytest
 from api.service import Archivist, Settings
 from api.service.indexes import sync_indexes
 from ingest.store import ChunkStore
-from retrieval.embedder import embedder_identity, resolve_model_path
 from retrieval.errors import RetrievalError
 from tests.fixtures import make_pdf
 
@@ -177,30 +176,11 @@ def test_reindex_rebuilds_both_indexes_from_sqlite(settings: Settings, docs: Pat
         assert service.status()["stores"] == IN_SYNC_3
 
 
-def test_another_embedding_model_is_reported_then_rebuilt_by_an_explicit_step(
-    settings: Settings, docs: Path, tmp_path: Path
-) -> None:
-    write_notes(docs)
-    with Archivist(settings) as service:
-        service.ingest([docs])
-    other = tmp_path / "minilm-copy"
-    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), other)
-    switched = settings.model_copy(update={"embed_model": str(other)})
-    with Archivist(switched) as service:
-        stores = service.status()["stores"]
-        assert stores["in_sync"] is False and "was built with 'all-MiniLM-L6-v2" in stores["stale"]
-        assert service.store.pending_count() == 0  # status wrote nothing
-        assert service.search("tomatoes", k=1, mode="bm25")  # the keyword leg still answers
-        report = service.sync()
-        assert report.upserted == 3
-        assert service.indexes.dense.model == embedder_identity(str(other), "onnx-int8")
-        assert service.status()["stores"] == IN_SYNC_3
-
-
-def test_switching_to_the_packaged_nomic_model_embeds_every_chunk_again(
+def test_another_embedding_model_is_reported_then_every_chunk_embedded_again(
     settings: Settings, docs: Path, nomic_gguf: Path
 ) -> None:
-    """nomic-embed-text-v1.5 by name: extracted into the models folder, run on llama.cpp, its
+    """nomic-embed-text-v1.5 by name: extracted into the models folder, run on llama.cpp; until
+    a sync its index is reported stale (status writes nothing, BM25 still answers), then its
     768-d vectors replace MiniLM's 384-d ones, and the switch back does the same."""
     write_notes(docs)
     with Archivist(settings) as service:
