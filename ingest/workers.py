@@ -312,6 +312,16 @@ class ConversionPool:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload([__name__])
 
+    def start_server(self) -> None:
+        """Start the fork server (and multiprocessing's resource tracker) now, without waiting
+        for its imports. Both hand this process's stderr to their child: a caller about to give
+        stderr to something without a file descriptor (the terminal chat's screen, whose
+        stand-in says -1) starts them first — started after, every conversion failed with
+        "bad value(s) in fds_to_keep"."""
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
     def warm(self) -> None:
         """Start the fork server now (it imports every converter: seconds on first use), so
         that a long-running process converts its first file without that wait."""

@@ -395,6 +395,8 @@ def run_chat(settings: Settings, session_id: str | None, *, watch: bool) -> None
     folder, whose inbox it watches (`watch`) as the server would."""
     with connect(settings) as service:
         inbox = settings.inbox.resolve()
+        if isinstance(service, Archivist) and watch:
+            service.pool.start_server()  # before the screen takes stderr over: see start_server
         with (
             watching(service, inbox) if isinstance(service, Archivist) and watch else nullcontext()
         ) as background:

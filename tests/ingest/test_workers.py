@@ -132,3 +132,46 @@ def test_real_conversion_returns_chunks_with_counts(tmp_path: Path) -> None:
     assert [(c.heading_path, c.text) for c in result.chunks] == [
         (("Title",), "Title\n\nSome words in a note.")
     ]
+
+
+_CONVERT_WITHOUT_STDERR = """
+import sys
+from pathlib import Path
+from tests.ingest.test_workers import notes, outcomes, pool
+from ingest.workers import convert_and_chunk
+
+class NoDescriptor:  # what a full-screen terminal program puts in stderr's place
+    def write(self, text): return len(text)
+    def flush(self): pass
+    def fileno(self): return -1
+
+conversion = pool(convert_and_chunk)
+if sys.argv[1] == "started":
+    conversion.start_server()
+sys.stderr = NoDescriptor()
+try:
+    (outcome,) = outcomes(conversion, notes(Path(sys.argv[2]), "a.txt")).values()
+    print(type(outcome).__name__)
+except ValueError as error:
+    print(f"ValueError: {error}")
+"""
+
+
+def test_the_fork_server_started_first_converts_after_stderr_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    """The terminal chat's screen replaces stderr with a stand-in whose descriptor is -1;
+    multiprocessing hands stderr to the fork server it starts, so started after, every
+    conversion failed. Started first (ConversionPool.start_server), it converts."""
+    import subprocess
+    import sys
+
+    def convert(order: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", _CONVERT_WITHOUT_STDERR, order, str(tmp_path)],
+            capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    assert convert("late") == "ValueError: bad value(s) in fds_to_keep"
+    assert convert("started") == "Chunked"
