@@ -337,6 +337,14 @@ class Terminal:
         os.kill(self.pid, signal.SIGKILL)
         raise AssertionError(f"the program did not exit in {timeout} s")
 
+    def close(self) -> None:
+        """Kill the program if it still runs (a failed test leaves nothing running)."""
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            if os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
 
 def test_archivist_chat_answers_in_a_terminal_watches_the_inbox_and_quits_on_ctrl_q(
     tmp_path: Path,
@@ -346,10 +354,13 @@ def test_archivist_chat_answers_in_a_terminal_watches_the_inbox_and_quits_on_ctr
     make_pdf(data / "inbox" / "manual.pdf", MANUAL_PAGES)
     env = {**os.environ, "ARCHIVIST_DATA": str(data), "ARCHIVIST_LLM": "none", "TERM": "xterm"}
     terminal = Terminal([ARCHIVIST, "chat"], env)
-    terminal.wait_for("1 document · inbox watched")  # ingested by the chat's own watcher
-    terminal.type(b"How often is the lens cleaned?\r")
-    # What fits on one line of the screen (the program redraws line by line).
-    terminal.wait_for("Archivist: “The lens is")  # quoted: no model answers here
-    terminal.wait_for("[1] manual.pdf, page 2")
-    terminal.type(b"\x11")  # Ctrl+Q
-    assert terminal.exit_code() == 0
+    try:
+        terminal.wait_for("1 document · inbox watched")  # ingested by the chat's own watcher
+        terminal.type(b"How often is the lens cleaned?\r")
+        # What fits on one line of the screen (the program redraws line by line).
+        terminal.wait_for("Archivist: “The lens is")  # quoted: no model answers here
+        terminal.wait_for("[1] manual.pdf, page 2")
+        terminal.type(b"\x11")  # Ctrl+Q
+        assert terminal.exit_code() == 0
+    finally:
+        terminal.close()
