@@ -37,12 +37,21 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     app = create_app(settings.model_copy(update={"host": host}))  # the name it answers to
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
-    # uvicorn shuts down gracefully on SIGINT and SIGTERM alike, then raises the signal again
-    # for the handler it found: SIGTERM's default would end the process there, before the
-    # announcement is withdrawn, and a SIGINT ignored from the start (a background job of a
-    # non-interactive shell: `archivist serve &`) was dropped, or, arriving before uvicorn
-    # listened, ignored for good. A service manager's stop and `kill -INT` end like Ctrl+C.
-    handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM alike while it runs, then raises the
+    # signal again for the handler it found: SIGTERM's default would end the process there,
+    # before the announcement is withdrawn, and a SIGINT ignored from the start (a background
+    # job of a non-interactive shell: `archivist serve &`) was dropped. Outside uvicorn's run,
+    # this process's handler only asks uvicorn to stop (before it runs: as soon as it has
+    # started): raising KeyboardInterrupt from a signal handler could land inside asyncio's own
+    # setup or teardown and leave a half-closed event loop that complained at exit ("Exception
+    # ignored in BaseEventLoop.__del__"), seen once on a loaded machine.
+    stops: list[int] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stops.append(signum)
+        server.should_exit = True
+
+    handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(f"Archivist is serving {url}/ — the API at {url}/docs (Ctrl+C to stop)", flush=True)
         if settings.replica:
@@ -55,17 +64,13 @@ def run_server(settings: Settings, host: str, port: int) -> None:
             print(f"Watching {settings.inbox.resolve()} for documents.", flush=True)
         announce(settings, url)
         server.run(sockets=[listening])
-    except KeyboardInterrupt:
-        print("Stopped.", flush=True)
+        if stops:
+            print("Stopped.", flush=True)
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
         withdraw(settings)
         listening.close()
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def _listen(host: str, port: int) -> socket.socket:
