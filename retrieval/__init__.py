@@ -4,8 +4,6 @@ from retrieval.dense import EdgeDenseIndex, open_dense_index
 from retrieval.dense_base import DenseIndex
 from retrieval.embedder import (
     Embedder,
-    max_sequence_tokens,
-    model_dimension,
     resolve_model_path,
     shared_embedder,
     tokenizer_file,
@@ -31,8 +29,6 @@ __all__ = [
     "RetrievalError",
     "evaluate",
     "fuse_rankings",
-    "max_sequence_tokens",
-    "model_dimension",
     "mrr_at_k",
     "ndcg_at_k",
     "open_dense_index",

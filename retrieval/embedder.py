@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from retrieval.embedding_models import EmbeddingModel, max_tokens, sentence_transformers_model
+from retrieval.embedding_models import EmbeddingModel, sentence_transformers_model
 from retrieval.encoders import Backend, Device, Encoder, load_encoder
 from retrieval.errors import ModelNotFound
 
@@ -44,16 +44,6 @@ def tokenizer_file(name: str) -> Path:
     if not path.is_file():
         raise ModelNotFound(f"embedding model '{name}' has no tokenizer.json at {path}")
     return path
-
-
-def max_sequence_tokens(name: str) -> int:
-    """Longest input, in tokens, the model reads before it silently truncates."""
-    return max_tokens(resolve_model_path(name))
-
-
-def model_dimension(name: str) -> int:
-    """Vector size a sentence-transformers model produces, read from its files."""
-    return sentence_transformers_model(name, resolve_model_path(name)).dimension
 
 
 class Embedder:

@@ -227,13 +227,14 @@ class OllamaEncoder:
         self._client = ollama.Client(host=url, timeout=timeout)
 
     def encode(self, texts: list[str], batch_size: int) -> Any:
+        import httpx
         import ollama
 
         rows: list[Any] = []
         for start in range(0, len(texts), batch_size):
             try:
                 answer = self._client.embed(self._model, texts[start : start + batch_size])
-            except (ollama.ResponseError, OSError, httpx_errors()) as error:
+            except (ollama.ResponseError, OSError, httpx.HTTPError) as error:
                 raise EmbedderUnavailable(
                     f"Ollama at {self._url} could not embed with '{self._model}' ({error}) — "
                     f"check `ollama serve` is running and `ollama pull {self._model}`"
@@ -245,12 +246,6 @@ class OllamaEncoder:
 
     def for_queries(self) -> "OllamaEncoder":
         return OllamaEncoder(self._url, self._model, timeout=self._timeout)
-
-
-def httpx_errors() -> type[Exception]:
-    import httpx
-
-    return httpx.HTTPError
 
 
 class LlamaEncoder:

