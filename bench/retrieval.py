@@ -8,8 +8,9 @@ Each set is ingested through the normal pipeline into DIR/SET (default: a folder
 system's temporary directory, kept, so a rerun only searches), then every query is searched
 in each mode: bm25, dense, hybrid (the default fusion) and "old default" — hybrid with the
 fusion the project used before: min-max normalized scores, equal weights. Prints nDCG@10 for
-the BEIR sets and page recall@10 (with document recall@1) for page-level sets, the p50 search
-latency, and hybrid's margin over its better leg — the number the default is chosen by.
+the BEIR sets and page recall@10 (with document recall@1 and figures@10) for page-level sets,
+the p50 search latency, and hybrid's margin over its better leg — the number the default is
+chosen by.
 """
 # ruff: noqa: E402  (the environment is prepared before numpy loads)
 
@@ -58,11 +59,12 @@ def measure(name: str, data: Path, max_queries: int | None) -> dict[str, dict[st
 def print_table(name: str, results: dict[str, dict[str, float]]) -> None:
     paged = "page_recall@10" in results["hybrid"]
     metric = "page_recall@10" if paged else "ndcg@10"
-    extra = " doc_recall@1 |" if paged else ""
-    print(f"\n{name}\n| mode | {metric} |{extra} p50 ms |\n|---|---|{'---|' if paged else ''}---|")
+    extra = [m for m in ("doc_recall@1", "figures@10") if m in results["hybrid"]]
+    print(f"\n{name}\n| mode | {' | '.join([metric, *extra])} | p50 ms |")
+    print("|---" * (len(extra) + 3) + "|")
     for mode, scores in results.items():
-        more = f" {scores['doc_recall@1']:.3f} |" if paged else ""
-        print(f"| {mode} | {scores[metric]:.3f} |{more} {scores['latency_ms_p50']:.1f} |")
+        cells = "".join(f" {scores[m]:.3f} |" for m in [metric, *extra])
+        print(f"| {mode} |{cells} {scores['latency_ms_p50']:.1f} |")
     best_leg = max(results["bm25"][metric], results["dense"][metric])
     print(f"hybrid - better leg: {results['hybrid'][metric] - best_leg:+.3f}")
 

@@ -53,7 +53,8 @@ def eval_command(
     or on documents with page-level questions (pdfs/ and questions.jsonl with "doc", "pages").
 
     Prints nDCG@10, Recall@10, Recall@100, MRR@10 and query latency for each mode (page-level
-    sets: document recall@1/@5, page recall@1/@5/@10, page MRR@10); with --answers (sets whose
+    sets: document recall@1/@5, page recall@1/@5/@10, page MRR@10 and, where gold answers hold
+    figures, the share whose figures are all in the first 10 hits); with --answers (sets whose
     questions have gold answers) also context recall, citation accuracy, answer recall, the
     shares of degenerate answers, false refusals, extractive and rejected answers, figures
     found (financebench layout) and answer latency.

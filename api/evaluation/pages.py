@@ -16,6 +16,7 @@ from typing import Any
 
 from api.evaluation.beir import latency_scores, rounded, timed_searches
 from api.service import MODES, Archivist, BadRequest, Mode, SearchHit
+from generation.answer_check import figures
 
 SAMPLE_SEED = 0
 DEPTH = 10  # hits scored per question
@@ -77,7 +78,10 @@ def load_page_dataset(folder: Path, max_queries: int | None = None) -> PageDatas
 
 def page_scores(hits: Sequence[SearchHit], question: PageQuestion) -> dict[str, float]:
     """Document recall@1/@5 (over distinct files, best first), page recall@1/@5/@10 (share of
-    the evidence pages that the first k hits cover) and page MRR@10 for one question."""
+    the evidence pages that the first k hits cover) and page MRR@10 for one question; where
+    its gold answer holds figures ("$1,577"), figures@10: whether the first k hits' text holds
+    every one of them (pages can be found without the figure an answer needs, or the figure
+    on another page)."""
     doc = Path(question.doc).parts  # relative to the documents folder: may name a subfolder
 
     def is_doc(path: str) -> bool:
@@ -97,7 +101,11 @@ def page_scores(hits: Sequence[SearchHit], question: PageQuestion) -> dict[str, 
         return len(found) / len(question.pages) if question.pages else 0.0
 
     first = next((rank for rank, pages in enumerate(covered, 1) if pages), None)
+    gold = figures(question.answer or "")
+    found = figures("\n".join(hit.text for hit in hits[:DEPTH]))
+    figure_scores = {"figures@10": float(gold <= found)} if gold else {}
     return {
+        **figure_scores,
         "doc_recall@1": float(any(map(is_doc, files[:1]))),
         "doc_recall@5": float(any(map(is_doc, files[:5]))),
         "page_recall@1": page_recall(1),
@@ -128,11 +136,12 @@ def run_page_eval(
         texts = (q.text for q in dataset.questions)
         found = timed_searches(service, texts, k=DEPTH, mode=mode, latencies=latencies)
         totals: dict[str, float] = {}
+        counts: dict[str, int] = {}  # figures@10 counts only the questions with gold figures
         for question, hits in zip(dataset.questions, found, strict=True):
             for name, value in page_scores(hits, question).items():
                 totals[name] = totals.get(name, 0.0) + value
-        count = max(1, len(dataset.questions))
-        means = {name: total / count for name, total in totals.items()}
+                counts[name] = counts.get(name, 0) + 1
+        means = {name: total / counts[name] for name, total in totals.items()}
         results[mode] = rounded({**means, **latency_scores(latencies)})
     summary = outcome.report.summary()
     return {

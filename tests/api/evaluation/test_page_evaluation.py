@@ -61,6 +61,15 @@ def test_page_scores_count_files_pages_and_the_first_right_page() -> None:
     assert page_scores([], question)["page_mrr@10"] == 0.0
 
 
+def test_figures_at_10_asks_for_every_gold_figure_in_the_first_ten_hits() -> None:
+    question = PageQuestion("q", "?", "a.pdf", frozenset({2}), answer="$1,577.00 and 31%")
+    both = SearchHit("c", "/docs/a.pdf", 2, 2, (), 1.0, "capex was 1577 million; margin 31 %", "")
+    one = SearchHit("c", "/docs/a.pdf", 2, 2, (), 1.0, "capex was 1,577 million", "")
+    assert page_scores([one, both], question)["figures@10"] == 1.0
+    assert page_scores([one] * 10 + [both], question)["figures@10"] == 0.0  # 31 at rank 11
+    assert "figures@10" not in page_scores([both], PageQuestion("q", "?", "a.pdf", frozenset()))
+
+
 def test_a_question_may_name_its_file_inside_a_subfolder() -> None:
     """`doc` is relative to the documents folder: "2020/a.pdf" is not 2019's a.pdf."""
     question = PageQuestion("q", "?", "2020/a.pdf", frozenset({2}))
