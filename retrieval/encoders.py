@@ -58,11 +58,15 @@ def resolve_device(setting: str) -> Device:
 
 
 def resolve_backend(
-    setting: str, device: Device, runtime: Runtime = "sentence-transformers"
+    setting: str,
+    device: Device,
+    runtime: Runtime = "sentence-transformers",
+    *,
+    exports: bool = True,
 ) -> Backend:
     """`auto` is llama.cpp for a GGUF model; for a sentence-transformers folder, torch in fp16
     on a GPU and ONNX Runtime int8 on CPUs: the measured winner on CPUs (README, "Embedding
-    speed")."""
+    speed") — torch there too for a model known not to export to ONNX (`exports` False)."""
     if setting not in (*BACKENDS, "auto"):
         raise EmbedderUnavailable(f"unknown embedding backend '{setting}' — one of {BACKENDS}")
     if setting == "ollama":  # the model is whatever Ollama serves under that name
@@ -80,7 +84,7 @@ def resolve_backend(
             "ARCHIVIST_EMBED_MODEL (nomic-embed-text-v1.5, or a .gguf file), or set auto"
         )
     if setting == "auto":
-        return "torch" if device == "cuda" else "onnx-int8"
+        return "torch" if device == "cuda" or not exports else "onnx-int8"
     if device == "cuda" and setting != "torch":
         raise EmbedderUnavailable(
             f"the {setting} backend runs on the CPU only — use ARCHIVIST_EMBED_BACKEND=torch "

@@ -23,6 +23,7 @@ from api.service.indexes import SYNC_BATCH, Indexes, SyncReport, embedding_text
 from api.service.models import (
     InstalledModel,
     embedding_model,
+    exports_to_onnx,
     installed_models,
     prune_models,
     runtime_of,
@@ -63,6 +64,7 @@ __all__ = [
     "display_name",
     "embedding_model",
     "embedding_text",
+    "exports_to_onnx",
     "installed_models",
     "load_settings",
     "make_backup",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from api.service.health import forget_passed, passed_before, remember_passed
-from api.service.models import embedding_model, onnx_cache, runtime_of
+from api.service.models import embedding_model, exports_to_onnx, onnx_cache, runtime_of
 from api.service.replica import WRITER, chunk_payload
 from api.service.settings import Settings
 from ingest.store import ChunkStore, StoredChunk
@@ -73,7 +73,10 @@ class Indexes:
         self._settings = settings
         self.model = settings.embed_model
         self.device = resolve_device(settings.device)
-        self.backend = resolve_backend(settings.embed_backend, self.device, runtime_of(self.model))
+        self.backend = resolve_backend(
+            settings.embed_backend, self.device, runtime_of(self.model),
+            exports=exports_to_onnx(self.model),
+        )  # fmt: skip
         self._embedding_model: EmbeddingModel | None = None
         self.stale: str | None = None
         self.damaged: dict[str, str] = {}  # "keyword" / "dense" -> what is wrong

