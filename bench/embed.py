@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python bench/embed.py [--chunks N] [--device cpu|cuda] [--no-quality]
      [--models NAME ...]   (default: the configured model; nomic-embed-text-v1.5 runs on
-                            llama.cpp, sentence-transformers models on each of their runtimes)
+                            llama.cpp, sentence-transformers models on each of their runtimes
+                            that takes them: embeddinggemma-300m on torch only)
 
 For each backend, in one run and on the same texts:
 - chunks/s: bulk `encode` of the shared corpus's chunk texts (../shared/corpus, chunked and
@@ -33,7 +34,15 @@ import numpy as np
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
 from api.evaluation import Dataset, load_dataset
-from api.service import SYNC_BATCH, Archivist, Settings, embedding_model, embedding_text, runtime_of
+from api.service import (
+    SYNC_BATCH,
+    Archivist,
+    Settings,
+    embedding_model,
+    embedding_text,
+    exports_to_onnx,
+    runtime_of,
+)
 from retrieval.embedder import Embedder
 from retrieval.encoders import FOLDER_BACKENDS
 from retrieval.metrics import evaluate, percentile
@@ -110,6 +119,7 @@ def main() -> None:
         (name, backend)
         for name in args.models
         for backend in (["llamacpp"] if runtime_of(name) == "gguf" else args.backends)
+        if exports_to_onnx(name) or not backend.startswith("onnx")
     ]
     for name, backend in runs:
         settings = Settings(embed_model=name)
@@ -123,8 +133,8 @@ def main() -> None:
         rate, vectors = chunks_per_second(embedder, texts)
         p50, p95 = query_latency(embedder, questions)
         row = {"chunks/s": rate, "query p50 ms": p50, "query p95 ms": p95}
-        for name, dataset in sets.items():
-            row[f"{name} nDCG@10"] = dense_ndcg(embedder, dataset)
+        for set_name, dataset in sets.items():
+            row[f"{set_name} nDCG@10"] = dense_ndcg(embedder, dataset)
         reference = references.setdefault(name, vectors)  # each model's first runtime
         cosines = (vectors * reference).sum(axis=1)
         row["min cosine"], row["mean cosine"] = float(cosines.min()), float(cosines.mean())

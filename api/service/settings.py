@@ -34,7 +34,8 @@ class Settings(BaseSettings):
         "all-MiniLM-L6-v2",
         description=(
             "Embedding model: all-MiniLM-L6-v2 (ships with the install), nomic-embed-text-v1.5 "
-            "(`make models`), a sentence-transformers folder, or a GGUF embedding model's file."
+            "(`make models`), embeddinggemma-300m (`make embeddinggemma`), a "
+            "sentence-transformers folder, or a GGUF embedding model's file."
         ),
     )
     chunk_tokens: int = Field(
@@ -118,7 +119,8 @@ class Settings(BaseSettings):
             "Embedding runtime: onnx-int8 (ONNX Runtime, int8 weights), onnx (fp32) or torch; "
             "llamacpp for GGUF models; ollama: ARCHIVIST_EMBED_MODEL as the Ollama on "
             "ARCHIVIST_OLLAMA_URL serves it (e.g. nomic-embed-text); auto: llamacpp for a GGUF "
-            "model, else torch in fp16 on a GPU and onnx-int8 on CPUs (the measured winner)."
+            "model, else torch in fp16 on a GPU and onnx-int8 on CPUs (the measured winner; "
+            "torch for embeddinggemma-300m, which does not export to ONNX)."
         ),
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
