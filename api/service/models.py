@@ -236,7 +236,7 @@ def _named_files(settings: Settings) -> set[str]:
     named = set()
     for model in (CATALOGUE.get(settings.gguf), EMBEDDING_CATALOGUE.get(settings.embed_model)):
         if model is not None:
-            named.add(model.file_name)
+            named |= {model.file_name, model.run_file_name}
     if settings.embed_model in FOLDER_CATALOGUE:  # run on torch: no ONNX export of it
         named.add(settings.embed_model)
     elif runtime_of(settings.embed_model) == "sentence-transformers":

@@ -17,9 +17,12 @@ from generation.models import (
     FOLDER_CATALOGUE,
     WHEELS,
     CatalogueModel,
+    Requantized,
     WheelFolderModel,
     extract_member,
+    find_gguf,
     join_parts,
+    requantize,
     resolve_folder,
     resolve_gguf,
 )
@@ -216,15 +219,47 @@ def test_smollm2_is_checked_against_its_record_and_used_in_place(tmp_path: Path)
     assert (tmp_path / "smollm2-135m.gguf.verified").is_file()
 
 
-def test_qwen_05b_parts_join_to_the_published_file(tmp_path: Path) -> None:
+def test_qwen_05b_parts_join_to_the_published_file_and_run_as_q8_0(tmp_path: Path) -> None:
+    model = CATALOGUE["qwen2.5-coder-0.5b"]
+    assert model.runs_as is not None
+    path = resolve_gguf(model.name, tmp_path)
+    assert path == tmp_path / "qwen2.5-coder-0.5b.q8_0.gguf"
+    joined = tmp_path / "qwen2.5-coder-0.5b.gguf"
+    assert joined.stat().st_size == 491_400_064
+    assert (
+        model.sha256 is not None
+        and model.sha256 in (tmp_path / f"{joined.name}.verified").read_text()
+    )
+    assert path.stat().st_size == model.runs_as.size
+    assert model.runs_as.sha256 in (tmp_path / f"{path.name}.verified").read_text()
+    header = gguf.read_metadata(path)
+    assert header["general.architecture"] == "qwen2"
+    assert header["general.file_type"] == 7  # LLAMA_FTYPE_MOSTLY_Q8_0
+    assert resolve_gguf(model.name, tmp_path) == path  # second time: through the stamps
+    assert find_gguf(model.name, tmp_path) == path
+
+
+def test_a_damaged_requantized_file_is_written_again_from_the_checked_one(tmp_path: Path) -> None:
     model = CATALOGUE["qwen2.5-coder-0.5b"]
     path = resolve_gguf(model.name, tmp_path)
-    assert path == tmp_path / "qwen2.5-coder-0.5b.gguf"
-    assert path.stat().st_size == 491_400_064
-    assert gguf.read_metadata(path)["general.architecture"] == "qwen2"
-    stamp = (tmp_path / "qwen2.5-coder-0.5b.gguf.verified").read_text()
-    assert model.sha256 is not None and model.sha256 in stamp
-    assert resolve_gguf(model.name, tmp_path) == path  # second time: through the stamp
+    with path.open("r+b") as file:  # same size, one byte changed
+        file.seek(path.stat().st_size // 2)
+        byte = file.read(1)
+        file.seek(-1, os.SEEK_CUR)
+        file.write(bytes([byte[0] ^ 0xFF]))
+    assert resolve_gguf(model.name, tmp_path) == path
+    assert model.runs_as is not None
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == model.runs_as.sha256
+
+
+def test_a_requantized_file_unlike_the_recorded_one_is_refused(tmp_path: Path) -> None:
+    source = resolve_gguf("qwen2.5-coder-0.5b", tmp_path / "models")
+    target = tmp_path / "out" / "m.q8_0.gguf"
+    target.parent.mkdir()
+    form = Requantized("Q8_0", 675_710_848, "0" * 64)
+    with pytest.raises(ModelMissing, match="writes another file than the pinned one"):
+        requantize(source, target, form)
+    assert list(target.parent.iterdir()) == []  # nothing half-made left behind
 
 
 # --- a member of a zip split byte-wise into pieces ---------------------------------------------
