@@ -15,7 +15,7 @@ import pytest
 
 from api.service import Archivist, Settings
 from api.service.models import gguf_file
-from generation.models import resolve_gguf
+from generation.models import CATALOGUE, resolve_gguf
 from retrieval.embedder import DEFAULT_MODEL, resolve_model_path
 from retrieval.onnx_export import FP32_FILE, INT8_FILE, MANIFEST, exported_model
 
@@ -184,12 +184,15 @@ def test_an_old_data_folders_joined_gguf_is_used_without_joining_again(
     model_dir: Path, tmp_path: Path
 ) -> None:
     name = Settings().gguf
-    joined = resolve_gguf(name, model_dir)  # the session's, joined once
+    model = CATALOGUE[name]
+    resolve_gguf(name, model_dir)  # the session's, joined once
+    joined = model_dir / model.file_name
     old = tmp_path / "old-data"
     (old / "models").mkdir(parents=True)
     (old / "models" / joined.name).hardlink_to(joined)  # as an older Archivist left it
     models = tmp_path / "machine-models"
     found = gguf_file(settings_for(old, models), name)
-    assert found == models / joined.name
-    assert found.stat().st_ino == joined.stat().st_ino  # linked in: neither joined nor copied
+    assert found == models / model.run_file_name  # the form it runs in, made from that file
+    adopted = models / joined.name
+    assert adopted.stat().st_ino == joined.stat().st_ino  # linked in: neither joined nor copied
     assert (old / "models" / joined.name).is_file()
