@@ -31,7 +31,7 @@ from api.service import Archivist, AskOptions, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "bench" / "injection"
-MODELS_DIR = ROOT / "data" / "models"  # the packaged models, joined once
+MODELS_DIR = Settings().models  # the machine's models folder, shared with every data folder
 
 
 def _arguments() -> argparse.Namespace:
