@@ -35,10 +35,9 @@ from api.evaluation import (
     write_corpus,
 )
 from api.service import Archivist, SearchHit, Settings, embedding_text
+from bench.retrieval import EVAL, SETS
 from retrieval.metrics import evaluate
 
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
-SETS = ("squad-dev", "cisi", "amazon", "financebench-dev")
 CANDIDATES = 50
 RRF_K = 60
 ROWS = ("base hybrid", "second stage: cosine", "second stage: rrf", "strong hybrid")

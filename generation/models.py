@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -192,17 +192,14 @@ def join_parts(
     found = sum(part.stat().st_size for part in parts)
     if found != size:
         _refuse(f"{len(parts)} parts of {target.name}", f"{size:,} bytes", f"{found:,} bytes", fix)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+
+    def join(temporary: Path) -> str:
         digest = _join(parts, temporary)
         if digest != sha256:
             _refuse(f"{len(parts)} parts of {target.name}", f"sha256 {sha256}", digest, fix)
-        temporary.replace(target)
-    finally:
-        # A failed or refused join leaves nothing behind to be mistaken for the model.
-        temporary.unlink(missing_ok=True)
-    _write_stamp(stamp, target, digest)
-    return target
+        return digest
+
+    return _write_in_place(target, join)
 
 
 def requantize(source: Path, target: Path, form: Requantized) -> Path:
@@ -213,8 +210,8 @@ def requantize(source: Path, target: Path, form: Requantized) -> Path:
     if target.exists():
         with contextlib.suppress(ModelMissing):
             return verify_file(target, size=form.size, sha256=form.sha256, stamp=stamp)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(temporary: Path) -> str:
         _quantize(source, temporary, form.kind)
         with temporary.open("rb") as written:
             os.fsync(written.fileno())
@@ -227,11 +224,9 @@ def requantize(source: Path, target: Path, form: Requantized) -> Path:
                 "this llama-cpp-python writes another file than the pinned one: reinstall the "
                 "version pyproject.toml pins (make install)",
             )
-        temporary.replace(target)
-    finally:
-        temporary.unlink(missing_ok=True)
-    _write_stamp(stamp, target, digest)
-    return target
+        return digest
+
+    return _write_in_place(target, write)
 
 
 def _quantize(source: Path, target: Path, kind: str) -> None:
@@ -272,18 +267,31 @@ def extract_member(
         fix = f"delete {target} to extract it again" + (f", or {fix}" if fix else "")
         return verify_file(target, size=size, sha256=sha256, stamp=stamp, fix=fix)
     what = f"{member} in {len(pieces)} pieces of a zip"
+
+    def extract(temporary: Path) -> str:
+        try:
+            with _SplitFile(pieces, first_byte) as whole, zipfile.ZipFile(whole) as archive:
+                _extract_checked(
+                    archive, member, temporary, size=size, sha256=sha256, what=what, fix=fix
+                )
+        except (zipfile.BadZipFile, KeyError, ValueError) as error:
+            _refuse(what, "a readable zip member", str(error), fix)
+        return sha256
+
+    return _write_in_place(target, extract)
+
+
+def _write_in_place(target: Path, write: Callable[[Path], str]) -> Path:
+    """`write(temporary)` — which checks what it wrote and returns its SHA-256 — then the
+    temporary file renamed to `target` and its stamp written. A failed or refused write leaves
+    nothing behind to be mistaken for the model."""
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with _SplitFile(pieces, first_byte) as whole, zipfile.ZipFile(whole) as archive:
-            _extract_checked(
-                archive, member, temporary, size=size, sha256=sha256, what=what, fix=fix
-            )
+        digest = write(temporary)
         temporary.replace(target)
-    except (zipfile.BadZipFile, KeyError, ValueError) as error:
-        _refuse(what, "a readable zip member", str(error), fix)
     finally:
         temporary.unlink(missing_ok=True)
-    _write_stamp(stamp, target, sha256)
+    _write_stamp(target.with_name(f"{target.name}.verified"), target, digest)
     return target
 
 
