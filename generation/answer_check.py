@@ -229,8 +229,8 @@ class Guard:
     `feed` takes each generated piece and returns the text that may be shown now: the
     sentences completed so far, once the answer up to them is neither a loop, an echo of the
     labels, nor a pasted passage. A refusal is held to the end (`finish`), where it is judged
-    with the sources. `stopped` says that generation should end: a loop or a paste began after
-    good sentences were shown; the answer is then those sentences.
+    with the sources. `stopped` says that generation should end: a loop or a paste began (a
+    paste is caught mid-sentence); after good sentences the answer is those sentences.
     """
 
     def __init__(self, question: str, sources: Sequence[str], labels: Sequence[str]) -> None:
@@ -245,13 +245,20 @@ class Guard:
         self.text += piece
         if self.stopped:
             return ""
+        # A paste is stopped as soon as it is one, not at the end of its sentence: the 0.5B
+        # model's pasted sentences run to 40-60 words, a second or more of decoding.
+        if pasted_passage(self.text, self.sources) is not None:
+            self.problem, self.stopped = PASTED, True
+            return ""
         ends = [m.end() for m in _SENTENCE_DONE.finditer(self.text, self.shown)]
         if not ends:
             return ""
         prefix = self.text[: ends[-1]]
         if len(words(prefix)) < SHOWN_WORDS:
             return ""
-        found = self._problem(prefix)
+        if is_loop(prefix) or _repeats_a_sentence(prefix):
+            self.problem, self.stopped = LOOP, True
+            return ""
         held = (
             is_refusal(prefix)
             or is_label_echo(prefix, self.labels)
@@ -260,16 +267,14 @@ class Guard:
             or bool(unsupported_figures(prefix, self.sources))
             or miscited(prefix, self.question, self.sources)
         )
-        if found is None and not held:
-            released, self.shown = self.text[self.shown : ends[-1]], ends[-1]
-            return released
-        if found in (LOOP, PASTED):
-            self.problem, self.stopped = found, True
-        return ""
+        if held:
+            return ""
+        released, self.shown = self.text[self.shown : ends[-1]], ends[-1]
+        return released
 
     def finish(self) -> tuple[str, str | None]:
         """At the end of generation: (the rest to show, the problem that rejects the answer).
-        With a problem and nothing shown, the caller asks again; with a problem after good
+        With a problem and nothing shown, the caller answers otherwise; with a problem after good
         sentences were shown, the answer is what was shown."""
         if self.problem is not None:
             return "", None if self.shown else self.problem
@@ -284,13 +289,6 @@ class Guard:
     def answer(self) -> str:
         """The answer as shown: all of it, or the checked sentences before a loop or paste."""
         return (self.text[: self.shown] if self.problem else self.text).strip()
-
-    def _problem(self, text: str) -> str | None:
-        if is_loop(text) or _repeats_a_sentence(text):
-            return LOOP
-        if pasted_passage(text, self.sources) is not None:
-            return PASTED
-        return None
 
 
 def _repeats_a_sentence(text: str) -> bool:

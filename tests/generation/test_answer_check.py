@@ -11,6 +11,7 @@ from generation.answer_check import (
     LABEL_ECHO,
     LOOP,
     MISCITED,
+    PASTE_WORDS,
     PASTED,
     QUESTION_ECHO,
     REFUSAL,
@@ -270,3 +271,22 @@ def test_a_loop_after_good_sentences_keeps_the_sentences():
     assert guard.problem == LOOP and guard.stopped
     assert shown.startswith(good) and shown.count("distilled") < 3
     assert guard.answer == shown.strip()
+
+
+def test_a_paste_is_stopped_before_its_sentence_ends():
+    source = (
+        "On the other hand, in the late 1980s the Western Atlantic ctenophore Mnemiopsis leidyi "
+        "was accidentally introduced into the Black Sea and Sea of Azov via the ballast tanks of "
+        "ships, and has been blamed for causing sharp drops in fish catches by eating both fish "
+        "larvae and small crustaceans that would otherwise feed the adult fish."
+    )
+    guard = Guard("How did Mnemiopsis reach the Black Sea?", [source, "Keepers eat at seven."],
+                  ["a.md", "b.md"])  # fmt: skip
+    fed = 0
+    for word in source.split():
+        assert guard.feed(word + " ") == ""
+        fed += 1
+        if guard.stopped:
+            break
+    assert guard.problem == PASTED and fed == PASTE_WORDS < len(source.split())
+    assert guard.finish() == ("", PASTED) and guard.answer == ""
