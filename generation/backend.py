@@ -16,7 +16,6 @@ class Sampling:
     top_p: float | None = None
     top_k: int | None = None
     seed: int | None = None
-    repeat_penalty: float | None = None  # above 1 makes repeating recent tokens less likely
 
 
 class Backend(Protocol):

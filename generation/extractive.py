@@ -1,7 +1,7 @@
 """Answers without a model: the sentences of the sources that best answer the question, quoted.
 
-Used when no model is configured (ARCHIVIST_LLM=none), when a model's answer fails its checks
-twice (answer_check.py), and on request (`--extractive`). Sentences are scored by how many of
+Used when no model is configured (ARCHIVIST_LLM=none), when a model's answer fails its
+checks (answer_check.py), and on request (`--extractive`). Sentences are scored by how many of
 the question's topic words they hold (weighted by rarity across the sources), plus, when the
 caller gives one, the cosine similarity of their embedding to the question's.
 """

@@ -56,7 +56,7 @@ class LlamaCppBackend:
             "temperature": sampling.temperature,
             "max_tokens": sampling.max_tokens,
         }
-        for key in ("top_p", "top_k", "seed", "repeat_penalty"):
+        for key in ("top_p", "top_k", "seed"):
             value = getattr(sampling, key)
             if value is not None:
                 options[key] = value
@@ -83,7 +83,11 @@ class LlamaCppBackend:
 def _load(path: Path, *, n_ctx: int, threads: int) -> Any:
     """A llama_cpp.Llama on `path`; ModelMissing when the file cannot be loaded."""
     try:
-        return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
+        # Flash attention reads a prompt ~9% faster on two AVX2 cores (300 tokens of the Q8_0
+        # 0.5B after a cached 191: 1.77 s against 1.95 s) and decodes as fast.
+        return llama_cpp.Llama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=threads, flash_attn=True, verbose=False
+        )
     except (ValueError, RuntimeError) as error:
         raise ModelMissing(
             f"{path}: llama.cpp cannot load this model ({error}) — the file may be damaged or "

@@ -105,7 +105,6 @@ class OllamaBackend:
             "top_p": sampling.top_p,
             "top_k": sampling.top_k,
             "seed": sampling.seed,
-            "repeat_penalty": sampling.repeat_penalty,
         }
         return {key: value for key, value in options.items() if value is not None}
 

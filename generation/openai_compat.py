@@ -146,6 +146,5 @@ def _server_message(exc: openai.APIError) -> str:
 
 
 def _extra(sampling: Sampling) -> dict[str, Any] | None:
-    """Sampling options outside OpenAI's schema (llama.cpp's server reads both names)."""
-    extra = {"top_k": sampling.top_k, "repeat_penalty": sampling.repeat_penalty}
-    return {key: value for key, value in extra.items() if value is not None} or None
+    """Sampling options outside OpenAI's schema (llama.cpp's server reads top_k)."""
+    return {"top_k": sampling.top_k} if sampling.top_k is not None else None

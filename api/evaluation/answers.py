@@ -9,7 +9,7 @@ person would be shown instead of an answer:
   (generation.answer_check);
 - false refusals: "not in the sources" while a gold answer was in the packed passages;
 - extractive share: answers quoted from the passages (no model, or the model's tries rejected);
-- rejected share: answers whose first try the checks rejected (asked again, or quoted);
+- rejected share: answers whose model answer the checks rejected (and quoted instead);
 and, where the gold answer holds figures ("$1577.00", the financebench layout), whether all of
 them appear among the packed passages' and the answer's figures ("1,577").
 `--answers-out FILE` writes each question, its gold answers, the answer, its citations and the

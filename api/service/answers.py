@@ -190,12 +190,6 @@ def _standalone_query(
     return clean_rewrite(channel.result(), question, history)
 
 
-# A second try is sampled to avoid repeating; after whole passages it reads this many evidence
-# sentences (after evidence sentences, the same ones: see _checked).
-RETRY_EVIDENCE = 6
-RETRY_REPEAT_PENALTY = 1.3
-
-
 def _checked(
     service: Service,
     backend: Backend,
@@ -207,7 +201,13 @@ def _checked(
     started: float,
 ) -> Answer:
     """The model's answer, checked before it is shown (answer_check.Guard); a rejected answer is
-    asked once more, strictly sampled, and then quoted from the passages."""
+    replaced by the passages' best sentences, quoted.
+
+    A rejected answer used to be asked once more (temperature 0, repeat penalty 1.3). Of the
+    0.5B model's answers to 60 squad-dev and 200 amazon questions, 20 second tries passed the
+    checks: 6 held the gold answer and 6 cited a passage holding it; the quotes that now stand
+    in their place, 10 and 13. A second try also made the reader wait one to three seconds more.
+    """
     sampling = _sampling(service, options)
     # Orders to the model are withheld before evidence is chosen, so that no evidence sentence
     # is one the prompt then withholds (every one could be, leaving the model nothing).
@@ -221,18 +221,9 @@ def _checked(
                        started)  # fmt: skip
     if answer.answer:  # checked whole, or cut where a loop or a paste began
         return answer
-    # The same evidence sentences again (llama.cpp has the prompt processed already, so the
-    # second try costs only its tokens), or the evidence sentences after whole passages.
-    focused = sources if best else _focused(service, question, passages, RETRY_EVIDENCE)
-    strict = replace(sampling, temperature=0.0, repeat_penalty=RETRY_REPEAT_PENALTY)
-    retried = _generate(service, backend, question, history, hits, focused, strict, on_token,
-                        started)  # fmt: skip
-    rejected = answer.rejected + retried.rejected
-    if retried.answer:
-        return replace(retried, rejected=rejected)
-    note = f"The model's answers were rejected ({', '.join(rejected)}): quoting the passages."
+    note = f"The model's answer was rejected ({', '.join(answer.rejected)}): quoting the passages."
     quoted = _extractive(service, question, hits, on_token, started, note=note, tried=backend)
-    return replace(quoted, rejected=rejected)
+    return replace(quoted, rejected=answer.rejected)
 
 
 def _generate(
