@@ -290,26 +290,3 @@ def test_a_paste_is_stopped_before_its_sentence_ends():
             break
     assert guard.problem == PASTED and fed == PASTE_WORDS < len(source.split())
     assert guard.finish() == ("", PASTED) and guard.answer == ""
-
-
-def test_an_answer_ends_where_the_model_starts_a_question_of_its_own():
-    # SmolLM2-135M's answer to an amazon question, as it wrote it: the prompt's shape continued.
-    answer = "The person purchased this a few months ago. First, the machine constantly clogs."
-    written = (
-        f"{answer}\n\nQuestion: How many times has the person purchased this product?\n"
-        "Answer in one or two sentences and cite the excerpt like [1]."
-    )
-    source = (
-        "We purchased this a few months ago. Since we purchased it, it has been a terrible "
-        "product. First, the machine constantly clogs."
-    )
-    guard = Guard("How many times has the person purchased the product?", [source], ["a.md"])
-    shown = feed_all(guard, written)
-    assert guard.stopped and guard.problem is None
-    assert shown.strip() == guard.answer == answer
-
-
-def test_a_question_inside_the_answer_is_not_a_new_turn():
-    answer = "The form asks one Question: whether the lens was cleaned [1]."
-    guard = Guard("What does the form ask?", [answer], ["a.md"])
-    assert feed_all(guard, answer) == answer and not guard.stopped
