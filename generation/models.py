@@ -137,7 +137,7 @@ def resolve_gguf(
     cache_dir.mkdir(parents=True, exist_ok=True)
     if model.size is None or model.sha256 is None:  # one file, pinned by its package's RECORD
         size, sha256 = _record_digest(model)
-        stamp = cache_dir / f"{model.file_name}.verified"
+        stamp = _stamp_of(cache_dir / model.file_name)
         return verify_file(files[0], size=size, sha256=sha256, stamp=stamp, fix=_reinstall(model))
     if model.member is not None:
         return extract_member(
@@ -185,7 +185,7 @@ def join_parts(
     Args:
         fix: how to get good parts again (e.g. the pip command), put in error messages.
     """
-    stamp = target.with_name(f"{target.name}.verified")
+    stamp = _stamp_of(target)
     if target.exists():
         fix = f"delete {target} to join it again" + (f", or {fix}" if fix else "")
         return verify_file(target, size=size, sha256=sha256, stamp=stamp, fix=fix)
@@ -206,7 +206,7 @@ def requantize(source: Path, target: Path, form: Requantized) -> Path:
     """`source` (already checked) re-written by llama.cpp's quantizer in `form` once, into
     `target` (atomically), checked against the recorded size and SHA-256; a target already
     there is checked instead, and made again from `source` when it is not as recorded."""
-    stamp = target.with_name(f"{target.name}.verified")
+    stamp = _stamp_of(target)
     if target.exists():
         with contextlib.suppress(ModelMissing):
             return verify_file(target, size=form.size, sha256=form.sha256, stamp=stamp)
@@ -262,7 +262,7 @@ def extract_member(
 ) -> Path:
     """Extract `member` of the zip whose bytes from `first_byte` on are `pieces` (in order)
     into `target` once (atomically), checked against size and SHA-256 as `join_parts` does."""
-    stamp = target.with_name(f"{target.name}.verified")
+    stamp = _stamp_of(target)
     if target.exists():
         fix = f"delete {target} to extract it again" + (f", or {fix}" if fix else "")
         return verify_file(target, size=size, sha256=sha256, stamp=stamp, fix=fix)
@@ -291,7 +291,7 @@ def _write_in_place(target: Path, write: Callable[[Path], str]) -> Path:
         temporary.replace(target)
     finally:
         temporary.unlink(missing_ok=True)
-    _write_stamp(target.with_name(f"{target.name}.verified"), target, digest)
+    _write_stamp(_stamp_of(target), target, digest)
     return target
 
 
@@ -395,6 +395,11 @@ def _read_stamp(stamp: Path) -> object:
         return json.loads(stamp.read_text())
     except (OSError, ValueError):
         return None
+
+
+def _stamp_of(target: Path) -> Path:
+    """Where the record of `target`'s last check lives: beside it, `<name>.verified`."""
+    return target.with_name(f"{target.name}.verified")
 
 
 def _write_stamp(stamp: Path, path: Path, sha256: str) -> None:
@@ -562,7 +567,7 @@ def resolve_folder(
     its stamp is stale."""
     model = catalogue[name]
     target = cache_dir / name
-    stamp = cache_dir / f"{name}.verified"
+    stamp = _stamp_of(target)
     if target.exists():
         _verify_folder(model, target, stamp)
         return target
