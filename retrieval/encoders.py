@@ -119,8 +119,15 @@ def onnx_model_file(
     return exported_model(folder, quantized=backend == "onnx-int8", cache=onnx_cache, stop=stop)
 
 
+# A text to find out whether a model's activations fit in fp16.
+_PROBE = "The lighthouse lens is cleaned every Tuesday morning with distilled water."
+
+
 class TorchEncoder:
-    """sentence-transformers on PyTorch; half precision on a GPU.
+    """sentence-transformers on PyTorch; half precision on a GPU (`half`): fp16, the measured
+    winner for MiniLM on an H100 — unless the model's activations overflow it. EmbeddingGemma-
+    300M's do (every vector NaN in fp16); in bf16 its vectors keep a cosine of 0.99994 to fp32.
+    A probe text decides, so any folder gets the half precision it can run in.
 
     Texts are tokenized by the model's own fast tokenizer and fed to the model's modules
     directly: sentence-transformers' `encode` built its tensors from Python lists, holding the
@@ -129,17 +136,25 @@ class TorchEncoder:
     are the same: padding is masked out of attention and of the mean.
     """
 
-    def __init__(self, folder: Path, device: Device) -> None:
+    def __init__(self, folder: Path, device: Device, *, half: bool | None = None) -> None:
+        import torch
         import transformers
         from sentence_transformers import SentenceTransformer
 
         transformers.logging.disable_progress_bar()
+
+        def load(dtype: torch.dtype) -> Any:
+            return SentenceTransformer(str(folder), device=device).to(dtype).eval()
+
         self._device = device
-        self._model: Any = SentenceTransformer(str(folder), device=device)
-        if device == "cuda":
-            self._model.half()
-        self._model.eval()
         self._tokenizer = _tokenizer(folder)
+        self.dtype = (
+            torch.float16 if (device == "cuda" if half is None else half) else torch.float32
+        )
+        self._model: Any = load(self.dtype)
+        if self.dtype == torch.float16 and not np.isfinite(self.encode([_PROBE], 1)).all():
+            self.dtype = torch.bfloat16  # from the stored weights: fp16 may have lost some
+            self._model = load(self.dtype)
 
     def encode(self, texts: list[str], batch_size: int) -> Any:
         import torch

@@ -12,6 +12,7 @@ from retrieval.embedder import DEFAULT_MODEL, Embedder, resolve_model_path
 from retrieval.encoders import (
     FOLDER_BACKENDS,
     Backend,
+    TorchEncoder,
     _cuda_available,
     resolve_backend,
     resolve_device,
@@ -122,6 +123,43 @@ def test_a_failed_export_says_why(tmp_path: Path) -> None:
     with pytest.raises(EmbedderUnavailable, match=r"could not export .*Unrecognized model"):
         exported_model(broken, quantized=True, cache=tmp_path / "onnx")
     assert not list((tmp_path / "onnx").iterdir())
+
+
+def test_half_precision_is_fp16_where_the_model_fits_in_it() -> None:
+    """On a GPU the torch backend runs in half precision; the same choice is made here on the
+    CPU, which runs fp16 and bf16 too (slowly)."""
+    import torch
+
+    folder = resolve_model_path(DEFAULT_MODEL)
+    full = TorchEncoder(folder, "cpu").encode(TEXTS, 4)
+    half = TorchEncoder(folder, "cpu", half=True)
+    assert half.dtype == torch.float16
+    assert ((half.encode(TEXTS, 4) * full).sum(axis=1)).min() > 0.999
+
+
+def test_a_model_that_overflows_fp16_runs_in_bf16(tmp_path: Path) -> None:
+    """EmbeddingGemma-300M's activations overflow fp16 (every vector NaN). Here MiniLM with one
+    layer's output made 10^5 times larger overflows the same way — in fp32 and bf16 the layer
+    norm after it takes the scale away again."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    from sentence_transformers import SentenceTransformer
+
+    folder = tmp_path / "loud-minilm"
+    shutil.copytree(resolve_model_path(DEFAULT_MODEL), folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    for name in ("encoder.layer.0.output.dense.weight", "encoder.layer.0.output.dense.bias"):
+        weights[name] = weights[name] * 1e5
+    save_file(weights, str(folder / "model.safetensors"))
+    full = TorchEncoder(folder, "cpu").encode(TEXTS, 4)
+    assert np.isfinite(full).all()
+    in_fp16 = SentenceTransformer(str(folder), device="cpu").half()
+    assert np.isnan(in_fp16.encode(TEXTS, batch_size=4)).all()  # the overflow is real
+    half = TorchEncoder(folder, "cpu", half=True)
+    assert half.dtype == torch.bfloat16
+    assert ((half.encode(TEXTS, 4) * full).sum(axis=1)).min() > 0.99
 
 
 def test_cuda_asked_for_without_a_gpu_is_a_clear_error() -> None:
