@@ -35,8 +35,7 @@ SHARED = ROOT.parent / "shared"
 
 
 def prepare(data: Path) -> None:
-    from api.service import Settings
-    from api.service.indexes import embedding_text
+    from api.service import Settings, embedding_text
     from generation.models import resolve_folder
     from ingest.store import ChunkStore
     from retrieval.embedder import resolve_model_path
