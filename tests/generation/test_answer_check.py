@@ -259,7 +259,7 @@ def test_the_guard_shows_sentences_as_they_are_checked():
     guard = guard_for(record)
     first = "The keeper should write in ink, never tear out pages, and sign every entry. "
     assert guard.feed(first[:-10]) == ""  # the sentence is not finished
-    assert guard.feed(first[-10:]) == first
+    assert guard.feed(first[-10:]) == first.rstrip()  # the space goes out with what follows
 
 
 def test_a_loop_after_good_sentences_keeps_the_sentences():
@@ -290,3 +290,36 @@ def test_a_paste_is_stopped_before_its_sentence_ends():
             break
     assert guard.problem == PASTED and fed == PASTE_WORDS < len(source.split())
     assert guard.finish() == ("", PASTED) and guard.answer == ""
+
+
+def test_an_answer_ends_where_the_model_starts_a_question_of_its_own():
+    # SmolLM2-135M's answer to an amazon question, as it wrote it: the prompt's shape continued.
+    answer = "The person purchased this a few months ago. First, the machine constantly clogs."
+    written = (
+        f"{answer}\n\nQuestion: How many times has the person purchased this product?\n"
+        "Answer in one or two sentences and cite the excerpt like [1]."
+    )
+    source = (
+        "We purchased this a few months ago. Since we purchased it, it has been a terrible "
+        "product. First, the machine constantly clogs."
+    )
+    guard = Guard("How many times has the person purchased the product?", [source], ["a.md"])
+    shown = feed_all(guard, written)
+    assert guard.stopped and guard.problem is None
+    assert shown == guard.answer == answer  # what was shown is the answer, nothing after it
+
+
+def test_a_question_inside_the_answer_is_not_a_new_turn():
+    answer = "The form asks one Question: whether the lens was cleaned [1]."
+    guard = Guard("What does the form ask?", [answer], ["a.md"])
+    assert feed_all(guard, answer) == answer and not guard.stopped
+
+
+def test_a_sentence_is_shown_without_the_whitespace_after_it():
+    # The whitespace goes out with what follows: what was shown is always the start of the
+    # answer, so a citation added after the last shown sentence joins it as in the answer.
+    source = "The keeper signs every entry in the log book at the end of each watch."
+    guard = Guard("Who signs the log book?", [source], ["a.md"])
+    assert guard.feed("The keeper signs every entry [1].\n") == "The keeper signs every entry [1]."
+    assert guard.feed("He signs at the end of each watch [1].") == ""
+    assert guard.finish() == ("\nHe signs at the end of each watch [1].", None)

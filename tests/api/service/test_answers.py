@@ -248,7 +248,7 @@ def test_a_good_answer_is_asked_once_and_streamed_sentence_by_sentence(
     backend = ScriptedBackend(two)
     answer, shown = ask_streamed(settings, library, backend)
     assert len(backend.requests) == 1 and answer.rejected == [] and not answer.extractive
-    assert shown == ["The lens is cleaned every Tuesday [1]. ", "Distilled water is used [1]."]
+    assert shown == ["The lens is cleaned every Tuesday [1].", " Distilled water is used [1]."]
 
 
 def test_extractive_on_request_never_asks_the_model(settings: Settings, library: Path) -> None:
