@@ -221,10 +221,11 @@ _SAID_AFTER_GOOD = (LABEL_ECHO, QUESTION_ECHO, REFUSAL, UNSUPPORTED, MISCITED)
 # and a space; the first shown is at least SHOWN_WORDS long (a shorter one cannot be judged).
 _SENTENCE_DONE = re.compile(r"(?<!\b[A-Z])[.!?][\"')\]]*(?:\s*\[[^\]\n]{1,60}\])*\s")
 SHOWN_WORDS = 4
-# The prompt's own headings at the start of a line: the model has begun a turn of its own
-# (SmolLM2-135M wrote "\n\nQuestion: …" after its answer in 7 of 120 answers; the Qwen models in
-# none of 520). The answer ends there.
-_NEW_TURN = re.compile(r"\n\s*(?:Question|Excerpts)\s*:")
+# The prompt's own headings at the start of a line, or an excerpt numbered past the last one
+# shown: the model has begun a turn of its own (SmolLM2-135M wrote "\n\nQuestion: …" after its
+# answer in 7 of 120 answers, "\n\n[4] The thermos is …" with three excerpts in 2; the Qwen
+# models neither in 520). The answer ends there.
+_NEW_TURN = re.compile(r"\n\s*(?:Question\s*:|Excerpts\s*:|\[(\d+)\])")
 
 
 class Guard:
@@ -252,9 +253,9 @@ class Guard:
         self.text += piece
         if self.stopped:
             return ""
-        turn = _NEW_TURN.search(self.text, self.shown)
-        if turn:
-            self.text, self.stopped = self.text[: turn.start()], True
+        turn = self._new_turn()
+        if turn is not None:
+            self.text, self.stopped = self.text[:turn], True
             return ""
         # A paste is stopped as soon as it is one, not at the end of its sentence: the 0.5B
         # model's pasted sentences run to 40-60 words, a second or more of decoding.
@@ -282,6 +283,13 @@ class Guard:
             return ""
         released, self.shown = self.text[self.shown : ends[-1]], ends[-1]
         return released
+
+    def _new_turn(self) -> int | None:
+        """Where the model began a turn of its own in what is not yet shown, if it did."""
+        for found in _NEW_TURN.finditer(self.text, self.shown):
+            if found[1] is None or int(found[1]) > len(self.sources):
+                return found.start()
+        return None
 
     def finish(self) -> tuple[str, str | None]:
         """At the end of generation: (the rest to show, the problem that rejects the answer).

@@ -323,3 +323,19 @@ def test_a_sentence_is_shown_without_the_whitespace_after_it():
     assert guard.feed("The keeper signs every entry [1].\n") == "The keeper signs every entry [1]."
     assert guard.feed("He signs at the end of each watch [1].") == ""
     assert guard.finish() == ("\nHe signs at the end of each watch [1].", None)
+
+
+def test_an_answer_ends_where_the_model_writes_an_excerpt_of_its_own():
+    # SmolLM2-135M's answer to an amazon question with three excerpts, as it wrote it.
+    answer = "The size of the thermos is 16 ounces, which is a bit larger than the standard one."
+    written = f"{answer}\n\n[4] The thermos is a new type of insulated metal beverage container."
+    sources = ["It holds 16 ounces.", "A standard thermos.", "The lid is tight."]
+    guard = Guard("What is the size of the thermos?", sources, ["a.md", "b.md", "c.md"])
+    assert feed_all(guard, written) == guard.answer == answer and guard.stopped
+
+
+def test_a_line_that_starts_with_a_shown_excerpts_number_is_kept():
+    answer = "The lens is cleaned every Tuesday.\n[2] says it is done with distilled water."
+    sources = ["The lens is cleaned every Tuesday.", "Use distilled water on the lens."]
+    guard = Guard("How is the lens cleaned?", sources, ["a.md", "b.md"])
+    assert feed_all(guard, answer) == answer and not guard.stopped
