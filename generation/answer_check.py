@@ -223,8 +223,9 @@ _SENTENCE_DONE = re.compile(r"(?<!\b[A-Z])[.!?][\"')\]]*(?:\s*\[[^\]\n]{1,60}\])
 SHOWN_WORDS = 4
 # The prompt's own headings at the start of a line, or an excerpt numbered past the last one
 # shown: the model has begun a turn of its own (SmolLM2-135M wrote "\n\nQuestion: …" after its
-# answer in 7 of 120 answers, "\n\n[4] The thermos is …" with three excerpts in 2; the Qwen
-# models neither in 520). The answer ends there.
+# answer in 7 of 120 answers, and "\n\n[4] The thermos is …" with three excerpts in 8, most of
+# them then rejected as loops; the Qwen models no such question in 520 answers, no such line in
+# 160). The answer ends there.
 _NEW_TURN = re.compile(r"\n\s*(?:Question\s*:|Excerpts\s*:|\[(\d+)\])")
 
 
