@@ -9,8 +9,8 @@ Example (Q8_0, what runs, against the Q4_K_M file it is made from):
 
 Each setting gets its own service, model and copy of the data folder, so that no model reads a
 prompt another setting's question left in llama.cpp's cache; every question is asked of each in
-turn, at temperature 0, after one warm-up question each. Prints each answer and the first-token
-p50 of all answers and of those accepted on the first try.
+turn, at temperature 0, after one warm-up question each. Prints each answer, the first-token
+p50 of all answers and of those accepted on the first try, and the decoding speed p50.
 """
 # ruff: noqa: E402  (the environment is prepared before numpy loads)
 
@@ -71,6 +71,7 @@ def _prepare(data: Path, dataset: Path | None, count: int, models: Path) -> list
 def compare(services: dict[str, Archivist], questions: list[str]) -> None:
     shown: dict[str, list[float]] = {name: [] for name in services}
     accepted: dict[str, list[float]] = {name: [] for name in services}
+    decoding: dict[str, list[float]] = {name: [] for name in services}
     for question in questions:
         for name, service in services.items():
             answer = service.ask(question)
@@ -78,6 +79,8 @@ def compare(services: dict[str, Archivist], questions: list[str]) -> None:
             shown[name].append(answer.first_token_ms)
             if not answer.rejected:
                 accepted[name].append(answer.first_token_ms)
+            if answer.tokens_per_s:
+                decoding[name].append(answer.tokens_per_s)
             print(f"{name[:24]:>24} {answer.first_token_ms:7.0f} ms  {answer.answer[:70]}")
     print()
     for name in services:
@@ -85,7 +88,8 @@ def compare(services: dict[str, Archivist], questions: list[str]) -> None:
         tried = f"{statistics.median(first) / 1000:.2f} s" if first else "none"
         print(
             f"{name[:24]:>24}: first token p50 {statistics.median(shown[name]) / 1000:.2f} s over "
-            f"{len(shown[name])} answers; {tried} over the {len(first)} accepted on the first try"
+            f"{len(shown[name])} answers; {tried} over the {len(first)} accepted on the first try; "
+            f"decoding p50 {statistics.median(decoding[name] or [0]):.1f} tokens/s"
         )
 
 
