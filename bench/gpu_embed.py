@@ -6,8 +6,10 @@ Here:  .venv/bin/python bench/gpu_embed.py --prepare --data /tmp/bench-minilm/da
        (configuration, real tokenizer, real dense layers), 2,048 chunk texts of squad-dev and
        amazon as the dense index embeds them (from stores `archivist eval` built under DATA),
        and 200 squad-dev questions.
-There: python3 bench/gpu_embed.py   (carry .gpu, and wheels of qdrant-edge-py and tantivy,
-       which `retrieval` imports)
+       It also downloads into .gpu/whl the wheels of qdrant-edge-py and tantivy (the versions
+       installed here), which `retrieval` imports and the GPU machine lacks.
+There: python3 -m pip install -q --no-deps --target /tmp/site .gpu/whl/*.whl &&
+       PYTHONPATH=/tmp/site python3 bench/gpu_embed.py        (carry .gpu)
        draws each model's weights from its configuration (speed does not depend on their
        values), then prints one JSON row per run: chunks/s of 5 bulk runs, query p50/p95 one at
        a time, the half precision the encoder chose; for EmbeddingGemma also bf16 against fp16,
@@ -25,7 +27,9 @@ import json
 import random
 import shutil
 import statistics
+import subprocess
 import time
+from importlib.metadata import version
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
 
@@ -66,7 +70,15 @@ def prepare(data: Path) -> None:
             gzip.open(target / "tokenizer.json.gz", "wb") as g,
         ):
             shutil.copyfileobj(f, g)
-    print(f"{len(texts)} texts and {len(folders)} model folders in {OUT}")
+    wheels = [f"{name}=={version(name)}" for name in ("qdrant-edge-py", "tantivy")]
+    platforms = [f"--platform=manylinux_2_{n}_x86_64" for n in (17, 28, 34)]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+         "--python-version=3.12", "--implementation=cp", *platforms, "--dest", str(OUT / "whl"),
+         *wheels],
+        check=True,
+    )  # fmt: skip
+    print(f"{len(texts)} texts, {len(folders)} model folders and {len(wheels)} wheels in {OUT}")
 
 
 def drawn_weights(folder: Path) -> None:
