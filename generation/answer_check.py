@@ -237,7 +237,8 @@ class Guard:
     labels, nor a pasted passage. A refusal is held to the end (`finish`), where it is judged
     with the sources. `stopped` says that generation should end: a loop or a paste began (a
     paste is caught mid-sentence; after good sentences the answer is those sentences), or the
-    model started a question of its own (the answer ends before it and is judged in `finish`).
+    model began a turn of its own, a question or an excerpt (the answer ends before it and is
+    judged in `finish`).
     A sentence is released without the whitespace after it, which goes out with what follows,
     so that what was shown is always the start of the answer.
     """
