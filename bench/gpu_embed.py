@@ -36,6 +36,7 @@ import api  # noqa: F401  (prepares the environment before numpy loads)
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".gpu"
 SHARED = ROOT.parent / "shared"
+SKIP = {"README.md", "tokenizer.model", "tokenizer.json", "model.safetensors"}  # at the root
 
 
 def prepare(data: Path) -> None:
@@ -61,10 +62,12 @@ def prepare(data: Path) -> None:
     for short, folder in folders.items():
         target = OUT / short
         shutil.rmtree(target, ignore_errors=True)
-        skip = ("README.md", "tokenizer.model", "tokenizer.json", "model.safetensors")
-        shutil.copytree(folder, target, ignore=shutil.ignore_patterns(*skip))
-        for dense in folder.glob("*_Dense"):  # small: kept real
-            shutil.copytree(dense, target / dense.name, dirs_exist_ok=True)
+        root = str(folder)  # its transformer's weights are drawn there; the dense layers' kept
+        shutil.copytree(
+            folder,
+            target,
+            ignore=lambda at, names, root=root: SKIP & set(names) if at == root else [],
+        )
         with (
             open(folder / "tokenizer.json", "rb") as f,
             gzip.open(target / "tokenizer.json.gz", "wb") as g,

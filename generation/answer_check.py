@@ -301,7 +301,8 @@ class Guard:
             return "", None if self.shown else self.problem
         found = problem(self.text, self.question, self.sources, self.labels)
         if found is None or (self.shown and found in _SAID_AFTER_GOOD):
-            rest, self.shown = self.text[self.shown :], len(self.text)
+            # Without the whitespace that ended generation: shown, the answer is complete.
+            rest, self.shown = self.text[self.shown :].rstrip(), len(self.text)
             return rest, None
         self.problem = found
         return "", None if self.shown else found

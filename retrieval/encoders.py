@@ -148,9 +148,9 @@ class TorchEncoder:
 
         self._device = device
         self._tokenizer = _tokenizer(folder)
-        self.dtype = (
-            torch.float16 if (device == "cuda" if half is None else half) else torch.float32
-        )
+        if half is None:
+            half = device == "cuda"
+        self.dtype = torch.float16 if half else torch.float32
         self._model: Any = load(self.dtype)
         if self.dtype == torch.float16 and not np.isfinite(self.encode([_PROBE], 1)).all():
             self.dtype = torch.bfloat16  # from the stored weights: fp16 may have lost some

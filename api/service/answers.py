@@ -283,8 +283,7 @@ def _generate(
         # the answer's words is cited for it.
         found = likely_source(text, texts)
         if found is not None:
-            # After the shown text, not after the whitespace that ended the generation.
-            rest, text = f"{rest.rstrip()} [{found}]", f"{text} [{found}]"
+            rest, text = f"{rest} [{found}]", f"{text} [{found}]"
     show(rest)
     parsed = parse_citations(text, len(prompt.sources))
     by_ref = {hit.chunk_id: hit for hit in hits}
