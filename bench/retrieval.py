@@ -1,4 +1,4 @@
-"""Search quality on every dev set, each mode next to the previous default, in one run.
+"""Search quality on every dev set, each mode and both fusions, in one run.
 
 Run: .venv/bin/python bench/retrieval.py [--data DIR] [--max-queries N] [SET ...]
      (default sets: squad-dev cisi amazon financebench-dev under ../shared/eval;
@@ -6,9 +6,10 @@ Run: .venv/bin/python bench/retrieval.py [--data DIR] [--max-queries N] [SET ...
 
 Each set is ingested through the normal pipeline into DIR/SET (default: a folder under the
 system's temporary directory, kept, so a rerun only searches), then every query is searched
-in each mode: bm25, dense, hybrid (the default fusion) and "old default" — hybrid with the
-fusion the project used before: min-max normalized scores, equal weights. Prints nDCG@10 for
-the BEIR sets and page recall@10 (with document recall@1 and figures@10) for page-level sets,
+in each mode: bm25, dense, hybrid (the embedding model's fusion: blend for MiniLM, min-max
+scores with equal weights for any other model) and hybrid under the other of the two. Prints
+nDCG@10 for the BEIR sets and page recall@10 (with document recall@1 and figures@10) for
+page-level sets,
 the p50 search latency, and hybrid's margin over its better leg — the number the default is
 chosen by.
 """
@@ -35,11 +36,10 @@ from api.service import Archivist, Settings
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 SETS = ("squad-dev", "cisi", "amazon", "financebench-dev")
-OLD_DEFAULT = {"fusion": "score", "bm25_weight": 1.0, "dense_weight": 1.0, "document_weight": 0.0}
 
 
 def measure(name: str, data: Path, max_queries: int | None) -> dict[str, dict[str, float]]:
-    """Each mode's scores on one set (the old default is hybrid under OLD_DEFAULT)."""
+    """Each mode's scores on one set, and hybrid's under the fusion the model does not get."""
     folder = EVAL / name
     dataset: Dataset | PageDataset = (
         load_page_dataset(folder, max_queries)
@@ -51,9 +51,10 @@ def measure(name: str, data: Path, max_queries: int | None) -> dict[str, dict[st
     say = lambda stage: print(f"  {name}: {stage}", file=sys.stderr, flush=True)  # noqa: E731
     with Archivist(settings) as service:
         report = evaluate(service, dataset, modes=["bm25", "dense", "hybrid"], on_stage=say)
-    with Archivist(settings.model_copy(update=OLD_DEFAULT)) as service:
-        old = evaluate(service, dataset, modes=["hybrid"], on_stage=say)
-    return {**report["results"], "old default": old["results"]["hybrid"]}
+    other = "score" if settings.fusion_method == "blend" else "blend"
+    with Archivist(settings.model_copy(update={"fusion": other})) as service:
+        fused = evaluate(service, dataset, modes=["hybrid"], on_stage=say)
+    return {**report["results"], f"hybrid, {other}": fused["results"]["hybrid"]}
 
 
 def print_table(name: str, results: dict[str, dict[str, float]]) -> None:

@@ -143,6 +143,10 @@ def status(settings: Settings, as_json: bool, deep: bool) -> int:
     if "embedder" in summary:  # (a server older than this client does not say)
         e = summary["embedder"]
         click.echo(f"Embedder:    {e['model']} ({e['backend']} on {e['device']})")
+    if "fusion" in summary:  # (a server older than this client does not say)
+        f = summary["fusion"]
+        weights = f"BM25 {f['weights']['bm25']:g}, dense {f['weights']['dense']:g}"
+        click.echo(f"Fusion:      {f['method']} ({weights})")
     click.echo(f"Model:       {_llm_line(summary['llm'])}")
     if "models" in summary:  # (a server older than this client does not say)
         click.echo(f"Models:      {summary['models']} (archivist models lists them)")

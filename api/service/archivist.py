@@ -380,9 +380,10 @@ class Archivist:
         summary["ocr"]["reads"] = self.settings.ocr_languages if ocr == "on" else ocr
         indexes = self.indexes
         embedder = {"model": indexes.model, "backend": indexes.backend, "device": indexes.device}
+        fusion = {"method": self.settings.fusion_method, "weights": self.settings.fusion_weights}
         return {
-            **summary, "stores": stores, "embedder": embedder, "llm": self.llm.describe(),
-            "models": models,
+            **summary, "stores": stores, "embedder": embedder, "fusion": fusion,
+            "llm": self.llm.describe(), "models": models,
         }  # fmt: skip
 
     # Settings checked before anything runs

@@ -135,7 +135,7 @@ def _search(
     if dense is not None and embedding is not None:
         # BM25 is done long before the query's vector: its candidates are scored in the
         # same batch as the dense search (see `_scored_by_both`).
-        blend = mode == "hybrid" and settings.fusion == "blend"
+        blend = mode == "hybrid" and settings.fusion_method == "blend"
         bm25_ids = [cid for cid, _ in legs["bm25"]] if blend else []
         legs["dense"], scored = dense.search_many(
             embedding.result(), [(limit, only), (len(bm25_ids), bm25_ids)]
@@ -143,16 +143,16 @@ def _search(
         in_dense = {cid for cid, _ in legs["dense"]}
         cross = [(cid, score) for cid, score in scored if cid not in in_dense]
     if mode == "hybrid":
-        weights = {"bm25": settings.bm25_weight, "dense": settings.dense_weight}
+        weights = settings.fusion_weights
         fusing = max(keep, _EVIDENCE_DEPTH) if settings.document_weight else keep
-        if settings.fusion == "blend":
+        if settings.fusion_method == "blend":
             depth = settings.focus_depth
             documents = _documents_of(rows, legs, depth)
             weights = focus_weights(legs, documents, weights, depth=depth)
             legs = _scored_by_both(indexes, query, legs, cross, weights, fusing, limit)
         fused = fuse_rankings(
             legs,
-            method=settings.fusion,
+            method=settings.fusion_method,
             k=settings.rrf_k,
             weights=weights,
             limit=fusing,

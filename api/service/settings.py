@@ -8,6 +8,18 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from retrieval.dense_base import DEFAULT_COLLECTION
+from retrieval.fusion import FusionMethod
+
+# The fusion each embedding model gets unless ARCHIVIST_FUSION says otherwise, chosen by the
+# worst dev set (docs/embedders.md, "Fusion per model"). blend reads cosines as they are and
+# its weights were measured with MiniLM; the 768-d models' cosines sit closer together (cisi:
+# the first hit's minus the tenth's 0.067 for EmbeddingGemma, 0.093 for MiniLM), so blend let
+# BM25 outvote their stronger dense legs (EmbeddingGemma's hybrid 0.430 on cisi, its dense leg
+# 0.468). Min-max scores with equal weights read no scale: with nomic-embed-text-v1.5 and with
+# EmbeddingGemma they beat blend on all three BEIR sets; with MiniLM they lose amazon (0.457
+# against 0.481) and the filings' evidence pages (0.433 against 0.483).
+BLEND_MODEL = "all-MiniLM-L6-v2"
+BLEND_WEIGHTS = (0.45, 0.55)
 
 
 class Settings(BaseSettings):
@@ -31,7 +43,7 @@ class Settings(BaseSettings):
         return value
 
     embed_model: str = Field(
-        "all-MiniLM-L6-v2",
+        BLEND_MODEL,
         description=(
             "Embedding model: all-MiniLM-L6-v2 (ships with the install), nomic-embed-text-v1.5 "
             "(`make models`), embeddinggemma-300m (`make embeddinggemma`), a "
@@ -130,13 +142,14 @@ class Settings(BaseSettings):
         None, gt=0, description="Chunks per embedding batch (default: 64 on CPUs, 512 on a GPU)."
     )
     search_candidates: int = Field(50, gt=0, description="Candidates each search leg contributes.")
-    fusion: Literal["blend", "score", "rrf"] = Field(
-        "blend",
+    fusion: Literal["blend", "score", "rrf"] | None = Field(
+        None,
         description=(
             "blend: weighted sum of BM25 relative to the query's best match and the cosine "
             "similarity, each leg scoring every candidate, a leg whose first hits scatter over "
             "many documents weighing less; score: min-max normalized leg scores; rrf: "
-            "reciprocal rank fusion with ARCHIVIST_RRF_K."
+            "reciprocal rank fusion with ARCHIVIST_RRF_K. Default: the one measured for the "
+            "embedding model — blend for all-MiniLM-L6-v2, score for every other model."
         ),
     )
     rrf_k: int = Field(60, ge=0, description="Reciprocal rank fusion constant.")
@@ -152,8 +165,14 @@ class Settings(BaseSettings):
     # Chosen by the worst of four dev sets (README, "Search quality"): with blend, BM25 weights
     # 0.40 / 0.45 / 0.50 gave nDCG@10 0.452 / 0.448 / 0.436 on cisi, 0.478 / 0.480 / 0.481 on
     # amazon, 0.903 / 0.904 / 0.901 on squad-dev, page recall@10 0.467 on financebench-dev.
-    bm25_weight: float = Field(0.45, ge=0, description="Weight of the BM25 leg in fusion.")
-    dense_weight: float = Field(0.55, ge=0, description="Weight of the dense leg in fusion.")
+    bm25_weight: float | None = Field(
+        None, ge=0, description="Weight of the BM25 leg in fusion (default: 0.45 in blend, else 1)."
+    )
+    dense_weight: float | None = Field(
+        None,
+        ge=0,
+        description="Weight of the dense leg in fusion (default: 0.55 in blend, else 1).",
+    )
     # Depths 3-8 gave the same page recall@10 on financebench-dev (0.467, against 0.433 at
     # 10-15) and BEIR nDCG@10 0 to +0.005 over depth 10; 5 is inside that plateau.
     focus_depth: int = Field(
@@ -324,6 +343,22 @@ class Settings(BaseSettings):
     def sessions_database(self) -> Path:
         """The SQLite file of conversations (kept apart from the documents)."""
         return self.state_dir / "sessions.db"
+
+    @property
+    def fusion_method(self) -> FusionMethod:
+        """How hybrid fuses its legs: as set, else as measured for the embedding model."""
+        if self.fusion is not None:
+            return self.fusion
+        return "blend" if self.embed_model == BLEND_MODEL else "score"
+
+    @property
+    def fusion_weights(self) -> dict[str, float]:
+        """Each leg's weight in fusion: as set, else blend's measured ones or equal weights."""
+        bm25, dense = BLEND_WEIGHTS if self.fusion_method == "blend" else (1.0, 1.0)
+        return {
+            "bm25": bm25 if self.bm25_weight is None else self.bm25_weight,
+            "dense": dense if self.dense_weight is None else self.dense_weight,
+        }
 
     def embed_batch_for(self, device: str) -> int:
         """Chunks per embedding batch: set, or large enough to keep a GPU busy (the fp16 MiniLM

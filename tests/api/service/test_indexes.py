@@ -18,6 +18,7 @@ NOTES = {
     "bread.md": "# Bread\n\nBake the loaf until it reaches 96 degrees inside.\n",
 }
 IN_SYNC_3 = {"sqlite": 3, "tantivy": 3, "qdrant": 3, "pending": 0, "in_sync": True}
+BLEND, EQUAL = {"bm25": 0.45, "dense": 0.55}, {"bm25": 1.0, "dense": 1.0}
 
 
 def write_notes(folder: Path) -> None:
@@ -200,6 +201,12 @@ def test_another_embedding_model_is_reported_then_every_chunk_embedded_again(
         assert service.status()["stores"] == IN_SYNC_3
         (hit,) = service.search("when should the vegetables be watered", k=1, mode="dense")
         assert hit.path.endswith("garden.md")
+        # Its hybrid fuses min-max scores with equal weights (blend was measured with MiniLM):
+        # a chunk first in both legs scores 1 + 1, times its document's evidence factor.
+        assert service.status()["fusion"] == {"method": "score", "weights": EQUAL}
+        (hit,) = service.search("when should the vegetables be watered", k=1)
+        assert hit.legs["bm25"][0] == hit.legs["dense"][0] == 1
+        assert hit.score == pytest.approx(2 * hit.legs["document"][1])
     with Archivist(settings) as service:
         assert (
             "'nomic-embed-text-v1.5 (llamacpp)' (768 dimensions)"
@@ -207,6 +214,9 @@ def test_another_embedding_model_is_reported_then_every_chunk_embedded_again(
         )
         assert service.sync().upserted == 3
         assert service.status()["stores"] == IN_SYNC_3
+        assert service.status()["fusion"] == {"method": "blend", "weights": BLEND}
+        (hit,) = service.search("when should the vegetables be watered", k=1)
+        assert hit.score < hit.legs["document"][1]  # 0.45 + 0.55 × a cosine below 1, at most
 
 
 def test_an_ollama_embedding_model_indexes_and_answers(

@@ -72,3 +72,25 @@ def test_qdrant_settings_that_cannot_work_together_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(said)):
         Archivist(Settings(data=tmp_path, llm="none", **qdrant))
+
+
+@pytest.mark.parametrize(
+    ("variables", "method", "weights"),
+    [
+        ({}, "blend", {"bm25": 0.45, "dense": 0.55}),  # measured with the default MiniLM
+        ({"ARCHIVIST_EMBED_MODEL": "embeddinggemma-300m"}, "score", {"bm25": 1.0, "dense": 1.0}),
+        ({"ARCHIVIST_EMBED_MODEL": "nomic-embed-text-v1.5", "ARCHIVIST_FUSION": "blend"},
+         "blend", {"bm25": 0.45, "dense": 0.55}),
+        ({"ARCHIVIST_EMBED_MODEL": "/models/other", "ARCHIVIST_DENSE_WEIGHT": "2"},
+         "score", {"bm25": 1.0, "dense": 2.0}),
+        ({"ARCHIVIST_FUSION": "rrf", "ARCHIVIST_BM25_WEIGHT": "0.3"},
+         "rrf", {"bm25": 0.3, "dense": 1.0}),
+    ],
+)  # fmt: skip
+def test_the_fusion_is_the_embedding_models_unless_set(
+    environment: pytest.MonkeyPatch, variables: dict[str, str], method: str, weights: dict
+) -> None:
+    for name, value in variables.items():
+        environment.setenv(name, value)
+    settings = load_settings()
+    assert (settings.fusion_method, settings.fusion_weights) == (method, weights)
