@@ -41,8 +41,14 @@ _COMMON_WORDS = (
     "more most much many any some all each every other only also very just one two"
 )
 _COMMON = frozenset(_COMMON_WORDS.split())
-# A loop: the same run of words, this long, this many times.
+# A loop: the same run of words, this long, this many times; or a longer run said twice.
+# SmolLM2-135M said a clause twice over, inside a sentence or across two ("…at Levi's Stadium in
+# San Francisco, California, and the game was played on February 7, 2016, at Levi's Stadium
+# …"): runs of 10 to 23 words in 8 of its 120 answers, which the three-times rule let through.
+# Runs of 6 or fewer said twice read as emphasis ("proteins that are involved in the"), and
+# none of 8 words or more was said twice in the Qwen models' 80 shown answers (none of 3).
 LOOP_WORDS, LOOP_REPEATS = 6, 3
+SAID_TWICE_WORDS = 8
 # A pasted passage: a verbatim run of at least this many words that is most of the answer, or
 # at least half of the passage it came from. While an answer repeats a source word for word for
 # COPY_WORDS or more, it is held back until it ends, in case it becomes a paste.
@@ -66,10 +72,18 @@ def topic_words(text: str) -> set[str]:
 
 
 def is_loop(answer: str) -> bool:
-    """The same run of LOOP_WORDS words LOOP_REPEATS times or more."""
+    """The same run of LOOP_WORDS words LOOP_REPEATS times or more, or a run of
+    SAID_TWICE_WORDS words said twice (the second time after the first has ended)."""
     found = words(answer)
     runs = Counter(tuple(found[i : i + LOOP_WORDS]) for i in range(len(found) - LOOP_WORDS + 1))
-    return bool(runs) and max(runs.values()) >= LOOP_REPEATS
+    if runs and max(runs.values()) >= LOOP_REPEATS:
+        return True
+    first: dict[tuple[str, ...], int] = {}
+    for i in range(len(found) - SAID_TWICE_WORDS + 1):
+        run = tuple(found[i : i + SAID_TWICE_WORDS])
+        if i - first.setdefault(run, i) >= SAID_TWICE_WORDS:
+            return True
+    return False
 
 
 def is_label_echo(answer: str, labels: Sequence[str]) -> bool:
@@ -198,7 +212,7 @@ def problem(
 ) -> str | None:
     """What is wrong with the answer (LOOP, LABEL_ECHO, QUESTION_ECHO, PASTED, REFUSAL,
     UNSUPPORTED or MISCITED), or None."""
-    if is_loop(answer):
+    if is_loop(answer) or _repeats_a_sentence(answer):
         return LOOP
     if is_label_echo(answer, labels):
         return LABEL_ECHO

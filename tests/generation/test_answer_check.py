@@ -273,6 +273,51 @@ def test_a_loop_after_good_sentences_keeps_the_sentences():
     assert guard.answer == shown.strip()
 
 
+# SmolLM2-135M's answers to squad-dev questions, as it wrote them.
+SAID_TWICE = [
+    "The game was played on February 7, 2016, at Levi's Stadium in San Francisco, California, "
+    "and the game was played on February 7, 2016, at Levi's Stadium in San Francisco, "
+    "California. [2]",
+    "The game will be broadcast on BBC Radio 5 Live, which is located in the Great North East "
+    "and Cumbria. The game will be broadcast on BBC Radio Newcastle, which is located in the "
+    "Great North East and Cumbria. [3]",
+]
+SAID_AGAIN_AT_THE_END = (
+    "The plos pathogen paper claims that Yersinia pestis is a pathogen that causes the Black "
+    'Death. The paper is titled "Preliminary Evidence of a Novel Plasmid Infection by Yersinia '
+    'pestis" and is published by the Journal of Molecular Biology. The paper is titled '
+    '"Preliminary Evidence of a Novel Plasmid Infection by Yersinia pestis" and is published by '
+    "the Journal of Molecular Biology."
+)
+EMPHASIS = [  # a few words said again: read as emphasis, not a loop
+    "The FTSZ1 and FTSZ2 are two proteins that are involved in the process of protein folding. "
+    "They are both proteins that are involved in the folding of proteins. [1]",
+    "The glacial alpine valley known as the Rhine Valley (German: Rheintal) is a natural glacial "
+    "valley that stretches across the Alps, Europe, and is the result of the last glacial "
+    "maximum. It is a natural glacial valley that has been shaped by the last ice age. [2]",
+]
+
+
+@pytest.mark.parametrize("answer", SAID_TWICE)
+def test_a_clause_said_twice_is_a_loop_and_nothing_of_it_is_shown(answer: str):
+    assert is_loop(answer)
+    guard = Guard("Where was the game played?", ["Levi's Stadium hosted the game."], ["a.md"])
+    assert feed_all(guard, answer) == ""
+    assert guard.problem == LOOP
+
+
+def test_a_sentence_said_again_as_the_answer_ends_is_a_loop():
+    guard = Guard("What does the PLOS Pathogens paper claim?", ["Y. pestis caused it."], ["a.md"])
+    shown = feed_all(guard, SAID_AGAIN_AT_THE_END)
+    assert guard.problem == LOOP and shown.count("titled") == 1  # the first time was shown
+    assert guard.answer == shown.strip()
+
+
+@pytest.mark.parametrize("answer", EMPHASIS)
+def test_a_few_words_said_again_are_no_loop(answer: str):
+    assert not is_loop(answer)
+
+
 def test_a_paste_is_stopped_before_its_sentence_ends():
     source = (
         "On the other hand, in the late 1980s the Western Atlantic ctenophore Mnemiopsis leidyi "
