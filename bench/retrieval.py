@@ -9,9 +9,8 @@ system's temporary directory, kept, so a rerun only searches), then every query 
 in each mode: bm25, dense, hybrid (the embedding model's fusion: blend for MiniLM, min-max
 scores with equal weights for any other model) and hybrid under the other of the two. Prints
 nDCG@10 for the BEIR sets and page recall@10 (with document recall@1 and figures@10) for
-page-level sets,
-the p50 search latency, and hybrid's margin over its better leg — the number the default is
-chosen by.
+page-level sets, the p50 search latency, and hybrid's margin over its better leg — the number
+the default is chosen by.
 """
 # ruff: noqa: E402  (the environment is prepared before numpy loads)
 
