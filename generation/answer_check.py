@@ -72,8 +72,10 @@ def topic_words(text: str) -> set[str]:
 
 
 def is_loop(answer: str) -> bool:
-    """The same run of LOOP_WORDS words LOOP_REPEATS times or more, or a run of
-    SAID_TWICE_WORDS words said twice (the second time after the first has ended)."""
+    """The same run of LOOP_WORDS words LOOP_REPEATS times or more, a run of SAID_TWICE_WORDS
+    words said twice (the second time after the first has ended), or a sentence said twice."""
+    if _repeats_a_sentence(answer):
+        return True
     found = words(answer)
     runs = Counter(tuple(found[i : i + LOOP_WORDS]) for i in range(len(found) - LOOP_WORDS + 1))
     if runs and max(runs.values()) >= LOOP_REPEATS:
@@ -212,7 +214,7 @@ def problem(
 ) -> str | None:
     """What is wrong with the answer (LOOP, LABEL_ECHO, QUESTION_ECHO, PASTED, REFUSAL,
     UNSUPPORTED or MISCITED), or None."""
-    if is_loop(answer) or _repeats_a_sentence(answer):
+    if is_loop(answer):
         return LOOP
     if is_label_echo(answer, labels):
         return LABEL_ECHO
@@ -284,7 +286,7 @@ class Guard:
         prefix = self.text[: ends[-1]]
         if len(words(prefix)) < SHOWN_WORDS:
             return ""
-        if is_loop(prefix) or _repeats_a_sentence(prefix):
+        if is_loop(prefix):
             self.problem, self.stopped = LOOP, True
             return ""
         held = (
