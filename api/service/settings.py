@@ -22,6 +22,17 @@ BLEND_MODEL = "all-MiniLM-L6-v2"
 BLEND_WEIGHTS = (0.45, 0.55)
 
 
+def is_blend_model(embed_model: str) -> bool:
+    """MiniLM-L6 however it is named: the packaged model, a folder or GGUF file of it
+    (".../all-MiniLM-L6-v2-f16.gguf"), or Ollama's all-minilm, whose default tag is L6-v2 (its
+    L12 tags are another model, not measured)."""
+    name = embed_model.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    base, _, tag = name.partition(":")
+    return "all-minilm-l6" in name or (
+        base == "all-minilm" and tag in ("", "latest", "l6-v2", "22m")
+    )
+
+
 class Settings(BaseSettings):
     """Archivist's configuration, read from ARCHIVIST_* environment variables."""
 
@@ -349,7 +360,7 @@ class Settings(BaseSettings):
         """How hybrid fuses its legs: as set, else as measured for the embedding model."""
         if self.fusion is not None:
             return self.fusion
-        return "blend" if self.embed_model == BLEND_MODEL else "score"
+        return "blend" if is_blend_model(self.embed_model) else "score"
 
     @property
     def fusion_weights(self) -> dict[str, float]:

@@ -85,6 +85,15 @@ def test_qdrant_settings_that_cannot_work_together_are_refused(
          "score", {"bm25": 1.0, "dense": 2.0}),
         ({"ARCHIVIST_FUSION": "rrf", "ARCHIVIST_BM25_WEIGHT": "0.3"},
          "rrf", {"bm25": 0.3, "dense": 1.0}),
+        # MiniLM-L6 by other names: through Ollama, as a folder, as a GGUF file
+        ({"ARCHIVIST_EMBED_MODEL": "all-minilm", "ARCHIVIST_EMBED_BACKEND": "ollama"},
+         "blend", {"bm25": 0.45, "dense": 0.55}),
+        ({"ARCHIVIST_EMBED_MODEL": "/models/all-MiniLM-L6-v2"},
+         "blend", {"bm25": 0.45, "dense": 0.55}),
+        ({"ARCHIVIST_EMBED_MODEL": "/m/all-MiniLM-L6-v2-f16.gguf"},
+         "blend", {"bm25": 0.45, "dense": 0.55}),
+        ({"ARCHIVIST_EMBED_MODEL": "all-minilm:l12-v2", "ARCHIVIST_EMBED_BACKEND": "ollama"},
+         "score", {"bm25": 1.0, "dense": 1.0}),
     ],
 )  # fmt: skip
 def test_the_fusion_is_the_embedding_models_unless_set(
