@@ -71,6 +71,18 @@ def topic_words(text: str) -> set[str]:
     return {w for w in words(text) if w not in _COMMON and len(w) > 2}
 
 
+# A full stop after these is no sentence end ("Dr. Smith", "e.g. the lens"): SmolLM2-135M's
+# answer "… by the Doctor's creator, Dr. Constantine, to create …" said twice was shown up to
+# "Dr." when its second sentence was cut as a loop.
+_ABBREVIATION = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|St|Mt|No|vs|etc|Inc|Ltd|Jr|Sr|e\.g|i\.e)\.$")
+
+
+def ends_with_abbreviation(text: str) -> bool:
+    """Whether the text's last full stop is an abbreviation's (looked for in its last
+    characters, so that a word boundary before the abbreviation is a real one)."""
+    return _ABBREVIATION.search(text[-12:]) is not None
+
+
 def is_loop(answer: str) -> bool:
     """The same run of LOOP_WORDS words LOOP_REPEATS times or more, a run of SAID_TWICE_WORDS
     words said twice (the second time after the first has ended), or a sentence said twice."""
@@ -280,7 +292,11 @@ class Guard:
         if pasted_passage(self.text, self.sources) is not None:
             self.problem, self.stopped = PASTED, True
             return ""
-        ends = [m.end() - 1 for m in _SENTENCE_DONE.finditer(self.text, self.shown)]
+        ends = [
+            m.end() - 1
+            for m in _SENTENCE_DONE.finditer(self.text, self.shown)
+            if not ends_with_abbreviation(self.text[max(0, m.start() - 11) : m.start() + 1])
+        ]
         if not ends:
             return ""
         prefix = self.text[: ends[-1]]
@@ -331,6 +347,12 @@ class Guard:
 
 def _repeats_a_sentence(text: str) -> bool:
     """A sentence of three words or more said twice: how a loop of sentences begins."""
-    said = [tuple(words(s)) for s in re.split(r"(?<=[.!?])\s+", text)]
+    pieces: list[str] = []
+    for piece in re.split(r"(?<=[.!?])\s+", text):
+        if pieces and ends_with_abbreviation(pieces[-1]):
+            pieces[-1] += " " + piece
+        else:
+            pieces.append(piece)
+    said = [tuple(words(p)) for p in pieces]
     said = [s for s in said if len(s) >= 3]
     return len(said) != len(set(said))

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from generation.answer_check import stem, topic_words, words
+from generation.answer_check import ends_with_abbreviation, stem, topic_words, words
 from generation.injection import gives_orders
 
 # Sentence ends: ., ! or ? before a space and a capital, digit or quote; or a line break.
@@ -32,16 +32,12 @@ class Quote:
     score: float
 
 
-# A full stop after these is no sentence end ("Dr. Smith", "e.g. the lens").
-_ABBREVIATION = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|St|Mt|No|vs|etc|Inc|Ltd|Jr|Sr|e\.g|i\.e)\.$")
-
-
 def sentences(text: str) -> list[str]:
     """The text's sentences (and list items), whitespace tidied, too short or long ones out."""
     pieces: list[str] = []
     for piece in _SENTENCE_END.split(text):
         piece = " ".join(piece.split())
-        if pieces and _ABBREVIATION.search(pieces[-1]):
+        if pieces and ends_with_abbreviation(pieces[-1]):
             pieces[-1] += " " + piece
         else:
             pieces.append(piece)

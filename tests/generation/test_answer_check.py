@@ -17,6 +17,7 @@ from generation.answer_check import (
     REFUSAL,
     UNSUPPORTED,
     Guard,
+    ends_with_abbreviation,
     is_label_echo,
     is_loop,
     is_refusal,
@@ -289,6 +290,12 @@ SAID_AGAIN_AT_THE_END = (
     '"Preliminary Evidence of a Novel Plasmid Infection by Yersinia pestis" and is published by '
     "the Journal of Molecular Biology."
 )
+AFTER_A_TITLE = (  # SmolLM2-135M, recorded: a loop whose sentences hold "Dr."
+    "The planet Doctor From is a fictional planet created by the Doctor's creator, Dr. "
+    "Constantine, to create a fictional planet that is not actually a planet. The planet is "
+    "created by the Doctor's creator, Dr. Constantine, to create a fictional planet that is not "
+    "actually a planet."
+)
 EMPHASIS = [  # a few words said again: read as emphasis, not a loop
     "The FTSZ1 and FTSZ2 are two proteins that are involved in the process of protein folding. "
     "They are both proteins that are involved in the folding of proteins. [1]",
@@ -311,6 +318,15 @@ def test_a_sentence_said_again_as_the_answer_ends_is_a_loop():
     shown = feed_all(guard, SAID_AGAIN_AT_THE_END)
     assert guard.problem == LOOP and shown.count("titled") == 1  # the first time was shown
     assert guard.answer == shown.strip()
+
+
+def test_a_sentence_goes_on_after_a_title_and_is_shown_whole_before_its_repeat():
+    guard = Guard("What planet is Doctor Who from?", ["The Doctor is from Gallifrey."], ["a.md"])
+    shown = feed_all(guard, AFTER_A_TITLE)
+    assert guard.problem == LOOP
+    assert shown == AFTER_A_TITLE[: AFTER_A_TITLE.index(" The planet is")]
+    assert ends_with_abbreviation("by its creator, Dr.")
+    assert not ends_with_abbreviation("not actually a planet.")
 
 
 @pytest.mark.parametrize("answer", EMPHASIS)
