@@ -9,8 +9,8 @@ For each backend, in one run and on the same texts:
 - chunks/s: bulk `encode` of the shared corpus's chunk texts (../shared/corpus, chunked and
   led by their document context exactly as the dense index embeds them), batches of the
   index sync's size, on all cores;
-- query p50/p95: one question at a time through the query thread (one compute thread), 200
-  questions of squad-dev;
+- query p50/p95: one question at a time through the query thread (one compute thread; two
+  for llama.cpp), 200 questions of squad-dev;
 - nDCG@10 of the dense leg alone (exact cosine) on ../shared/eval/squad-dev (1,000 sampled
   questions, the sample `archivist eval --max-queries 1000` takes) and cisi;
 - the lowest and mean cosine of its chunk vectors with torch's.

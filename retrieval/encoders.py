@@ -290,7 +290,12 @@ class LlamaEncoder:
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
     def for_queries(self) -> "LlamaEncoder":
-        return LlamaEncoder(self._path, context=self._context, threads=1)
+        """A context of its own with two threads: nomic's query p50 on two cores, one thread
+        against two (the same vectors; bench/query_threads.py, 2026-12-06): amazon's
+        questions 87-92 / 62-64 ms, the filings' longer ones 200-203 / 114-124 ms, and beside
+        a bulk encode at the bulk thread's lower priority 88-91 / 78-88 ms and 198-203 /
+        143-186 ms."""
+        return LlamaEncoder(self._path, context=self._context, threads=min(2, _cores()))
 
 
 def _padded(encodings: list[Any]) -> tuple[Any, Any]:
