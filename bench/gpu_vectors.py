@@ -14,7 +14,8 @@ There: one call per part, carrying .gpu/vectors/part-NN (the first call also .gp
        and the texts), each `python3 bench/gpu_vectors.py --receive`, which moves what arrived
        to /tmp/vectors; the last call then `python3 bench/gpu_vectors.py --embed`,
        which joins the weights, embeds every store's texts with the torch backend's own
-       encoder (batches of 512) and writes $OUT/vectors-STORE-K.npy.
+       encoder (batches of 512) and writes $OUT/vectors-STORE-K.npy. /tmp/vectors lasts as
+       long as the machine: each call must come while the last one's machine is still warm.
 Here:  ARCHIVIST_EMBED_MODEL=embeddinggemma-300m .venv/bin/python bench/gpu_vectors.py \
            --apply --data DATA/financebench-dev --vectors DIR
        empties the store's indexes and fills them through the normal sync (`reindex`), its
