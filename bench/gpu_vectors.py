@@ -58,8 +58,7 @@ def prepare(stores: list[Path]) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from api.service import Settings, embedding_text
-    from api.service.models import embedding_model
+    from api.service import Settings, embedding_model, embedding_text
     from ingest.store import ChunkStore
     from retrieval.encoders import _PROBE, _tokenizer
 
@@ -192,8 +191,7 @@ def apply(data: Path, vectors: Path) -> None:
     _archivist()
     import numpy as np
 
-    from api.service import Settings
-    from api.service.indexes import Indexes, embedding_text, sync_indexes
+    from api.service import Indexes, Settings, embedding_text, sync_indexes
     from ingest.store import ChunkStore
 
     class GivenVectors:

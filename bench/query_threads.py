@@ -19,8 +19,7 @@ import threading
 import time
 
 import api  # noqa: F401  (prepares the environment before numpy loads)
-from api.service import Settings
-from api.service.models import embedding_model
+from api.service import Settings, embedding_model
 from retrieval.encoders import LlamaEncoder
 
 ROOT = Path(__file__).resolve().parents[1]

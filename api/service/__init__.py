@@ -19,7 +19,7 @@ from api.service.background import BackgroundIngest, display_name
 from api.service.backup import BackupReport, make_backup, restore_backup
 from api.service.batch import Question, answered_ids, read_questions, run_batch
 from api.service.errors import USER_ERRORS, BadRequest, ConfigError, ServerError
-from api.service.indexes import SYNC_BATCH, Indexes, SyncReport, embedding_text
+from api.service.indexes import SYNC_BATCH, Indexes, SyncReport, embedding_text, sync_indexes
 from api.service.models import (
     InstalledModel,
     embedding_model,
@@ -77,5 +77,6 @@ __all__ = [
     "running_server",
     "search_passages",
     "server_file",
+    "sync_indexes",
     "withdraw",
 ]
