@@ -10,7 +10,7 @@ is plain text work, microseconds an answer, so every answer is checked.
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
 
 from generation.citations import parse_citations
@@ -81,6 +81,18 @@ def ends_with_abbreviation(text: str) -> bool:
     """Whether the text's last full stop is an abbreviation's (looked for in its last
     characters, so that a word boundary before the abbreviation is a real one)."""
     return _ABBREVIATION.search(text[-12:]) is not None
+
+
+def joined_after_abbreviations(pieces: Iterable[str]) -> list[str]:
+    """Text split at full stops, each piece that follows an abbreviation joined back to the
+    piece before it."""
+    joined: list[str] = []
+    for piece in pieces:
+        if joined and ends_with_abbreviation(joined[-1]):
+            joined[-1] += " " + piece
+        else:
+            joined.append(piece)
+    return joined
 
 
 def is_loop(answer: str) -> bool:
@@ -347,12 +359,7 @@ class Guard:
 
 def _repeats_a_sentence(text: str) -> bool:
     """A sentence of three words or more said twice: how a loop of sentences begins."""
-    pieces: list[str] = []
-    for piece in re.split(r"(?<=[.!?])\s+", text):
-        if pieces and ends_with_abbreviation(pieces[-1]):
-            pieces[-1] += " " + piece
-        else:
-            pieces.append(piece)
+    pieces = joined_after_abbreviations(re.split(r"(?<=[.!?])\s+", text))
     said = [tuple(words(p)) for p in pieces]
     said = [s for s in said if len(s) >= 3]
     return len(said) != len(set(said))

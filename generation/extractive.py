@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from generation.answer_check import ends_with_abbreviation, stem, topic_words, words
+from generation.answer_check import joined_after_abbreviations, stem, topic_words, words
 from generation.injection import gives_orders
 
 # Sentence ends: ., ! or ? before a space and a capital, digit or quote; or a line break.
@@ -34,13 +34,7 @@ class Quote:
 
 def sentences(text: str) -> list[str]:
     """The text's sentences (and list items), whitespace tidied, too short or long ones out."""
-    pieces: list[str] = []
-    for piece in _SENTENCE_END.split(text):
-        piece = " ".join(piece.split())
-        if pieces and ends_with_abbreviation(pieces[-1]):
-            pieces[-1] += " " + piece
-        else:
-            pieces.append(piece)
+    pieces = joined_after_abbreviations(" ".join(p.split()) for p in _SENTENCE_END.split(text))
     return [p for p in pieces if MIN_WORDS <= len(p.split()) <= MAX_WORDS]
 
 
