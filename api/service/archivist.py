@@ -333,10 +333,16 @@ class Archivist:
             return self.sync(on_progress=on_progress)
 
     def search(
-        self, query: str, *, k: int, mode: Mode = "hybrid", filters: Filters | None = None
+        self,
+        query: str,
+        *,
+        k: int,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        one_per_page: bool = True,
     ) -> SearchHits:
         """The `k` best passages for a query, with file, page and section (and the legs a
-        hybrid search went without: SearchHits)."""
+        hybrid search went without: SearchHits); `one_per_page`: a page's best chunk only."""
         query = encodable(query)
         if not query.strip():
             # Refused rather than searched: the dense leg would rank every chunk against the
@@ -348,7 +354,7 @@ class Archivist:
         indexes = self.indexes
         return search_passages(
             self.store, indexes, self.settings, query, k=k, mode=mode, filters=filters,
-            reranker=indexes.reranker,
+            reranker=indexes.reranker, one_per_page=one_per_page,
         )  # fmt: skip
 
     def ask(

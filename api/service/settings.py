@@ -190,8 +190,8 @@ class Settings(BaseSettings):
         5,
         gt=0,
         description=(
-            "blend: each leg's first hits whose documents are counted; a leg's weight is "
-            "divided by that count."
+            "blend and score fusion: each leg's first hits whose documents are counted; a "
+            "leg's weight is divided by that count."
         ),
     )
     # financebench-dev: the right filing first for 26 of 30 questions at 0.1 to 0.5 (25 at 0

@@ -7,7 +7,7 @@ import pytest
 
 from api.service import Archivist, Filters, SearchHit, Settings, search_passages
 from retrieval.errors import ModelNotFound
-from retrieval.fusion import FusedHit, with_document_evidence
+from retrieval.fusion import FusedHit, focus_weights, fuse_rankings, with_document_evidence
 from tests.fixtures import make_pdf, make_with_pandoc
 
 GARDEN = """# Allotment Rules
@@ -109,6 +109,29 @@ def test_hybrid_weighs_each_hit_by_its_documents_best_pages_or_sections(corpus) 
     ]
 
 
+def test_score_fusion_weighs_down_a_leg_whose_first_hits_scatter(corpus) -> None:  # type: ignore[no-untyped-def]
+    """Min-max fusion takes the focus rule too: each leg's weight is divided by the number of
+    documents among its first `focus_depth` hits."""
+    query = "what is on the card by the TV"
+    score = corpus.settings.model_copy(update={"fusion": "score", "document_weight": 0.0})
+    legs = {
+        mode: [(h.chunk_id, h.legs[mode][1]) for h in find(corpus, query, mode=mode, k=50,
+                                                            one_per_page=False)]
+        for mode in ("bm25", "dense")
+    }  # fmt: skip
+    documents = {
+        c.id: c.sha256 for c in corpus.store.chunks([i for r in legs.values() for i, _ in r])
+    }
+    weights = focus_weights(legs, documents, {"bm25": 1.0, "dense": 1.0}, depth=score.focus_depth)
+    hits = search_passages(corpus.store, corpus.indexes, score, query, k=10, one_per_page=False)
+    expected = fuse_rankings(legs, method="score", weights=weights, limit=10)
+    assert weights["bm25"] != weights["dense"]  # the legs' first hits differ in how they scatter
+    assert [h.chunk_id for h in hits] == [h.id for h in expected]
+    assert [h.score for h in hits] == pytest.approx([h.score for h in expected])
+    plain = fuse_rankings(legs, method="score", limit=10)
+    assert [h.score for h in plain] != pytest.approx([h.score for h in expected])
+
+
 @pytest.mark.parametrize(
     ("filters", "expected"),
     [
@@ -202,6 +225,34 @@ def test_a_searchs_first_ten_hits_are_the_same_whatever_k(tmp_path: Path) -> Non
     assert [(h.chunk_id, h.score) for h in many[:10]] == [(h.chunk_id, h.score) for h in few]
     assert all("document" not in h.legs for h in many[10:])
     assert [h.score for h in many] == sorted((h.score for h in many), reverse=True)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
+def test_a_page_is_one_hit_and_a_document_without_pages_keeps_each_chunk(
+    tmp_path: Path, mode: str
+) -> None:
+    """A long page's chunks all match, yet the page is one hit (its best chunk) and the
+    pages after it get the room; the chunks of a document without pages stay hits each."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    sailing = "The ferry to Gull Island sails at {}:15 from the north pier, tide permitting. "
+    long_page = "".join(sailing.format(6 + n % 12) for n in range(60))  # several chunks
+    make_pdf(docs / "timetable.pdf", [long_page, sailing.format(7), sailing.format(8)])
+    (docs / "notes.md").write_text(
+        "# Ferry notes\n\n" + "\n\n".join(sailing.format(9 + n % 9) * 4 for n in range(8))
+    )
+    with Archivist(Settings(data=tmp_path / "data", llm="none")) as service:
+        service.ingest([docs])
+        pdf = service.store.chunks(service.store.chunk_ids_where(file_type="pdf"))
+        notes = service.store.chunk_ids_where(file_type="md")
+        hits = search_passages(
+            service.store, service.indexes, service.settings,
+            "when does the ferry to Gull Island sail", k=20, mode=mode,  # type: ignore[arg-type]
+        )  # fmt: skip
+    assert [c.page_start for c in pdf].count(1) >= 3 and len(notes) >= 2
+    assert len(pdf) + len(notes) <= 20  # each chunk could be a hit
+    assert sorted(h.page_start for h in hits if Path(h.path).name == "timetable.pdf") == [1, 2, 3]
+    assert sorted(h.chunk_id for h in hits if Path(h.path).name == "notes.md") == sorted(notes)
 
 
 def _cross_encoder(folder: Path) -> Path:
