@@ -202,11 +202,18 @@ def test_another_embedding_model_is_reported_then_every_chunk_embedded_again(
         (hit,) = service.search("when should the vegetables be watered", k=1, mode="dense")
         assert hit.path.endswith("garden.md")
         # Its hybrid fuses min-max scores with equal weights (blend was measured with MiniLM):
-        # a chunk first in both legs scores 1 + 1, times its document's evidence factor.
+        # a chunk first in both legs scores 1 from each, times the leg's focus (1 / the number
+        # of documents among its first 5 hits), times its document's evidence factor.
         assert service.status()["fusion"] == {"method": "score", "weights": EQUAL}
-        (hit,) = service.search("when should the vegetables be watered", k=1)
+        query = "when should the vegetables be watered"
+        (hit,) = service.search(query, k=1)
         assert hit.legs["bm25"][0] == hit.legs["dense"][0] == 1
-        assert hit.score == pytest.approx(2 * hit.legs["document"][1])
+        focus = {
+            mode: 1 / len({h.path for h in service.search(query, k=5, mode=mode)})
+            for mode in ("bm25", "dense")
+        }
+        assert hit.score == pytest.approx(sum(focus.values()) * hit.legs["document"][1])
+        assert sum(focus.values()) < 2  # the legs' first hits span more than one document
     with Archivist(settings) as service:
         assert (
             "'nomic-embed-text-v1.5 (llamacpp)' (768 dimensions)"
