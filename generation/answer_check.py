@@ -1,6 +1,7 @@
 """Checks an answer before anyone reads it: a loop, an echo of source labels, the question
 said back, a passage pasted nearly whole, a refusal while the sources plainly speak of the
-question, a figure its source does not state, or another source's words under a citation.
+question, a figure its source does not state, another source's words under a citation, or
+words taken from a sentence that is not about the question.
 
 Small local models fall into each of these with ordinary documents (Qwen2.5-Coder-0.5B on the
 sample handbook: the labels repeated until the token limit, a label followed by its whole
@@ -22,6 +23,7 @@ PASTED = "pasted-passage"
 REFUSAL = "false-refusal"
 UNSUPPORTED = "unsupported-figure"
 MISCITED = "miscited"
+OFF_TOPIC = "off-topic"
 
 _FIGURE = re.compile(r"\d+(?:[.,:]\d+)*")
 _CITATION = re.compile(r"[\[【][^\[\]【】\n]{1,60}[\]】]")
@@ -59,6 +61,10 @@ TOPIC_SHARE = 0.6
 # question, another holds OTHER_SHARE or more. On 27 of the 0.5B model's squad-dev answers,
 # the right ones held 0.5-1.0 in their cited source; the four flagged were all wrong.
 CITED_SHARE, OTHER_SHARE = 0.5, 0.8
+# Off topic: an answer adding at least this many words to the question ("90 days" is too short
+# to trace to a sentence).
+OFF_TOPIC_WORDS = 3
+_REFERS_BACK = re.compile(r"\s*(?:it|its|they|their|them|this|these|those|he|she|his|her)\b", re.I)
 
 
 def words(text: str) -> list[str]:
@@ -211,6 +217,35 @@ def miscited(answer: str, question: str, sources: Sequence[str]) -> bool:
     return max(shares[n - 1] for n in cited) < CITED_SHARE and max(shares) >= OTHER_SHARE
 
 
+def off_topic(answer: str, question: str, sources: Sequence[str]) -> bool:
+    """The answer's own words come from a sentence of the sources that, with the sentence
+    before it, holds none of the question's topic words: an answer taken from beside the
+    question ("FtsZ1 and FtsZ2 are the two oxygen atoms in the dioxygen [3]", from a sentence
+    of excerpt 3 about oxygen). An excerpt's first sentence that opens with "it", "they" or
+    the like speaks of what the excerpt does not show, and is taken to be on topic."""
+    new = added_words(answer, question)
+    topic = {stem(w) for w in topic_words(question)}
+    if len(new) < OFF_TOPIC_WORDS or not topic:
+        return False
+    said: list[tuple[set[str], bool]] = []  # each sentence's stems; on topic with the one before
+    for source in sources:
+        before: set[str] = set()
+        for n, sentence in enumerate(_sentences(source)):
+            stems = {stem(w) for w in words(sentence)}
+            refers_back = n == 0 and bool(_REFERS_BACK.match(sentence))
+            said.append((stems, refers_back or bool(topic & (stems | before))))
+            before = stems
+    most = max((len(new & stems) for stems, _ in said), default=0)
+    if most < 2:
+        return False  # the answer's words are in no one sentence: not traced to one
+    return not any(on_topic for stems, on_topic in said if len(new & stems) == most)
+
+
+def _sentences(text: str) -> list[str]:
+    """The text's sentences (none ends after an initial: "Y. pestis")."""
+    return re.split(r"(?<=[.!?])(?<!\b[A-Z]\.)\s+|\n+", text)
+
+
 def figures(text: str) -> set[str]:
     """The numbers in a text, written one way: "1,577.00" and "1577" are both "1577"."""
     found = set()
@@ -237,7 +272,7 @@ def problem(
     answer: str, question: str, sources: Sequence[str], labels: Sequence[str]
 ) -> str | None:
     """What is wrong with the answer (LOOP, LABEL_ECHO, QUESTION_ECHO, PASTED, REFUSAL,
-    UNSUPPORTED or MISCITED), or None."""
+    UNSUPPORTED, MISCITED or OFF_TOPIC), or None."""
     if is_loop(answer):
         return LOOP
     if is_label_echo(answer, labels):
@@ -252,11 +287,13 @@ def problem(
         return UNSUPPORTED
     if miscited(answer, question, sources):
         return MISCITED
+    if off_topic(answer, question, sources):
+        return OFF_TOPIC
     return None
 
 
 # Found in the whole answer after good sentences were shown: the answer stands as it is.
-_SAID_AFTER_GOOD = (LABEL_ECHO, QUESTION_ECHO, REFUSAL, UNSUPPORTED, MISCITED)
+_SAID_AFTER_GOOD = (LABEL_ECHO, QUESTION_ECHO, REFUSAL, UNSUPPORTED, MISCITED, OFF_TOPIC)
 # A sentence ends at . ! or ? (not after an initial: "the U.S. spearheaded"), its citations
 # and a space; the first shown is at least SHOWN_WORDS long (a shorter one cannot be judged).
 _SENTENCE_DONE = re.compile(r"(?<!\b[A-Z])[.!?][\"')\]]*(?:\s*\[[^\]\n]{1,60}\])*\s")
@@ -324,6 +361,7 @@ class Guard:
             or copies_a_source(prefix, self.sources)
             or bool(unsupported_figures(prefix, self.sources))
             or miscited(prefix, self.question, self.sources)
+            or off_topic(prefix, self.question, self.sources)
         )
         if held:
             return ""

@@ -11,6 +11,7 @@ from generation.answer_check import (
     LABEL_ECHO,
     LOOP,
     MISCITED,
+    OFF_TOPIC,
     PASTE_WORDS,
     PASTED,
     QUESTION_ECHO,
@@ -23,6 +24,7 @@ from generation.answer_check import (
     is_refusal,
     likely_source,
     miscited,
+    off_topic,
     pasted_passage,
     problem,
     restates_question,
@@ -208,6 +210,23 @@ def test_a_garbled_answer_from_another_source_is_miscited():
     assert check(record) == MISCITED
 
 
+def test_an_answer_from_a_sentence_beside_the_question_is_off_topic():
+    # How the 0.5B model answers from the wrong sentence of an excerpt it cites rightly: on
+    # squad-dev, "FtsZ1 and FtsZ2 are the two oxygen atoms in the dioxygen. [3]", from a
+    # sentence of excerpt 3 about oxygen. Here the machinery sentence answers the shift question.
+    record = recorded("after", SHIFTS)
+    texts = [s["text"] for s in record["sources"]]
+    wrong = "Keeper shifts change when the rotation motor is greased [2]."
+    assert "rotation motor is greased" in texts[1]
+    assert off_topic(wrong, SHIFTS, texts)
+    assert check(record, wrong) == OFF_TOPIC
+    guard = guard_for(record)
+    assert feed_all(guard, wrong) == "" and guard.finish()[1] == OFF_TOPIC
+    # The right sentence, said in the answer's own words, and a short answer pass.
+    assert not off_topic("Shifts change over every Sunday evening at 18:00 [1].", SHIFTS, texts)
+    assert not off_topic("On Sundays [1].", SHIFTS, texts)
+
+
 def test_an_answer_without_a_citation_is_traced_to_the_source_holding_its_words():
     record = recorded("after", WRITE)  # "The keeper should write in ink, … [1]."
     texts = [s["text"] for s in record["sources"]]
@@ -314,7 +333,8 @@ def test_a_clause_said_twice_is_a_loop_and_nothing_of_it_is_shown(answer: str):
 
 
 def test_a_sentence_said_again_as_the_answer_ends_is_a_loop():
-    guard = Guard("What does the PLOS Pathogens paper claim?", ["Y. pestis caused it."], ["a.md"])
+    source = "The PLOS Pathogens paper says that Y. pestis caused the plague."
+    guard = Guard("What does the PLOS Pathogens paper claim?", [source], ["a.md"])
     shown = feed_all(guard, SAID_AGAIN_AT_THE_END)
     assert guard.problem == LOOP and shown.count("titled") == 1  # the first time was shown
     assert guard.answer == shown.strip()
