@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from generation.answer_check import joined_after_abbreviations, stem, topic_words, words
 from generation.injection import gives_orders
+from generation.prompt import without_reference_marks
 
 # Sentence ends: ., ! or ? before a space and a capital, digit or quote; or a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•\d])")
@@ -33,7 +34,9 @@ class Quote:
 
 
 def sentences(text: str) -> list[str]:
-    """The text's sentences (and list items), whitespace tidied, too short or long ones out."""
+    """The text's sentences (and list items), whitespace tidied, too short or long ones out,
+    without the reference marks a quote would show as citations ("[12]", "[citation needed]")."""
+    text = without_reference_marks(text)
     pieces = joined_after_abbreviations(" ".join(p.split()) for p in _SENTENCE_END.split(text))
     return [p for p in pieces if MIN_WORDS <= len(p.split()) <= MAX_WORDS]
 

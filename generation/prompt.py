@@ -46,6 +46,16 @@ _SEPARATOR = "\n\n"
 _NONE = "(none)"
 _CONTROL = re.compile(r"<\|[^<>|\s]{1,40}\|>|</?s>|\[/?INST\]|<(?:start|end)_of_turn>")
 _LOOKALIKES = str.maketrans("<>[]", "‹›⟦⟧")
+# Marks a document makes for its own readers in the brackets answers cite with: numbered
+# references ("[12]", "[3, 4]", "[1–3]"; numbering starts at 1, so "[0,1]" stays), notes
+# ("[note 2]") and an encyclopedia's editing tags ("[citation needed]", "[when?]"). A model
+# that copies one cites an excerpt it was not given, and a quote that carries one reads as
+# Archivist's own citation. squad-dev's passages hold 210 bracketed marks, 97 of them
+# "[citation needed]"; "[sic]", "[his]" or "[yes, plastic]" are the author's words and stay.
+_REFERENCE_MARK = re.compile(
+    r"\s*\[(?:[1-9]\d{0,2}(?:\s*[,–—-]\s*[1-9]\d{0,2})*|(?:note|nb) ?\d{1,3}"
+    r"|[a-z][a-z ]{0,30}(?:needed|\?)|update|vague|not in citation given)\](?!\()"
+)
 
 
 @dataclass(frozen=True)
@@ -177,7 +187,13 @@ def _cut(number: int, source: Source, limit: int, count: Counter) -> str:
 
 
 def _block(number: int, source: Source) -> str:
-    return f"[{number}] {_defang(source.text)}"
+    return f"[{number}] {_defang(without_reference_marks(source.text))}"
+
+
+def without_reference_marks(text: str) -> str:
+    """The text without the bracketed reference marks and editing tags a document carries for
+    its own readers ("[12]", "[citation needed]"): in an answer they would read as citations."""
+    return _REFERENCE_MARK.sub("", text)
 
 
 def _defang(text: str) -> str:

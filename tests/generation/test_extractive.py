@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from generation.citations import parse_citations
 from generation.extractive import best_sentences, evidence, quoted_answer, sentences
 
 RECORDED = json.loads((Path(__file__).parent / "recorded_answers.json").read_text())
@@ -42,6 +43,21 @@ def test_the_best_sentence_holds_the_answer(question: str, expected: str):
     answer = quoted_answer(quotes)
     assert expected in answer
     assert all(f"“{q.text}” [{q.source}]" in answer for q in quotes)
+
+
+def test_a_quote_does_not_carry_the_documents_own_reference_numbers():
+    # Quoted with its footnote marks, the sentence would cite excerpts 2 and 3, which hold
+    # nothing of the kind.
+    passages = [
+        "Tesla moved to Pittsburgh in 1888 to work for Westinghouse.[2][3] He stayed a year.",
+        "Edison's laboratory stood in Menlo Park.",
+        "Westinghouse bought the patents.[citation needed]",
+    ]
+    quotes = best_sentences("Where did Tesla work in 1888?", passages)
+    answer = quoted_answer(quotes)
+    assert answer.startswith("“Tesla moved to Pittsburgh in 1888 to work for Westinghouse.” [1]")
+    assert parse_citations(answer, len(passages)).cited == [1]
+    assert "[citation needed]" not in " ".join(sentences(passages[2]))
 
 
 def test_an_embedding_score_is_added_to_the_words_score():

@@ -205,6 +205,24 @@ def test_document_text_cannot_spell_chat_template_markers():
     assert prompt.sources[0].text == forged
 
 
+def test_a_documents_own_reference_marks_are_not_shown_as_citations():
+    # An encyclopedia passage with its footnote numbers and editing tags, and a review whose
+    # brackets are the author's own words.
+    cited = (
+        "Tesla moved to Pittsburgh in 1888.[12] He worked for Westinghouse [3, 4] for a year "
+        "[citation needed], and left.[when?][note 2]"
+    )
+    own = "It came with a spare pump [yes, plastic] rated on a [0,1] scale [sic]."
+    prompt = pack_prompt("Where was Tesla in 1888?", [Source("a", cited), Source("b", own)], [],
+                         **ROOMY)  # fmt: skip
+    user = prompt.messages[-1]["content"]
+    excerpts = user[: user.index("Question:")]
+    assert re.findall(r"\[[^\]]*\]", excerpts) == ["[1]", "[2]", "[yes, plastic]", "[0,1]", "[sic]"]
+    said = "[1] Tesla moved to Pittsburgh in 1888. He worked for Westinghouse for a year, and left."
+    assert said in user
+    assert prompt.sources[0].text == cited  # the passage itself is kept as it is
+
+
 def test_system_prompt_is_short_in_a_real_llm_tokenizer(smollm2_backend):
     assert smollm2_backend.count_tokens(SYSTEM_PROMPT) < 120
 
