@@ -28,6 +28,22 @@ def test_sentences_split_at_sentence_ends_and_list_items():
     ]
 
 
+def test_sentences_split_where_a_line_break_was_lost():
+    # A review scraped without its line breaks: every sentence ran into the next, and a run
+    # of over 80 words was never quoted at all.
+    review = (
+        "The tank is extremely thin.I wonder how long it will last.It ran 8 hours on one "
+        "gallon!UPDATE: it broke in May. Mrs.Jones agreed, see amazon.com for the price."
+    )
+    assert sentences(review) == [
+        "The tank is extremely thin.",
+        "I wonder how long it will last.",
+        "It ran 8 hours on one gallon!",
+        "UPDATE: it broke in May.",
+        "Mrs. Jones agreed, see amazon.com for the price.",
+    ]
+
+
 @pytest.mark.parametrize(
     ("question", "expected"),
     [
