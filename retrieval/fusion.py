@@ -77,19 +77,33 @@ def focus_weights(
     *,
     depth: int = 10,
 ) -> dict[str, float]:
-    """Each leg's weight divided by the number of documents among its first `depth` hits.
+    """Each leg's weight divided by the number of documents among its first `depth` hits,
+    where a document counts once only if another leg also has it among its first `depth`.
 
     A leg whose best hits come from one or two documents has found what the question is
     about; one whose hits scatter over many documents is matching words, not the subject
-    (a verbose question's "analyst", "assume", "answer" in BM25). Where every document is
-    one chunk, both legs count `depth` documents and the weights keep their ratio. Ids
-    missing from `document_of` count as documents of their own.
+    (a verbose question's "analyst", "assume", "answer" in BM25). But a leg can be sure of
+    the wrong document: for a question on Corning's tax rate BM25's first five hits were five
+    pages of one Adobe filing, and counted as one document they doubled BM25's weight over a
+    dense leg that had found Corning. So a first hit whose document no other leg found there
+    counts as a document of its own: focus counts where the legs agree. Where every document
+    is one chunk, both legs count `depth` documents and the weights keep their ratio; a leg
+    alone counts its documents as they are. Ids missing from `document_of` count as
+    documents of their own.
     """
+    tops = {
+        leg: list(dict.fromkeys(doc_id for doc_id, _ in r))[:depth] for leg, r in rankings.items()
+    }
+    found = {leg: {document_of.get(doc_id, doc_id) for doc_id in top} for leg, top in tops.items()}
     focused = {}
-    for leg, ranking in rankings.items():
-        top = list(dict.fromkeys(doc_id for doc_id, _ in ranking))[:depth]
-        documents = len({document_of.get(doc_id, doc_id) for doc_id in top}) or 1
-        focused[leg] = float(weights.get(leg, 1.0)) / documents
+    for leg, top in tops.items():
+        others = [found[other] for other in tops if other != leg]
+        shared = set().union(*others) if others else found[leg]
+        counted = set()
+        for doc_id in top:
+            document = document_of.get(doc_id, doc_id)
+            counted.add(("document", document) if document in shared else ("hit", doc_id))
+        focused[leg] = float(weights.get(leg, 1.0)) / (len(counted) or 1)
     return focused
 
 

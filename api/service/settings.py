@@ -191,7 +191,8 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "blend and score fusion: each leg's first hits whose documents are counted; a "
-            "leg's weight is divided by that count."
+            "leg's weight is divided by that count (a document the other leg's first hits "
+            "miss counts once per hit)."
         ),
     )
     # financebench-dev: the right filing first for 26 of 30 questions at 0.1 to 0.5 (25 at 0

@@ -246,18 +246,28 @@ def test_focus_weights_keep_the_ratio_where_every_document_is_one_chunk():
 
 def _reference_focus(rankings, document_of, weights, depth):
     """Focus weights written out: walk each leg's ids, skipping repeats, until `depth` distinct
-    ids are seen; the leg's weight is divided by how many documents they belong to."""
-    focused = {}
+    ids are seen; the leg's weight is divided by how many documents they belong to, a document
+    that no other leg's first ids belong to counting once for each of its ids."""
+    firsts = {}
     for leg, ranking in rankings.items():
-        seen, documents = [], set()
+        seen = []
         for doc, _ in ranking:
-            if doc in seen:
-                continue
-            if len(seen) == depth:
-                break
-            seen.append(doc)
-            documents.add(document_of.get(doc, doc))
-        focused[leg] = Fraction(weights.get(leg, 1.0)) / max(1, len(documents))
+            if doc not in seen and len(seen) < depth:
+                seen.append(doc)
+        firsts[leg] = seen
+    focused = {}
+    for leg, seen in firsts.items():
+        others = [other for other in firsts if other != leg]
+        count, documents = 0, set()
+        for doc in seen:
+            document = document_of.get(doc, doc)
+            elsewhere = any(document_of.get(d, d) == document for o in others for d in firsts[o])
+            if not others or elsewhere:
+                count += document not in documents
+                documents.add(document)
+            else:
+                count += 1
+        focused[leg] = Fraction(weights.get(leg, 1.0)) / max(1, count)
     return focused
 
 
@@ -272,6 +282,29 @@ def test_focus_weights_match_reference_at_any_depth(seed):
     focused = focus_weights(rankings, document_of, weights or {}, depth=depth)
     expected = _reference_focus(rankings, document_of, weights or {}, depth)
     assert focused == pytest.approx({leg: float(value) for leg, value in expected.items()})
+
+
+def test_focus_counts_a_document_once_only_where_another_leg_found_it_too():
+    # Five pages of one wrong filing lead BM25 (the question's words are everywhere in it);
+    # the dense leg's first hits are the right filing's pages and two others.
+    rankings = {
+        "bm25": [("adobe-p3", 9.0), ("adobe-p4", 8.0), ("adobe-p7", 7.0), ("adobe-p8", 6.0),
+                 ("adobe-p9", 5.0), ("corning-p40", 4.0)],
+        "dense": [("corning-p40", 0.8), ("corning-p41", 0.7), ("cisco-p2", 0.6),
+                  ("corning-p12", 0.6), ("ibm-p5", 0.5), ("adobe-p3", 0.4)],
+    }  # fmt: skip
+    document_of = {doc: doc.split("-")[0] for r in rankings.values() for doc, _ in r}
+    weights = focus_weights(rankings, document_of, {"bm25": 1.0, "dense": 1.0}, depth=5)
+    # The legs' first five share no document, so each hit counts on its own: the old count
+    # (BM25 one document, the dense leg three) tripled the weight of the leg on the wrong filing.
+    assert weights == pytest.approx({"bm25": 1 / 5, "dense": 1 / 5})
+    # Where BM25 also finds Corning among its first five, both legs' focus counts it once.
+    agreed = {**rankings, "bm25": [("corning-p40", 9.0), *rankings["bm25"][:4]]}
+    weights = focus_weights(agreed, document_of, {"bm25": 1.0, "dense": 1.0}, depth=5)
+    assert weights == pytest.approx({"bm25": 1 / 5, "dense": 1 / 3})
+    # A leg alone counts its documents as they are.
+    alone = focus_weights({"bm25": rankings["bm25"]}, document_of, {"bm25": 1.0}, depth=5)
+    assert alone == {"bm25": 1.0}
 
 
 def test_a_shallower_focus_depth_sees_a_scattered_leg_sooner():
