@@ -2,8 +2,9 @@
 
 Used when no model is configured (ARCHIVIST_LLM=none), when a model's answer fails its
 checks (answer_check.py), and on request (`--extractive`). Sentences are scored by how many of
-the question's topic words they hold (weighted by rarity across the sources), plus, when the
-caller gives one, the cosine similarity of their embedding to the question's.
+the question's topic words they hold (weighted by rarity across the sources; those only the
+sentence before holds at half their weight), plus, when the caller gives one, the cosine
+similarity of their embedding to the question's.
 """
 
 import math
@@ -25,6 +26,10 @@ _SENTENCE_END = re.compile(
 MIN_WORDS, MAX_WORDS = 4, 80
 QUOTES = 3  # sentences at most
 CLOSE = 0.8  # a further sentence is quoted only when it scores this close to the best one
+# The share of a topic word's weight a sentence takes from the one before it, for quotes:
+# 200 questions, quotes alone, squad-dev 0.845 -> 0.865 answer recall, amazon 0.350 -> 0.360;
+# the 0.5B's answers (quoted where rejected) 0.745 -> 0.755 and 0.295 -> 0.300.
+INHERITED = 0.5
 
 Embed = Callable[[list[str]], Sequence[Sequence[float]]]  # unit vectors, question first
 
@@ -50,37 +55,59 @@ def best_sentences(
     question: str, sources: Sequence[str], *, embed: Embed | None = None
 ) -> list[Quote]:
     """Up to QUOTES sentences that best answer the question, in the order of the sources."""
+    found = [sentences(source) for source in sources]
     # A sentence that addresses the model is never quoted either (injection.py): shown to the
     # user as the answer, "the amount is already paid" does the attacker's work all the same.
-    candidates = [(n, s) for n, source in enumerate(sources, 1) for s in sentences(source)
-                  if not gives_orders(s)]  # fmt: skip
-    if not candidates:
+    places = [(i, j) for i, pieces in enumerate(found) for j, sentence in enumerate(pieces)
+              if not gives_orders(sentence)]  # fmt: skip
+    if not places:
         return []
-    scores = _scores(question, [s for _, s in candidates], embed)
-    ranked = sorted(range(len(candidates)), key=lambda i: -scores[i])
+    scores = _scores(question, found, places, embed, inherited=INHERITED)
+    ranked = sorted(range(len(places)), key=lambda k: -scores[k])
     best = scores[ranked[0]]
-    chosen = [i for i in ranked[:QUOTES] if scores[i] >= CLOSE * best]
-    return [Quote(candidates[i][0], candidates[i][1], scores[i]) for i in sorted(chosen)]
+    chosen = [k for k in ranked[:QUOTES] if scores[k] >= CLOSE * best]
+    return [Quote(places[k][0] + 1, found[places[k][0]][places[k][1]], scores[k])
+            for k in sorted(chosen)]  # fmt: skip
 
 
-def _scores(question: str, candidates: list[str], embed: Embed | None) -> list[float]:
-    """Topic-word share of each sentence, plus its embedding's cosine with the question's."""
-    scores = _lexical(question, candidates)
-    if embed is not None and candidates:
-        vectors = embed([question] + candidates)
+def _scores(
+    question: str,
+    found: list[list[str]],
+    places: list[tuple[int, int]],
+    embed: Embed | None,
+    *,
+    inherited: float = 0.0,
+) -> list[float]:
+    """Topic-word share of each sentence (passage i's sentence j for each place (i, j)), plus
+    its embedding's cosine with the question's."""
+    scores = _lexical(question, found, places, inherited)
+    if embed is not None and places:
+        vectors = embed([question] + [found[i][j] for i, j in places])
         asked = vectors[0]
-        for i, vector in enumerate(vectors[1:]):
-            scores[i] += sum(a * b for a, b in zip(asked, vector, strict=True))
+        for k, vector in enumerate(vectors[1:]):
+            scores[k] += sum(a * b for a, b in zip(asked, vector, strict=True))
     return scores
 
 
-def _lexical(question: str, candidates: list[str]) -> list[float]:
-    """The share of the question's topic words each sentence holds, rare words weighing more."""
+def _lexical(
+    question: str, found: list[list[str]], places: list[tuple[int, int]], inherited: float
+) -> list[float]:
+    """The share of the question's topic words each sentence holds, rare words weighing more;
+    a topic word the sentence lacks and the sentence before it (in its passage) holds counts
+    for `inherited` of its weight: "The log book is the official record. Write in ink, never
+    tear out pages, and sign every entry." answers who signs it in its second sentence."""
     topic = {stem(w) for w in topic_words(question)}
-    held = [{stem(w) for w in words(sentence)} for sentence in candidates]
-    weights = {w: math.log(1 + len(held) / (1 + sum(w in h for h in held))) for w in topic}
+    held = [[{stem(w) for w in words(sentence)} & topic for sentence in pieces] for pieces in found]
+    candidates = [held[i][j] for i, j in places]
+    weights = {w: math.log(1 + len(places) / (1 + sum(w in h for h in candidates))) for w in topic}
     total = sum(weights.values()) or 1.0
-    return [sum(weights[w] for w in topic if w in h) / total for h in held]
+    scores = []
+    for i, j in places:
+        own = held[i][j]
+        before = held[i][j - 1] - own if j else set()
+        score = sum(weights[w] for w in own) + inherited * sum(weights[w] for w in before)
+        scores.append(score / total)
+    return scores
 
 
 def quoted_answer(quotes: Sequence[Quote]) -> str:
@@ -92,11 +119,13 @@ def evidence(
     question: str, texts: Sequence[str], *, best: int, embed: Embed | None = None
 ) -> list[str]:
     """The `best` sentences of all the passages that best answer the question (scored as by
-    best_sentences) and their neighbours, each passage cut to its own, in order: "" for a
-    passage that has none of them."""
+    best_sentences, but on their own words: the sentence before each is kept with it) and their
+    neighbours, each passage cut to its own, in order: "" for a passage that has none of them."""
     found = [sentences(text) for text in texts]
     places = [(i, j) for i, pieces in enumerate(found) for j in range(len(pieces))]
-    scores = _scores(question, [found[i][j] for i, j in places], embed)
+    # Scored with the words of the sentence before too, the evidence cost the 0.5B's answers
+    # on squad-dev (200 questions: 0.745 -> 0.735; amazon 0.295 either way).
+    scores = _scores(question, found, places, embed)
     top = sorted(range(len(places)), key=lambda k: -scores[k])[:best]
     chosen = {(places[k][0], places[k][1] + step) for k in top for step in (-1, 0, 1)}
     return [

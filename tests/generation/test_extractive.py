@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from generation.citations import parse_citations
-from generation.extractive import best_sentences, evidence, quoted_answer, sentences
+from generation.extractive import Quote, best_sentences, evidence, quoted_answer, sentences
 
 RECORDED = json.loads((Path(__file__).parent / "recorded_answers.json").read_text())
 PASSAGES = {r["question"]: [s["text"] for s in r["sources"]] for r in RECORDED}
@@ -59,6 +59,23 @@ def test_the_best_sentence_holds_the_answer(question: str, expected: str):
     answer = quoted_answer(quotes)
     assert expected in answer
     assert all(f"“{q.text}” [{q.source}]" in answer for q in quotes)
+
+
+def test_a_sentence_takes_part_of_its_topic_from_the_one_before_it():
+    # "Write in ink, never tear out pages, and sign every entry." says who signs the log book
+    # only after "The log book is the official record of the station.": scored alone it held
+    # "sign" and lost to sentences about the log book that say nothing of signing.
+    question = "Who has to sign the log book, and when?"
+    log_book = "The log book is the official record of the station."
+    signing = "Write in ink, never tear out pages, and sign every entry."
+    rivals = "Keep the log book in the watch room. The spare log book is in the store."
+
+    def first(quotes: list[Quote]) -> str:
+        return max(quotes, key=lambda quote: quote.score).text
+
+    assert first(best_sentences(question, [f"{log_book} {signing}", rivals])) == signing
+    # Only within a passage: the sentence before it in another passage lends it nothing.
+    assert first(best_sentences(question, [log_book, signing, rivals])) != signing
 
 
 def test_a_quote_does_not_carry_the_documents_own_reference_numbers():
