@@ -94,15 +94,15 @@ def focus_weights(
     tops = {
         leg: list(dict.fromkeys(doc_id for doc_id, _ in r))[:depth] for leg, r in rankings.items()
     }
-    found = {leg: {document_of.get(doc_id, doc_id) for doc_id in top} for leg, top in tops.items()}
+    documents = {
+        leg: [document_of.get(doc_id, doc_id) for doc_id in top] for leg, top in tops.items()
+    }
     focused = {}
     for leg, top in tops.items():
-        others = [found[other] for other in tops if other != leg]
-        shared = set().union(*others) if others else found[leg]
-        counted = set()
-        for doc_id in top:
-            document = document_of.get(doc_id, doc_id)
-            counted.add(("document", document) if document in shared else ("hit", doc_id))
+        others = [documents[other] for other in tops if other != leg]
+        shared = set().union(*others) if others else set(documents[leg])
+        counted = {("document", document) if document in shared else ("hit", doc_id)
+                   for doc_id, document in zip(top, documents[leg], strict=True)}  # fmt: skip
         focused[leg] = float(weights.get(leg, 1.0)) / (len(counted) or 1)
     return focused
 
