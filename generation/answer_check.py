@@ -51,6 +51,12 @@ _COMMON = frozenset(_COMMON_WORDS.split())
 # none of 8 words or more was said twice in the Qwen models' 80 shown answers (none of 3).
 LOOP_WORDS, LOOP_REPEATS = 6, 3
 SAID_TWICE_WORDS = 8
+# A loop in other words: of REPEATED_TOPIC_WORDS topic words or more, this share or more said
+# before ("The numbers are quite small, and they are quite small. They are quite small…").
+# SmolLM2-135M's shown answers held 0.45 or more in 30 of 160 (one of them right); none of the
+# Qwen models' 422 did (their most, 0.33), nor emphasis ("…two proteins that are involved in
+# the process of protein folding. They are both proteins that are involved in…": 0.42).
+REPEATED_TOPIC_WORDS, REPEATED_TOPIC_SHARE = 8, 0.45
 # A pasted passage: a verbatim run of at least this many words that is most of the answer, or
 # at least half of the passage it came from. While an answer repeats a source word for word for
 # COPY_WORDS or more, it is held back until it ends, in case it becomes a paste.
@@ -103,8 +109,9 @@ def joined_after_abbreviations(pieces: Iterable[str]) -> list[str]:
 
 def is_loop(answer: str) -> bool:
     """The same run of LOOP_WORDS words LOOP_REPEATS times or more, a run of SAID_TWICE_WORDS
-    words said twice (the second time after the first has ended), or a sentence said twice."""
-    if _repeats_a_sentence(answer):
+    words said twice (the second time after the first has ended), a sentence said twice, or
+    its topic words said over again (REPEATED_TOPIC_SHARE)."""
+    if _repeats_a_sentence(answer) or _repeats_its_topic(answer):
         return True
     found = words(answer)
     runs = Counter(tuple(found[i : i + LOOP_WORDS]) for i in range(len(found) - LOOP_WORDS + 1))
@@ -393,6 +400,14 @@ class Guard:
     def answer(self) -> str:
         """The answer as shown: all of it, or the checked sentences before a loop or paste."""
         return (self.text[: self.shown] if self.problem else self.text).strip()
+
+
+def _repeats_its_topic(text: str) -> bool:
+    """REPEATED_TOPIC_SHARE or more of the text's topic words (stems) said before in it."""
+    said = [stem(w) for w in words(text) if w not in _COMMON and len(w) > 2]
+    if len(said) < REPEATED_TOPIC_WORDS:
+        return False
+    return 1 - len(set(said)) / len(said) >= REPEATED_TOPIC_SHARE
 
 
 def _repeats_a_sentence(text: str) -> bool:

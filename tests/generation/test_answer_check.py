@@ -324,6 +324,53 @@ EMPHASIS = [  # a few words said again: read as emphasis, not a loop
 ]
 
 
+SAID_OVER = [  # SmolLM2-135M's answers, as it wrote them: the same few words, over again
+    "The insert is made of a high quality material, and it's made of a very good quality "
+    "material, and it's very durable. It's made of a very good material, and it's very durable. "
+    "[2]",
+    "The reviewer knocked a point off the rating for a reason. They didn't just knock a point "
+    "off the rating, they knocked it off the rating for a reason. [1]",
+    "The Christian should follow the path of the Orthodox Christian, and the path of the "
+    "Christian should be the path of the Orthodox Christian. [1]",
+    "The cup is a single cup, not a double one. It's a single cup, not a double cup. [1]",
+]
+SAID_ONCE = [  # the Qwen models' recorded answers whose topic words repeat the most (0.21-0.33)
+    "After purchasing the Bissell Green Tea, she returned the product and purchased the Bissell "
+    "Green Tea instead and love it! [1]",
+    "Subscriber numbers in other areas of Europe were not reached as the growth in subscriber "
+    "numbers elsewhere in Europe flattened [1].",
+    "The American show that changed the views of Romanians during the cold war was the soap "
+    "opera Dallas during the Cold War [1].",
+    "The Pauli exclusion principle is manifested in the macro world as a structural force, "
+    "resulting in the force that acts in a direction normal to the surface interface between two "
+    "objects. [1]",
+]
+
+
+@pytest.mark.parametrize("answer", SAID_OVER)
+def test_the_same_words_said_over_again_are_a_loop(answer: str):
+    assert is_loop(answer)
+    assert problem(answer, "What is it made of?", ["It is made of plastic."], ["a.md"]) == LOOP
+
+
+@pytest.mark.parametrize("answer", SAID_ONCE)
+def test_an_answer_that_names_its_subject_twice_is_no_loop(answer: str):
+    assert not is_loop(answer)
+
+
+def test_a_loop_in_other_words_is_cut_before_the_sentence_that_makes_it_one():
+    answer = (
+        "The dial does not show the time. The heating is not a feature of the dial. The heating "
+        "is a feature of the heating element. The heating element is a feature of the heating "
+        "system."
+    )  # SmolLM2-135M, recorded
+    guard = Guard("On what area of the dial shows the time?", ["The dial shows 12:00."], ["a.md"])
+    shown = feed_all(guard, answer)
+    assert guard.problem == LOOP
+    assert shown.startswith("The dial does not show the time.") and "system" not in shown
+    assert guard.answer == shown.strip()
+
+
 @pytest.mark.parametrize("answer", SAID_TWICE)
 def test_a_clause_said_twice_is_a_loop_and_nothing_of_it_is_shown(answer: str):
     assert is_loop(answer)
