@@ -80,7 +80,11 @@ def words(text: str) -> list[str]:
 
 def topic_words(text: str) -> set[str]:
     """The words that say what a question is about (not the common ones)."""
-    return {w for w in words(text) if w not in _COMMON and len(w) > 2}
+    return {w for w in words(text) if _is_topic_word(w)}
+
+
+def _is_topic_word(word: str) -> bool:
+    return word not in _COMMON and len(word) > 2
 
 
 # A full stop after these is no sentence end ("Dr. Smith", "e.g. the lens"): SmolLM2-135M's
@@ -111,9 +115,9 @@ def is_loop(answer: str) -> bool:
     """The same run of LOOP_WORDS words LOOP_REPEATS times or more, a run of SAID_TWICE_WORDS
     words said twice (the second time after the first has ended), a sentence said twice, or
     its topic words said over again (REPEATED_TOPIC_SHARE)."""
-    if _repeats_a_sentence(answer) or _repeats_its_topic(answer):
-        return True
     found = words(answer)
+    if _repeats_a_sentence(answer) or _repeats_its_topic(found):
+        return True
     runs = Counter(tuple(found[i : i + LOOP_WORDS]) for i in range(len(found) - LOOP_WORDS + 1))
     if runs and max(runs.values()) >= LOOP_REPEATS:
         return True
@@ -402,9 +406,9 @@ class Guard:
         return (self.text[: self.shown] if self.problem else self.text).strip()
 
 
-def _repeats_its_topic(text: str) -> bool:
-    """REPEATED_TOPIC_SHARE or more of the text's topic words (stems) said before in it."""
-    said = [stem(w) for w in words(text) if w not in _COMMON and len(w) > 2]
+def _repeats_its_topic(found: list[str]) -> bool:
+    """REPEATED_TOPIC_SHARE or more of these words' topic words (stems) said before them."""
+    said = [stem(w) for w in found if _is_topic_word(w)]
     if len(said) < REPEATED_TOPIC_WORDS:
         return False
     return 1 - len(set(said)) / len(said) >= REPEATED_TOPIC_SHARE
