@@ -14,8 +14,10 @@ For each backend, in one run and on the same texts:
 - nDCG@10 of the dense leg alone (exact cosine) on ../shared/eval/squad-dev (1,000 sampled
   questions, the sample `archivist eval --max-queries 1000` takes) and cisi;
 - the lowest and mean cosine of its chunk vectors with torch's.
-The ratios are to the first row, measured in the same run; the default backend is the one
-that wins. Queries are embedded as queries and documents as documents (the model's prefixes).
+torch runs in the precision it chooses (bf16 on a CPU with bf16 arithmetic of its own, where
+an fp32 torch row comes first, as the reference). The ratios are to the first row, measured
+in the same run; the default backend is the one that wins. Queries are embedded as queries
+and documents as documents (the model's prefixes).
 """
 # ruff: noqa: E402  (the environment is prepared before numpy loads)
 
@@ -44,7 +46,7 @@ from api.service import (
     runtime_of,
 )
 from retrieval.embedder import Embedder
-from retrieval.encoders import FOLDER_BACKENDS
+from retrieval.encoders import FOLDER_BACKENDS, computes_bf16
 from retrieval.metrics import evaluate, percentile
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -112,16 +114,24 @@ def main() -> None:
     if args.no_quality:
         sets = {}
     cache = Path(tempfile.mkdtemp(prefix="onnx-"))
-    print(f"cores: {os.cpu_count()}, device: {args.device}, {len(texts)} chunk texts", flush=True)
+    print(
+        f"cores: {os.cpu_count()}, device: {args.device}, bf16 arithmetic: {computes_bf16()}, "
+        f"{len(texts)} chunk texts",
+        flush=True,
+    )
     rows: dict[str, dict[str, float]] = {}
     references: dict[str, Any] = {}
+    # On a CPU with bf16 arithmetic torch runs in bf16; its fp32 row comes first, as the
+    # reference the others' vectors are compared with.
+    fp32_first = args.device == "cpu" and computes_bf16()
     runs = [
-        (name, backend)
+        (name, backend, half)
         for name in args.models
         for backend in (["llamacpp"] if runtime_of(name) == "gguf" else args.backends)
         if exports_to_onnx(name) or not backend.startswith("onnx")
+        for half in ([False, None] if backend == "torch" and fp32_first else [None])
     ]
-    for name, backend in runs:
+    for name, backend, half in runs:
         settings = Settings(embed_model=name)
         embedder = Embedder(
             embedding_model(settings),
@@ -129,6 +139,10 @@ def main() -> None:
             device=args.device,  # type: ignore[arg-type]
             batch_size=settings.embed_batch_for(args.device),
             onnx_cache=cache,
+            half=half,
+        )
+        label = f"{name} {backend}" + (
+            " fp32" if half is False else " bf16" if fp32_first and backend == "torch" else ""
         )
         rate, vectors = chunks_per_second(embedder, texts)
         p50, p95 = query_latency(embedder, questions)
@@ -138,9 +152,9 @@ def main() -> None:
         reference = references.setdefault(name, vectors)  # each model's first runtime
         cosines = (vectors * reference).sum(axis=1)
         row["min cosine"], row["mean cosine"] = float(cosines.min()), float(cosines.mean())
-        rows[f"{name} {backend}"] = row
+        rows[label] = row
         embedder.close()
-        print(f"  {name} {backend}: {row}", file=sys.stderr, flush=True)
+        print(f"  {label}: {row}", file=sys.stderr, flush=True)
     first = next(iter(rows.values()))
     columns = list(first)
     print("\n| backend | " + " | ".join(columns) + " | chunks/s vs first |")

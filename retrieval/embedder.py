@@ -67,6 +67,7 @@ class Embedder:
         device: Device = "cpu",
         batch_size: int,
         onnx_cache: Path,
+        half: bool | None = None,
     ) -> None:
         if isinstance(model, str):
             model = sentence_transformers_model(model, resolve_model_path(model))
@@ -77,7 +78,7 @@ class Embedder:
         )
         # Loaded on the bulk thread, so the runtime's worker threads inherit its priority.
         self._encoder: Encoder = self._bulk.submit(
-            load_encoder, model, backend, device, onnx_cache
+            load_encoder, model, backend, device, onnx_cache, half=half
         ).result()
         self.dimension = model.dimension
         self.texts_encoded = 0  # texts embedded since loading (queries included)
