@@ -123,13 +123,13 @@ def main() -> None:
     references: dict[str, Any] = {}
     # On a CPU with bf16 arithmetic torch runs in bf16; its fp32 row comes first, as the
     # reference the others' vectors are compared with.
-    fp32_first = args.device == "cpu" and computes_bf16()
+    both = args.device == "cpu" and computes_bf16()
     runs = [
         (name, backend, half)
         for name in args.models
         for backend in (["llamacpp"] if runtime_of(name) == "gguf" else args.backends)
         if exports_to_onnx(name) or not backend.startswith("onnx")
-        for half in ([False, None] if backend == "torch" and fp32_first else [None])
+        for half in ([False, None] if backend == "torch" and both else [None])
     ]
     for name, backend, half in runs:
         settings = Settings(embed_model=name)
@@ -141,9 +141,8 @@ def main() -> None:
             onnx_cache=cache,
             half=half,
         )
-        label = f"{name} {backend}" + (
-            " fp32" if half is False else " bf16" if fp32_first and backend == "torch" else ""
-        )
+        precision = (" fp32" if half is False else " bf16") if backend == "torch" and both else ""
+        label = f"{name} {backend}{precision}"
         rate, vectors = chunks_per_second(embedder, texts)
         p50, p95 = query_latency(embedder, questions)
         row = {"chunks/s": rate, "query p50 ms": p50, "query p95 ms": p95}

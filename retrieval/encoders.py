@@ -140,9 +140,8 @@ class TorchEncoder:
       EPYC, `bench/embed.py`) EmbeddingGemma embedded a question in 41 ms against 84 in fp32
       (p50, squad-dev's questions) with the same dense nDCG@10 (squad-dev 0.8756 / 0.8753, cisi
       0.4596 / 0.4577) and 3.5 chunks/s against 1.3 in batches of 16; MiniLM 44 against 32.
-      Vectors keep a mean cosine
-      of 0.9999 to fp32's; bf16 keeps fp32's range, so nothing overflows. Other CPUs emulate
-      bf16 (slower than fp32) and stay in fp32.
+      Vectors keep a mean cosine of 0.9999 to fp32's; bf16 keeps fp32's range, so nothing
+      overflows. Other CPUs emulate bf16 (slower than fp32) and stay in fp32.
 
     Texts are tokenized by the model's own fast tokenizer and fed to the model's modules
     directly: sentence-transformers' `encode` built its tensors from Python lists, holding the

@@ -92,7 +92,7 @@ def test_torch_gives_sentence_transformers_own_vectors(embedders: dict[str, Embe
 
 
 def test_on_a_cpu_torch_runs_in_bf16_where_the_cpu_computes_it() -> None:
-    """bf16 on a CPU with bf16 arithmetic of its own (two to three times fp32's speed there),
+    """bf16 on a CPU with bf16 arithmetic of its own (about twice fp32's speed there),
     fp32 on one that would emulate it; `half=False` keeps fp32 anywhere."""
     import torch
 
