@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import qdrant_edge as qe
@@ -89,6 +89,13 @@ class EdgeDenseIndex(BaseDenseIndex):
     LEND_S), then opens it again on its next use. A search in another process so waits
     for one write at most, never for a whole import.
 
+    The shard is open only while this process holds `open.lock` (an flock), taken before
+    Qdrant's own lock and let go once the shard has closed: Qdrant lets its lock go (its
+    WAL's) before the segments finish closing, and a process that loaded the shard in that
+    moment read a payload journal the closing one then cut short ("Tracker journal ... is
+    shorter than expected" at its next flush: two processes writing 16 points and flushing,
+    150 times each, failed so in 10 runs of 10 without this lock and 0 of 30 with it).
+
     `recreate` starts over, loading the old shard first to take its lock, so that an index
     open in another process is never deleted — unless it is known to be `damaged` (by
     `probe_shard`, which found it unlocked): loading that may crash the process.
@@ -109,6 +116,7 @@ class EdgeDenseIndex(BaseDenseIndex):
         self._shard_dir = self.path / "shard"
         self._closed = False
         self._held: qe.EdgeShard | None = None  # None while lent to another process
+        self._open_lock: IO[str] | None = None  # held exactly while a shard is open
         self._using = threading.RLock()  # held for every operation; the lender waits for it
         self._stop_lending = threading.Event()
         self._start(model, dimension, recreate=recreate, damaged=damaged)
@@ -128,16 +136,21 @@ class EdgeDenseIndex(BaseDenseIndex):
             if exists and not recreate:
                 self._load(model, dimension)
                 return
-            if exists and not damaged:  # opening takes the lock: an index open elsewhere stays
-                old = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)), damaged_ok=True)
-                if old is not None:
-                    old.close()
-            shutil.rmtree(self._shard_dir, ignore_errors=True)  # also a half-created shard
-            self._held = self._create()
+            self._open_lock = take_open_lock(self.path)  # an index open elsewhere stays
+            try:
+                if exists and not damaged:  # (and so does one Qdrant finds locked)
+                    old = self._open(self._load_shard, damaged_ok=True)
+                    if old is not None:
+                        old.close()
+                shutil.rmtree(self._shard_dir, ignore_errors=True)  # also a half-created shard
+                self._held = self._create()
+            except BaseException:
+                self._let_go()
+                raise
 
     def _load(self, model: str, dimension: int) -> None:
         check_built_by(str(self.path), _read_json(self.path / "index.json"), model, dimension)
-        self._held = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)))
+        self._held = self._open(self._load_shard)
 
     @property
     def _shard(self) -> qe.EdgeShard:
@@ -147,7 +160,7 @@ class EdgeDenseIndex(BaseDenseIndex):
             try:
                 while self._held is None:
                     try:
-                        self._held = self._open(lambda: qe.EdgeShard.load(str(self._shard_dir)))
+                        self._held = self._open(self._load_shard)
                     except IndexBusy:
                         if time.monotonic() >= deadline:
                             raise
@@ -191,6 +204,7 @@ class EdgeDenseIndex(BaseDenseIndex):
                     self._held.flush()
                     self._held.close()
                     self._held = None
+                self._let_go()
 
     def _lend(self) -> None:
         """Between operations, hand the shard to a process that asked for it (see the class)."""
@@ -203,6 +217,7 @@ class EdgeDenseIndex(BaseDenseIndex):
                 self._held.flush()
                 self._held.close()
                 self._held = None
+                self._let_go()
                 deadline = time.monotonic() + LEND_S
                 while _askers(self.path) and time.monotonic() < deadline:
                     if self._stop_lending.wait(_LEND_POLL_S):
@@ -288,15 +303,44 @@ class EdgeDenseIndex(BaseDenseIndex):
         config = qe.EdgeConfig(vectors={VECTOR_NAME: params}, optimizers=optimizers)
         return self._open(lambda: qe.EdgeShard.create(str(self._shard_dir), config))
 
+    def _load_shard(self) -> qe.EdgeShard:
+        return qe.EdgeShard.load(str(self._shard_dir))
+
     def _open(self, opener: Callable[[], qe.EdgeShard], damaged_ok: bool = False) -> Any:
+        """Open the shard with `opener`, taking `open.lock` first unless already held (and
+        then keeping it whatever happens)."""
+        taken = self._open_lock is None
+        if taken:
+            self._open_lock = take_open_lock(self.path)
         try:
             return opener()
         except Exception as exc:  # the bindings raise plain Exception
+            if taken:
+                self._let_go()
             if "WouldBlock" in str(exc):
                 raise locked_error(self.path) from None
             if damaged_ok:
                 return None
             raise _damaged(self.path, exc) from exc
+
+    def _let_go(self) -> None:
+        """Release `open.lock` (call once the shard is closed)."""
+        if self._open_lock is not None:
+            self._open_lock.close()  # closing the file releases its flock
+            self._open_lock = None
+
+
+def take_open_lock(path: Path) -> IO[str]:
+    """The lock a process holds while the embedded index under `path` is open in it (see
+    EdgeDenseIndex); raises IndexBusy if another process holds it. Closing the file frees it."""
+    path.mkdir(parents=True, exist_ok=True)
+    handle = (path / "open.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise locked_error(path) from None
+    return handle
 
 
 def shard_exists(path: Path) -> bool:
@@ -312,8 +356,15 @@ def shard_files(path: Path) -> Path:
 # Opens the shard and reads every stored vector (an exact search scans them all); run in a
 # child process, so that a crash inside the index library ends the child, not the caller.
 _PROBE = """
+import fcntl
 import sys
+from pathlib import Path
 import qdrant_edge as qe
+lock = (Path(sys.argv[1]).parent / "open.lock").open("a")
+try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    sys.exit(3)
 try:
     shard = qe.EdgeShard.load(sys.argv[1])
     query = qe.Query.Nearest([1.0] * int(sys.argv[2]), using=sys.argv[3])

@@ -2,6 +2,8 @@
 real Qdrant server and a real two-node cluster (a shard on each node)."""
 
 import json
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -313,6 +315,51 @@ def test_edge_hnsw_search_finds_stored_vectors(tmp_path: Path) -> None:
     index.close()
 
     assert found == [ids[i] for i in sample]
+
+
+TAKE_TURNS_WRITING = """
+import sys, time, uuid
+from pathlib import Path
+import numpy as np
+from retrieval.dense import EdgeDenseIndex, unwant_shard, want_shard
+from retrieval.errors import IndexBusy
+path, seed = Path(sys.argv[1]), int(sys.argv[2])
+while True:  # as the service opens it: ask the holder to lend it until it does
+    try:
+        index = EdgeDenseIndex(path, model="m", dimension=32)
+        break
+    except IndexBusy:
+        want_shard(path)
+        time.sleep(0.05)
+unwant_shard(path)
+rng = np.random.default_rng(seed)
+for _ in range(150):
+    vectors = rng.standard_normal((16, 32)).astype("float32")
+    index.upsert([str(uuid.uuid4()) for _ in range(16)], vectors)
+    index.flush()
+index.close()
+"""
+
+
+def test_two_processes_writing_one_embedded_index_take_turns_and_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    """Each write waits for the shard the other holds, which lends it: 600 hand-overs. When a
+    process could load the shard while the other was still closing it, a flush failed on a
+    payload journal cut short, every run (see EdgeDenseIndex)."""
+    path = tmp_path / "dense"
+    EdgeDenseIndex(path, model="m", dimension=32).close()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", TAKE_TURNS_WRITING, str(path), str(seed)],
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for seed in (1, 2)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=300)
+        assert writer.returncode == 0, err[-2000:]
+    index = EdgeDenseIndex(path, model="m", dimension=32)
+    assert index.count() == 2 * 150 * 16
+    index.close()
 
 
 def test_an_index_stored_as_float32_before_still_opens_and_searches(tmp_path: Path) -> None:
