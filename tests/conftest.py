@@ -3,6 +3,7 @@
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,9 @@ from ingest.chunker import TokenCounter
 from ingest.ingester import FileResult, IngestReport
 from ingest.store import ChunkStore
 from retrieval.embedder import tokenizer_file
+
+if TYPE_CHECKING:
+    from tests.ollama_server import OllamaServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -37,17 +41,24 @@ def nomic_gguf(model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ollama_embed_url(nomic_gguf: Path) -> Iterator[str]:
-    """An Ollama-protocol server embedding with the packaged nomic GGUF, as `nomic-embed-text`."""
+def ollama_embedder(nomic_gguf: Path) -> Iterator[tuple["OllamaServer", str]]:
+    """An Ollama-protocol server embedding with the packaged nomic GGUF, as `nomic-embed-text`,
+    and its URL (a test that tells it to hold requests releases them before it ends)."""
     from tests.llm_servers import serve_app
     from tests.ollama_server import OllamaServer
 
     server = OllamaServer(nomic_gguf, "nomic-embed-text", embedding=True)
     try:
         with serve_app(server.app) as url:
-            yield url
+            yield server, url
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def ollama_embed_url(ollama_embedder: tuple["OllamaServer", str]) -> str:
+    """The URL of `ollama_embedder`."""
+    return ollama_embedder[1]
 
 
 @pytest.fixture(scope="session")

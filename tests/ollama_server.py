@@ -46,7 +46,10 @@ class OllamaServer:
     (Ollama's done=true line, OpenAI's finish_reason and [DONE]), as a proxy that gives up may.
     `fail_with` makes it report that error, as Ollama does when its model runner fails: with
     status 500 instead of an answer, or, with `fail_after` > 0, in the stream after that many
-    pieces. `seen` holds the generation requests, oldest first.
+    pieces. `hold(text)` keeps each /api/embed request that carries `text` waiting, without the
+    model, until `release()` (`holding` is set once one waits), as a slow embedding server keeps
+    its client: a test can then act while a writer is mid-embedding. `seen` holds the
+    generation requests, oldest first.
     """
 
     # One thread by default: tests share two cores with other work, and llama.cpp's worker
@@ -70,6 +73,9 @@ class OllamaServer:
         self.cut_after = 0
         self.fail_with = ""
         self.fail_after = 0
+        self.hold_embed = ""
+        self.holding = threading.Event()
+        self._released = threading.Event()
         self._lock = threading.Lock()  # one llama.cpp context: one generation at a time
         self._llama = Llama(
             str(gguf), n_ctx=DEFAULT_NUM_CTX, n_batch=DEFAULT_NUM_CTX if embedding else 512,
@@ -105,6 +111,18 @@ class OllamaServer:
         self.seen.clear()
         self.stall_s, self.stall_after, self.drop_after, self.cut_after = 0.0, 0, 0, 0
         self.fail_with, self.fail_after = "", 0
+        self.release()
+
+    def release(self) -> None:
+        """Let held embed requests go on and hold no more."""
+        self.hold_embed = ""
+        self._released.set()
+        self.holding.clear()
+
+    def hold(self, text: str) -> None:
+        """Keep embed requests that carry `text` waiting until `release()`."""
+        self._released.clear()
+        self.hold_embed = text
 
     def close(self) -> None:
         """Free the model."""
@@ -145,6 +163,9 @@ class OllamaServer:
             self.seen.append(Seen("/api/embed", body))
             texts = body.get("input") or []
             texts = [texts] if isinstance(texts, str) else texts
+            if self.hold_embed and any(self.hold_embed in text for text in texts):
+                self.holding.set()  # (a sync route: it waits in the server's thread pool)
+                self._released.wait()
             truncate = body.get("truncate", True)
             with self._lock:  # Ollama's /api/embed gives unit vectors
                 vectors = [self._llama.embed(t, normalize=True, truncate=truncate) for t in texts]
