@@ -106,6 +106,19 @@ def test_an_embedding_score_is_added_to_the_words_score():
     assert guided != plain
 
 
+def test_a_sentence_two_passages_share_is_quoted_once():
+    # Neighbouring chunks overlap: recorded on squad-dev, the answer quoted "Japan also invaded
+    # Thailand, …" twice, as [1] and [2].
+    shared = "Japan also invaded Thailand, pressuring the country into a Thai/Japanese alliance."
+    passages = [
+        f"{shared} Its colonial ambitions were ended by the victory of the United States.",
+        f"During World War I, Japan took German-leased territories in China. {shared}",
+        "Japan's alliance with Germany was signed in 1940, and Thailand joined the alliance.",
+    ]
+    quotes = best_sentences("Which country did Japan force into an alliance?", passages)
+    assert [(q.source, q.text) for q in quotes] == [(1, shared)]
+
+
 def test_nothing_to_quote_gives_no_quotes():
     assert best_sentences("Where?", ["ok", ""]) == []
     assert quoted_answer([]) == ""
