@@ -349,11 +349,8 @@ def test_two_processes_writing_one_embedded_index_take_turns_and_lose_nothing(
     payload journal cut short, every run (see EdgeDenseIndex)."""
     path = tmp_path / "dense"
     EdgeDenseIndex(path, model="m", dimension=32).close()
-    writers = [
-        subprocess.Popen([sys.executable, "-c", TAKE_TURNS_WRITING, str(path), str(seed)],
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
-        for seed in (1, 2)
-    ]
+    script = [sys.executable, "-c", TAKE_TURNS_WRITING, str(path)]
+    writers = [subprocess.Popen([*script, n], stderr=subprocess.PIPE, text=True) for n in "12"]
     for writer in writers:
         _, err = writer.communicate(timeout=300)
         assert writer.returncode == 0, err[-2000:]
