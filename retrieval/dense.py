@@ -356,15 +356,8 @@ def shard_files(path: Path) -> Path:
 # Opens the shard and reads every stored vector (an exact search scans them all); run in a
 # child process, so that a crash inside the index library ends the child, not the caller.
 _PROBE = """
-import fcntl
 import sys
-from pathlib import Path
 import qdrant_edge as qe
-lock = (Path(sys.argv[1]).parent / "open.lock").open("a")
-try:
-    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-except BlockingIOError:
-    sys.exit(3)
 try:
     shard = qe.EdgeShard.load(sys.argv[1])
     query = qe.Query.Nearest([1.0] * int(sys.argv[2]), using=sys.argv[3])
@@ -384,7 +377,8 @@ def probe_shard(path: Path, dimension: int, *, timeout_s: float = 600) -> str | 
     another process."""
     command = [sys.executable, "-c", _PROBE, str(shard_files(path)), str(dimension), VECTOR_NAME]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        with take_open_lock(Path(path)):  # held for the child, as by any process opening it
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return f"opening it took over {timeout_s:.0f} s"
     said = (done.stdout.strip() or done.stderr.strip()).splitlines()
