@@ -78,13 +78,24 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(_CITATION.sub(" ", text))]
 
 
-def topic_words(text: str) -> set[str]:
-    """The words that say what a question is about (not the common ones)."""
-    return {w for w in words(text) if _is_topic_word(w)}
-
-
 def _is_topic_word(word: str) -> bool:
     return word not in _COMMON and len(word) > 2
+
+
+def stems(text: str) -> set[str]:
+    """The stems of the text's words, a hyphened word as its parts: "well-made" says what
+    "well made" says ("What products are well made …?" said back as "The products are
+    well-made … [1]." passed as an answer while the hyphened word counted as a new one)."""
+    return {stem(part) for part in _parts(text)}
+
+
+def topic_stems(text: str) -> set[str]:
+    """The stems of the text's topic words, a hyphened word as its parts."""
+    return {stem(part) for part in _parts(text) if _is_topic_word(part)}
+
+
+def _parts(text: str) -> list[str]:
+    return [part for word in words(text) for part in word.split("-") if part]
 
 
 # A full stop after these is no sentence end ("Dr. Smith", "e.g. the lens"): SmolLM2-135M's
@@ -155,8 +166,7 @@ def restates_question(answer: str, question: str) -> bool:
 
 def added_words(answer: str, question: str) -> set[str]:
     """The stems of the answer's words that the question did not hold (common words aside)."""
-    asked = {stem(w) for w in words(question)}
-    return {stem(w) for w in words(answer) if w not in _COMMON} - asked
+    return {stem(part) for part in _parts(answer) if part not in _COMMON} - stems(question)
 
 
 def pasted_passage(answer: str, sources: Sequence[str]) -> int | None:
@@ -192,13 +202,13 @@ def is_refusal(answer: str) -> bool:
 
 def sources_speak_of(question: str, sources: Sequence[str]) -> bool:
     """Some sentence of the sources holds most of the question's topic words."""
-    topic = {stem(w) for w in topic_words(question)}
+    topic = topic_stems(question)
     if not topic:
         return False
     needed = max(1, round(TOPIC_SHARE * len(topic)))
     for source in sources:
         for sentence in re.split(r"(?<=[.!?])\s+|\n+", source):
-            if len(topic & {stem(w) for w in words(sentence)}) >= needed:
+            if len(topic & stems(sentence)) >= needed:
                 return True
     return False
 
@@ -224,7 +234,7 @@ def miscited(answer: str, question: str, sources: Sequence[str]) -> bool:
     new = added_words(answer, question)
     if not cited or len(new) < 2:
         return False
-    shares = [len(new & {stem(w) for w in words(source)}) / len(new) for source in sources]
+    shares = [len(new & stems(source)) / len(new) for source in sources]
     return max(shares[n - 1] for n in cited) < CITED_SHARE and max(shares) >= OTHER_SHARE
 
 
@@ -235,21 +245,21 @@ def off_topic(answer: str, question: str, sources: Sequence[str]) -> bool:
     of excerpt 3 about oxygen). An excerpt's first sentence that opens with "it", "they" or
     the like speaks of what the excerpt does not show, and is taken to be on topic."""
     new = added_words(answer, question)
-    topic = {stem(w) for w in topic_words(question)}
+    topic = topic_stems(question)
     if len(new) < OFF_TOPIC_WORDS or not topic:
         return False
     said: list[tuple[set[str], bool]] = []  # each sentence's stems; on topic with the one before
     for source in sources:
         before: set[str] = set()
         for n, sentence in enumerate(_sentences(source)):
-            stems = {stem(w) for w in words(sentence)}
+            held = stems(sentence)
             refers_back = n == 0 and bool(_REFERS_BACK.match(sentence))
-            said.append((stems, refers_back or bool(topic & (stems | before))))
-            before = stems
-    most = max((len(new & stems) for stems, _ in said), default=0)
+            said.append((held, refers_back or bool(topic & (held | before))))
+            before = held
+    most = max((len(new & held) for held, _ in said), default=0)
     if most < 2:
         return False  # the answer's words are in no one sentence: not traced to one
-    return not any(on_topic for stems, on_topic in said if len(new & stems) == most)
+    return not any(on_topic for held, on_topic in said if len(new & held) == most)
 
 
 def _sentences(text: str) -> list[str]:
@@ -271,10 +281,10 @@ def figures(text: str) -> set[str]:
 def likely_source(answer: str, sources: Sequence[str]) -> int | None:
     """The number (from 1) of the source that holds most of the answer's topic words, when it
     holds at least half of them: the source an answer without a citation was written from."""
-    said = {stem(w) for w in topic_words(answer)}
+    said = topic_stems(answer)
     if not said:
         return None
-    shares = [len(said & {stem(w) for w in words(source)}) / len(said) for source in sources]
+    shares = [len(said & stems(source)) / len(said) for source in sources]
     best = max(range(len(shares)), key=lambda i: shares[i], default=None)
     return best + 1 if best is not None and shares[best] >= 0.5 else None
 

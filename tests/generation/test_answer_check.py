@@ -142,6 +142,10 @@ SAID_BACK = [
         "Where did John Paul II celebrate Mass in Warsaw?",
         "John Paul II celebrated Mass in Warsaw in Warsaw [1].",
     ),
+    (  # the default model on amazon, shown until hyphened words were taken as their parts
+        "What products are well made and have a storage case for the discs?",
+        "The products are well-made and have a storage case for the discs [1].",
+    ),
 ]
 
 
@@ -161,6 +165,7 @@ def test_the_question_said_back_is_no_answer(question: str, answer: str):
         ("Where was the treaty signed?", "The treaty was signed in the UK [2]."),
         ("Who coached both teams?", "John Fox coached both teams [1]."),
         ("When was the work received?", "The work was received in 1965 [1]."),
+        ("What products are well made?", "OXO's products are well-made [1]."),
     ],
 )
 def test_an_answer_that_adds_a_word_or_figure_is_not_the_question_said_back(
