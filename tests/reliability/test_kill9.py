@@ -175,7 +175,14 @@ def test_a_kill_mid_hnsw_build_loses_no_vector(tmp_path: Path) -> None:
         [sys.executable, "-c", HNSW_BUILD, str(path)], stdout=subprocess.PIPE, text=True
     )
     assert build.stdout is not None and build.stdout.readline().strip() == "optimizing"
-    time.sleep(0.3)  # a graph over 6,000 points takes seconds on two cores
+    # Killed as soon as the optimizer has begun the graph: its builder's index folder appears
+    # ~0.05 s into optimize(), the finished segment ~2.5 s later on two cores (a fixed delay
+    # would race a machine with more cores to the end of the build).
+    building = path / "shard" / "temp_segments"
+    deadline = time.monotonic() + 60
+    while not any(building.glob("*/vector_index-*")):
+        assert build.poll() is None and time.monotonic() < deadline, "no graph was begun"
+        time.sleep(0.005)
     build.kill()
     assert build.wait() == -9 and build.stdout.read() == "", "the graph was done before the kill"
     assert probe_shard(path, 384) is None
