@@ -78,6 +78,11 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(_CITATION.sub(" ", text))]
 
 
+def topic_words(text: str) -> set[str]:
+    """The words that say what a question is about (not the common ones)."""
+    return {w for w in words(text) if _is_topic_word(w)}
+
+
 def _is_topic_word(word: str) -> bool:
     return word not in _COMMON and len(word) > 2
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from generation.answer_check import joined_after_abbreviations, stems, topic_stems, words
+from generation.answer_check import joined_after_abbreviations, stem, topic_words, words
 from generation.injection import gives_orders
 from generation.prompt import without_reference_marks
 
@@ -106,8 +106,11 @@ def _lexical(
     a topic word the sentence lacks and the sentence before it (in its passage) holds counts
     for `inherited` of its weight: "The log book is the official record. Write in ink, never
     tear out pages, and sign every entry." answers who signs it in its second sentence."""
-    topic = topic_stems(question)
-    held = [[stems(sentence) & topic for sentence in pieces] for pieces in found]
+    # A hyphened word stays one word here ("antibody-dependent" is a rarer, surer sign than
+    # "antibody"): split, as the checks split it, squad-dev's quotes alone lost a question
+    # (200 questions: 0.870 -> 0.865) and the 0.5B's answers one (0.760 -> 0.755).
+    topic = {stem(w) for w in topic_words(question)}
+    held = [[{stem(w) for w in words(sentence)} & topic for sentence in pieces] for pieces in found]
     candidates = [held[i][j] for i, j in places]
     weights = {w: math.log(1 + len(places) / (1 + sum(w in h for h in candidates))) for w in topic}
     total = sum(weights.values()) or 1.0
