@@ -21,8 +21,10 @@ from generation.prompt import without_reference_marks
 # amazon's reviews, 2,194 times in 2,050 of them); or a line break.
 _SENTENCE_END = re.compile(
     r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|(?<=[a-z]{2}[.!?])(?=[A-Z])|\n\s*\n"
-    r"|\n(?=\s*[-*•\d])"
+    r"|\n(?=\s*[-–*•●▪◦·\d])"
 )
+# A list item's bullet, left out of the quote: "“Log book up to date and signed”", not "“- Log…”".
+_BULLET = re.compile(r"^[-–*•●▪◦·]\s+")
 MIN_WORDS, MAX_WORDS = 4, 80
 QUOTES = 3  # sentences at most
 CLOSE = 0.8  # a further sentence is quoted only when it scores this close to the best one
@@ -76,7 +78,7 @@ def best_sentences(
         if text not in said:
             said.add(text)
             chosen.append(k)
-    return [Quote(places[k][0] + 1, found[places[k][0]][places[k][1]], scores[k])
+    return [Quote(places[k][0] + 1, _BULLET.sub("", found[places[k][0]][places[k][1]]), scores[k])
             for k in sorted(chosen)]  # fmt: skip
 
 

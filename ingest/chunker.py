@@ -14,7 +14,7 @@ from ingest.document import Block
 # Enough for "Table of Contents 3M Company and Subsidiaries Consolidated Statement of Cash
 # Flows Years ended December 31".
 PAGE_OPENING_WORDS = 16
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+_SENTENCE_END = re.compile(r"((?<=[.!?。！？])\s+|\n\s*)")  # (kept by split: a line break stays)
 # One tokenizer call holds tens of bytes per character of its text at once (a 20 MB "word"
 # asked for single blocks of 268 and 536 MB, and the worker aborted under its memory cap):
 # text goes to the tokenizer in pieces of at most this many characters.
@@ -55,6 +55,7 @@ class _Unit:
     tokens: int
     paragraph: int
     page: int | None
+    new_line: bool = False  # begins a line of its paragraph (a list item): joined by a line break
 
 
 class TokenCounter:
@@ -191,14 +192,20 @@ def _units(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) ->
         if tokens <= options.target and len(block.text) <= longest:
             yield _Unit(block.text, tokens, index, block.page)
             continue
-        sentences = [s for s in _SENTENCE_END.split(block.text) if s.strip()]
-        for sentence, sentence_tokens in zip(sentences, counter.count(sentences), strict=True):
+        parts = _SENTENCE_END.split(block.text)  # sentence, separator, sentence, …
+        lines = [i > 0 and "\n" in parts[i - 1] for i in range(0, len(parts), 2)]
+        kept = [(s, line) for s, line in zip(parts[::2], lines, strict=True) if s.strip()]
+        sentences = [sentence for sentence, _ in kept]
+        counts = counter.count(sentences)
+        for (sentence, new_line), sentence_tokens in zip(kept, counts, strict=True):
             if sentence_tokens <= options.cap and len(sentence) <= longest:
-                yield _Unit(sentence, sentence_tokens, index, block.page)
+                yield _Unit(sentence, sentence_tokens, index, block.page, new_line)
                 continue
             pieces = counter.windows(sentence, options.cap)
-            for piece, piece_tokens in zip(pieces, counter.count(pieces), strict=True):
-                yield _Unit(piece, piece_tokens, index, block.page)
+            for k, (piece, piece_tokens) in enumerate(
+                zip(pieces, counter.count(pieces), strict=True)
+            ):
+                yield _Unit(piece, piece_tokens, index, block.page, new_line and k == 0)
 
 
 def _pack(units: list[_Unit], options: ChunkOptions) -> Iterator[list[_Unit]]:
@@ -232,8 +239,10 @@ def _overlap_tail(units: list[_Unit], budget: int) -> list[_Unit]:
 def _chunk(ordinal: int, heading_path: tuple[str, ...], units: list[_Unit]) -> Chunk:
     parts: list[str] = []
     for previous, unit in zip([None, *units], units, strict=False):
-        if previous is not None:
-            parts.append(" " if previous.paragraph == unit.paragraph else "\n\n")
+        if previous is not None and previous.paragraph != unit.paragraph:
+            parts.append("\n\n")
+        elif previous is not None:
+            parts.append("\n" if unit.new_line else " ")
         parts.append(unit.text)
     pages = [unit.page for unit in units if unit.page is not None]
     return Chunk(

@@ -18,6 +18,9 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _HYPHENATED = re.compile(r"(\w)-\n(?=[a-z])")
 _LINE_BREAK = re.compile(r"[ \t]*\n[ \t]*")
+# A line that starts a list item: a bullet sign, or a dash or asterisk before a capital or a
+# digit ("- Log book up to date and signed"; a wrapped line "- (non-GAAP measures)" is not one).
+_LIST_ITEM = re.compile(r"[•●▪◦·][ \t]|[-–*][ \t]+[A-Z0-9]")
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -51,9 +54,17 @@ def _try(data: bytes, encoding: str) -> str | None:
 
 def page_paragraphs(text: str) -> list[str]:
     """Paragraphs of a printed page's text (a PDF's text layer, or OCR's), with line breaks and
-    end-of-line hyphenation undone."""
+    end-of-line hyphenation undone — except before a list item, so that each item can be
+    quoted alone ("Log book up to date and signed", not the whole checklist)."""
     text = text.replace("\x02", "").replace("\ufffe", "")
-    return [_LINE_BREAK.sub(" ", _HYPHENATED.sub(r"\1", p)) for p in split_paragraphs(text)]
+    return [_unwrapped(_HYPHENATED.sub(r"\1", p)) for p in split_paragraphs(text)]
+
+
+def _unwrapped(paragraph: str) -> str:
+    def joined(line_break: re.Match[str]) -> str:
+        return "\n" if _LIST_ITEM.match(paragraph, line_break.end()) else " "
+
+    return _LINE_BREAK.sub(joined, paragraph)
 
 
 def split_paragraphs(text: str) -> list[str]:

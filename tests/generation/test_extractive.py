@@ -61,6 +61,19 @@ def test_the_best_sentence_holds_the_answer(question: str, expected: str):
     assert all(f"“{q.text}” [{q.source}]" in answer for q in quotes)
 
 
+def test_a_list_item_is_quoted_alone_without_its_bullet():
+    passage = (
+        "4.4 Handover Checklist\n- Log book up to date and signed\n- Fuel level recorded\n"
+        "• Spare lamp in the red cabinet\n- Keys handed over: tower, engine house, cottage"
+    )
+    quotes = best_sentences("Who has to sign the log book?", [passage])
+    assert [quote.text for quote in quotes] == ["Log book up to date and signed"]
+    assert quoted_answer(quotes) == "“Log book up to date and signed” [1]"
+    assert best_sentences("Where is the spare lamp?", [passage])[0].text == (
+        "Spare lamp in the red cabinet"
+    )
+
+
 def test_a_sentence_takes_part_of_its_topic_from_the_one_before_it():
     # "Write in ink, never tear out pages, and sign every entry." says who signs the log book
     # only after "The log book is the official record of the station.": scored alone it held

@@ -84,3 +84,14 @@ def test_every_chunk_of_a_page_knows_how_the_page_opens(counter: TokenCounter) -
     assert [c.page_opening for c in chunks if c.page_start == 5] == ["Notes."]
     plain = split_blocks([Block("No pages here.")], counter, OPTIONS)
     assert [c.page_opening for c in plain] == [""]
+
+
+def test_a_list_keeps_its_line_breaks_when_its_paragraph_is_split(counter: TokenCounter) -> None:
+    items = [f"- Item {n}: {SENTENCE}" for n in range(8)]  # one paragraph, far over the target
+    block = Block("Checklist for the handover.\n" + "\n".join(items) + "\nSigned off.")
+    chunks = split_blocks([block], counter, OPTIONS)
+    assert len(chunks) > 1
+    assert all(" - Item" not in chunk.text for chunk in chunks)  # never run into the line before
+    text = "\n".join(chunk.text for chunk in chunks)
+    assert all(f"\n{item}" in text for item in items)
+    assert "every evening. Signed off." not in text and "evening.\nSigned off." in text

@@ -18,6 +18,24 @@ def test_text_keeps_its_page_number(tmp_path: Path) -> None:
     assert converted.page_count == 3
 
 
+def test_a_list_keeps_its_items_on_their_own_lines(tmp_path: Path) -> None:
+    # The page's other line breaks are undone (a wrapped sentence is one sentence again, and so
+    # is a wrapped item), but each item of a list begins its own line, so that an answer can
+    # quote one item alone.
+    page = (
+        "The outgoing keeper walks the incoming keeper through the log book, the fuel level\n"
+        "and any open repair notes - (not the old ones) - before handing over the keys.\n"
+        "Handover Checklist\n- Log book up to date and signed\n- Fuel level recorded\n"
+        "- Keys handed over: tower, engine house,\ncottage"
+    )
+    text = "\n\n".join(b.text for b in convert_pdf(make_pdf(tmp_path / "list.pdf", [page])).blocks)
+    assert "the fuel level and any open repair notes - (not the old ones) - before" in text
+    assert (
+        "Checklist\n- Log book up to date and signed\n- Fuel level recorded\n"
+        "- Keys handed over: tower, engine house, cottage"
+    ) in text
+
+
 def test_pages_without_text_are_counted(tmp_path: Path) -> None:
     pdf = make_pdf(tmp_path / "s.pdf", ["Typed page.", "Scanned page.", "Typed again."],
                    image_only_pages={1})  # fmt: skip

@@ -3,7 +3,7 @@
 import pytest
 
 from ingest.errors import Corrupt, NoTextLayer
-from ingest.text import convert_markdown, convert_plain, decode_text
+from ingest.text import convert_markdown, convert_plain, decode_text, page_paragraphs
 
 SAMPLE = "Café crème — naïve façade.\n\nSecond paragraph."
 
@@ -72,3 +72,17 @@ def test_markdown_hash_lines_inside_code_fences_are_not_headings() -> None:
     converted = convert_markdown(source.encode(), "code.md")
     assert all(b.heading_path == ("Real",) for b in converted.blocks)
     assert any("# just a comment" in b.text for b in converted.blocks)
+
+
+def test_a_printed_page_is_unwrapped_except_before_list_items() -> None:
+    page = (
+        "Segments include:\n• Abrasives\n• industrial adhesives and tapes\n* Roofing granules\n"
+        "– 2019 figures\nsee the Supplemental Financial Information\n- (non-GAAP measures) sec-\n"
+        "tion for details.\n\nA second paragraph\nwrapped once."
+    )
+    assert page_paragraphs(page) == [
+        "Segments include:\n• Abrasives\n• industrial adhesives and tapes\n* Roofing granules\n"
+        "– 2019 figures see the Supplemental Financial Information - (non-GAAP measures) "
+        "section for details.",
+        "A second paragraph wrapped once.",
+    ]
