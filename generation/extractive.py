@@ -19,12 +19,13 @@ from generation.prompt import without_reference_marks
 # Sentence ends: ., ! or ? before a space and a capital, digit or quote; a word's ., ! or ?
 # run straight into a capital ("the mixer.I love it": text whose line breaks were lost, as in
 # amazon's reviews, 2,194 times in 2,050 of them); or a line break.
+_BULLETS = "-–*•●▪◦·"
 _SENTENCE_END = re.compile(
     r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|(?<=[a-z]{2}[.!?])(?=[A-Z])|\n\s*\n"
-    r"|\n(?=\s*[-–*•●▪◦·\d])"
+    rf"|\n(?=\s*[{_BULLETS}\d])"
 )
 # A list item's bullet, left out of the quote: "“Log book up to date and signed”", not "“- Log…”".
-_BULLET = re.compile(r"^[-–*•●▪◦·]\s+")
+_BULLET = re.compile(rf"^[{_BULLETS}]\s+")
 MIN_WORDS, MAX_WORDS = 4, 80
 QUOTES = 3  # sentences at most
 CLOSE = 0.8  # a further sentence is quoted only when it scores this close to the best one

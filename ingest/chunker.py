@@ -193,19 +193,17 @@ def _units(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) ->
             yield _Unit(block.text, tokens, index, block.page)
             continue
         parts = _SENTENCE_END.split(block.text)  # sentence, separator, sentence, …
-        lines = [i > 0 and "\n" in parts[i - 1] for i in range(0, len(parts), 2)]
-        kept = [(s, line) for s, line in zip(parts[::2], lines, strict=True) if s.strip()]
-        sentences = [sentence for sentence, _ in kept]
-        counts = counter.count(sentences)
+        before = ["", *parts[1::2]]  # the separator before each sentence
+        kept = [(s, "\n" in b) for s, b in zip(parts[::2], before, strict=True) if s.strip()]
+        counts = counter.count([sentence for sentence, _ in kept])
         for (sentence, new_line), sentence_tokens in zip(kept, counts, strict=True):
             if sentence_tokens <= options.cap and len(sentence) <= longest:
                 yield _Unit(sentence, sentence_tokens, index, block.page, new_line)
                 continue
             pieces = counter.windows(sentence, options.cap)
-            for k, (piece, piece_tokens) in enumerate(
-                zip(pieces, counter.count(pieces), strict=True)
-            ):
-                yield _Unit(piece, piece_tokens, index, block.page, new_line and k == 0)
+            for piece, piece_tokens in zip(pieces, counter.count(pieces), strict=True):
+                yield _Unit(piece, piece_tokens, index, block.page, new_line)
+                new_line = False  # a long line's later pieces continue it
 
 
 def _pack(units: list[_Unit], options: ChunkOptions) -> Iterator[list[_Unit]]:
@@ -239,10 +237,9 @@ def _overlap_tail(units: list[_Unit], budget: int) -> list[_Unit]:
 def _chunk(ordinal: int, heading_path: tuple[str, ...], units: list[_Unit]) -> Chunk:
     parts: list[str] = []
     for previous, unit in zip([None, *units], units, strict=False):
-        if previous is not None and previous.paragraph != unit.paragraph:
-            parts.append("\n\n")
-        elif previous is not None:
-            parts.append("\n" if unit.new_line else " ")
+        if previous is not None:
+            line_break = "\n" if unit.new_line else " "
+            parts.append(line_break if previous.paragraph == unit.paragraph else "\n\n")
         parts.append(unit.text)
     pages = [unit.page for unit in units if unit.page is not None]
     return Chunk(
