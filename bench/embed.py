@@ -1,6 +1,6 @@
 """The embedding runtimes side by side: torch, ONNX Runtime fp32 and int8, llama.cpp.
 
-Run: .venv/bin/python bench/embed.py [--chunks N] [--device cpu|cuda] [--no-quality]
+Run: .venv/bin/python bench/embed.py [--chunks N] [--device cpu|cuda] [--no-quality] [--compile]
      [--models NAME ...]   (default: the configured model; nomic-embed-text-v1.5 runs on
                             llama.cpp, sentence-transformers models on each of their runtimes
                             that takes them: embeddinggemma-300m on torch only)
@@ -13,7 +13,11 @@ For each backend, in one run and on the same texts:
   for llama.cpp), 200 questions of squad-dev;
 - nDCG@10 of the dense leg alone (exact cosine) on ../shared/eval/squad-dev (1,000 sampled
   questions, the sample `archivist eval --max-queries 1000` takes) and cisi;
-- the lowest and mean cosine of its chunk vectors with torch's.
+- the lowest and mean cosine of its chunk vectors with torch's;
+- with --compile, each torch row again once its questions run compiled ahead of time
+  (`retrieval/compiled_queries.py`; the compile's seconds in the row's name): query p50/p95,
+  nDCG@10 over the row above's document vectors, and the cosines of the 200 questions'
+  vectors with the row above's.
 torch runs in the precision it chooses (bf16 on a CPU with bf16 arithmetic of its own, where
 an fp32 torch row comes first, as the reference). The ratios are to the first row, measured
 in the same run; the default backend is the one that wins. Queries are embedded as queries
@@ -86,18 +90,20 @@ def query_latency(embedder: Embedder, questions: list[str]) -> tuple[float, floa
     return percentile(times, 50), percentile(times, 95)
 
 
-def dense_ndcg(embedder: Embedder, dataset: Dataset) -> float:
-    """nDCG@10 of exact cosine search over the set's documents."""
+def dense_ndcg(embedder: Embedder, dataset: Dataset, documents: Any = None) -> tuple[float, Any]:
+    """nDCG@10 of exact cosine search over the set's documents, and their vectors (embedded
+    unless given)."""
     ids = [str(doc["_id"]) for doc in dataset.corpus]
-    documents = embedder.encode(
-        [f"{doc.get('title') or ''}\n{doc['text']}".strip() for doc in dataset.corpus]
-    )
+    if documents is None:
+        documents = embedder.encode(
+            [f"{doc.get('title') or ''}\n{doc['text']}".strip() for doc in dataset.corpus]
+        )
     query_ids = list(dataset.queries)
     queries = np.stack([embedder.encode_query(dataset.queries[q]) for q in query_ids])
     scores = queries @ documents.T
     top = np.argsort(-scores, axis=1)[:, :10]
     run = {q: [ids[i] for i in row] for q, row in zip(query_ids, top, strict=True)}
-    return evaluate(run, dataset.qrels, ks=(10,))["ndcg@10"]
+    return evaluate(run, dataset.qrels, ks=(10,))["ndcg@10"], documents
 
 
 def main() -> None:
@@ -107,6 +113,9 @@ def main() -> None:
     parser.add_argument("--backends", nargs="*", default=list(FOLDER_BACKENDS))
     parser.add_argument("--models", nargs="*", default=[Settings().embed_model])
     parser.add_argument("--no-quality", action="store_true", help="speed only")
+    parser.add_argument(
+        "--compile", action="store_true", help="each torch row again with compiled questions"
+    )
     args = parser.parse_args()
     texts = corpus_chunks(args.chunks)
     sets = {name: load_dataset(SHARED / "eval" / name, 1000) for name in QUALITY_SETS}
@@ -119,7 +128,7 @@ def main() -> None:
         f"{len(texts)} chunk texts",
         flush=True,
     )
-    rows: dict[str, dict[str, float]] = {}
+    rows: dict[str, dict[str, float | None]] = {}
     references: dict[str, Any] = {}
     # On a CPU with bf16 arithmetic torch runs in bf16; its fp32 row comes first, as the
     # reference the others' vectors are compared with.
@@ -146,23 +155,45 @@ def main() -> None:
         rate, vectors = chunks_per_second(embedder, texts)
         p50, p95 = query_latency(embedder, questions)
         row = {"chunks/s": rate, "query p50 ms": p50, "query p95 ms": p95}
+        documents = {}
         for set_name, dataset in sets.items():
-            row[f"{set_name} nDCG@10"] = dense_ndcg(embedder, dataset)
+            row[f"{set_name} nDCG@10"], documents[set_name] = dense_ndcg(embedder, dataset)
         reference = references.setdefault(name, vectors)  # each model's first runtime
         cosines = (vectors * reference).sum(axis=1)
         row["min cosine"], row["mean cosine"] = float(cosines.min()), float(cosines.mean())
         rows[label] = row
-        embedder.close()
         print(f"  {label}: {row}", file=sys.stderr, flush=True)
+        if args.compile and backend == "torch":
+            uncompiled = np.stack([embedder.encode_query(q) for q in questions])
+            started = time.perf_counter()
+            if embedder.compile_queries(cache / "compiled").result():
+                seconds = time.perf_counter() - started
+                p50, p95 = query_latency(embedder, questions)
+                row = {"chunks/s": None, "query p50 ms": p50, "query p95 ms": p95}
+                for set_name, dataset in sets.items():
+                    row[f"{set_name} nDCG@10"], _ = dense_ndcg(
+                        embedder, dataset, documents[set_name]
+                    )
+                compiled = np.stack([embedder.encode_query(q) for q in questions])
+                cosines = (compiled * uncompiled).sum(axis=1)
+                row["min cosine"], row["mean cosine"] = float(cosines.min()), float(cosines.mean())
+                rows[f"{label}, questions compiled ({seconds:.0f} s)"] = row
+                print(f"  {label} compiled: {row}", file=sys.stderr, flush=True)
+        embedder.close()
     first = next(iter(rows.values()))
     columns = list(first)
     print("\n| backend | " + " | ".join(columns) + " | chunks/s vs first |")
     print("|---" * (len(columns) + 2) + "|")
     for backend, row in rows.items():
-        cells = " | ".join(
-            f"{row[c]:.4f}" if "cos" in c or "nDCG" in c else f"{row[c]:.1f}" for c in columns
-        )
-        print(f"| {backend} | {cells} | {row['chunks/s'] / first['chunks/s']:.2f}x |")
+        cells = " | ".join(_cell(c, row[c]) for c in columns)
+        ratio = f"{row['chunks/s'] / first['chunks/s']:.2f}x" if row["chunks/s"] else "—"
+        print(f"| {backend} | {cells} | {ratio} |")
+
+
+def _cell(column: str, value: float | None) -> str:
+    if value is None:  # a compiled row: the bulk path and its vectors are the row above's
+        return "—"
+    return f"{value:.4f}" if "cos" in column or "nDCG" in column else f"{value:.1f}"
 
 
 if __name__ == "__main__":

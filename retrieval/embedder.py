@@ -3,6 +3,7 @@ default) and GGUF embedding models (the packaged nomic-embed-text-v1.5)."""
 
 import contextlib
 import functools
+import logging
 import os
 import queue
 import threading
@@ -17,6 +18,8 @@ from retrieval.errors import ModelNotFound
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _QUERY_BATCH = 32
 _PACKAGED_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+log = logging.getLogger(__name__)
 
 
 def resolve_model_path(name: str) -> Path:
@@ -82,7 +85,10 @@ class Embedder:
         ).result()
         self.dimension = model.dimension
         self.texts_encoded = 0  # texts embedded since loading (queries included)
+        self._compile_lock, self._closing = threading.Lock(), threading.Event()
         self._queries: queue.SimpleQueue[tuple[str, Future[Any]] | None] = queue.SimpleQueue()
+        self._query_encoder: Encoder | None = None
+        self.queries_compiled: Future[bool] | None = None  # set by `compile_queries`
         ready: Future[None] = Future()
         self._query_thread = threading.Thread(
             target=self._answer_queries, args=(ready,), name="embed-query", daemon=True
@@ -123,8 +129,24 @@ class Embedder:
         self._queries.put((text, future))
         return future
 
+    def compile_queries(self, cache: Path) -> "Future[bool]":
+        """Compile the question path in the background where the runtime can (torch on a CPU:
+        once for this machine into `cache`, about a minute in a child process at a lower
+        priority; questions are embedded as before until it is done, then in about two thirds
+        of the time). The future turns True once the compiled path answers, False where the
+        runtime has none or compiling failed (logged; nothing changes). Once per embedder."""
+        with self._compile_lock:
+            if self.queries_compiled is None:
+                self.queries_compiled = Future()
+                threading.Thread(
+                    target=self._compile, args=(cache, self.queries_compiled),
+                    name="embed-compile", daemon=True,
+                ).start()  # fmt: skip
+            return self.queries_compiled
+
     def close(self) -> None:
-        """Stop the model's threads."""
+        """Stop the model's threads (and a compile under way)."""
+        self._closing.set()
         self._queries.put(None)
         self._query_thread.join()
         self._bulk.shutdown()
@@ -133,7 +155,7 @@ class Embedder:
         """Embed queries as they come; those that arrived together go in one batch (20 short
         queries cost 151 ms at once against 20 x 28 ms one by one, on one torch thread)."""
         try:
-            encoder = self._encoder.for_queries()
+            encoder = self._query_encoder = self._encoder.for_queries()
         except BaseException as error:
             ready.set_exception(error)
             return
@@ -159,6 +181,20 @@ class Embedder:
                     future.set_exception(error)
             if stopping:
                 return
+
+    def _compile(self, cache: Path, done: "Future[bool]") -> None:
+        compile = getattr(self._query_encoder, "compile", None)
+        if compile is None:
+            done.set_result(False)
+            return
+        try:
+            compile(cache, stop=self._closing.is_set)
+        except Exception as error:  # e.g. no C++ compiler: the uncompiled path stays
+            if not self._closing.is_set():
+                log.warning("questions stay uncompiled: compiling %s failed: %s", self.name, error)
+            done.set_result(False)
+        else:
+            done.set_result(True)
 
     def _encode(self, encoder: Encoder, texts: list[str]) -> Any:
         self.texts_encoded += len(texts)

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -36,6 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from retrieval.child_process import run_module
 from retrieval.errors import EmbedderUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ FP32_FILE, INT8_FILE = "model.onnx", "model-int8.onnx"
 MANIFEST = "manifest.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _OPTIMIZER_MODEL_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "mpnet": "bert"}
-_PROJECT = Path(__file__).resolve().parents[1]
 
 
 class ExportStopped(EmbedderUnavailable):
@@ -132,13 +131,20 @@ def export_name(folder: Path) -> str:
     import onnxruntime
 
     resolved = folder.resolve()
-    facts: list[Any] = [EXPORT_VERSION, onnxruntime.__version__, str(resolved)]
-    for path in sorted(resolved.iterdir()):
+    facts = [EXPORT_VERSION, onnxruntime.__version__, *weight_facts(resolved)]
+    digest = hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
+    return f"{resolved.name}-{digest}"
+
+
+def weight_facts(folder: Path) -> list[Any]:
+    """What tells the model in `folder` from another or from itself with new weights: its
+    path, and the name, size and time of its weight files and config."""
+    facts: list[Any] = [str(folder.resolve())]
+    for path in sorted(folder.resolve().iterdir()):
         if path.suffix in _WEIGHT_SUFFIXES or path.name == "config.json":
             stat = path.stat()
             facts.append([path.name, stat.st_size, stat.st_mtime_ns])
-    digest = hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
-    return f"{resolved.name}-{digest}"
+    return facts
 
 
 def fallback_folder() -> Path:
@@ -254,25 +260,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def _export_in_child(folder: Path, into: Path, stop: Callable[[], bool]) -> None:
     """`_export` in a child process of this interpreter, stopped once `stop()` is true."""
     log_file = into / "export.log"
-    path = os.pathsep.join(p for p in (str(_PROJECT), os.environ.get("PYTHONPATH")) if p)
-    with log_file.open("wb") as output:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "retrieval.onnx_export", str(folder), str(into)],
-            stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-            env={**os.environ, "PYTHONPATH": path},
-        )  # fmt: skip
-        while True:
-            try:
-                child.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if stop():
-                    child.kill()
-                    child.wait()
-                    raise ExportStopped("the embedding model's ONNX export was stopped") from None
-    if child.returncode != 0:
-        lines = log_file.read_text(errors="replace").strip().splitlines()
-        raise RuntimeError(lines[-1] if lines else f"the export exited with {child.returncode}")
+    if not run_module(["retrieval.onnx_export", str(folder), str(into)], log_file, stop):
+        raise ExportStopped("the embedding model's ONNX export was stopped")
     log_file.unlink()
 
 

@@ -142,7 +142,8 @@ def status(settings: Settings, as_json: bool, deep: bool) -> int:
         click.echo(f"Database:    {'sound' if database['sound'] else 'DAMAGED: ' + found}")
     if "embedder" in summary:  # (a server older than this client does not say)
         e = summary["embedder"]
-        click.echo(f"Embedder:    {e['model']} ({e['backend']} on {e['device']})")
+        questions = f", questions {e['questions']}" if e.get("questions") else ""
+        click.echo(f"Embedder:    {e['model']} ({e['backend']} on {e['device']}{questions})")
     if "fusion" in summary:  # (a server older than this client does not say)
         f = summary["fusion"]
         weights = f"BM25 {f['weights']['bm25']:g}, dense {f['weights']['dense']:g}"

@@ -386,6 +386,8 @@ class Archivist:
         summary["ocr"]["reads"] = self.settings.ocr_languages if ocr == "on" else ocr
         indexes = self.indexes
         embedder = {"model": indexes.model, "backend": indexes.backend, "device": indexes.device}
+        if indexes.question_path:
+            embedder["questions"] = indexes.question_path
         fusion = {"method": self.settings.fusion_method, "weights": self.settings.fusion_weights}
         return {
             **summary, "stores": stores, "embedder": embedder, "fusion": fusion,

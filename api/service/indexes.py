@@ -393,20 +393,44 @@ class Indexes:
                 self._settings.embed_batch_for(self.device),
                 self._onnx_cache,
             )
+            if self._settings.embed_compile == "on":
+                self._embedder.compile_queries(self._compiled_cache)
         return self._embedder
+
+    @property
+    def question_path(self) -> str | None:
+        """How questions are embedded once a compile was asked for (`compile_queries`):
+        compiling, compiled, or uncompiled (the runtime has no compiled path, or compiling
+        failed); None where none was asked for or the model is not loaded."""
+        compiled = self._embedder.queries_compiled if self._embedder else None
+        if compiled is None:
+            return None
+        if not compiled.done():
+            return "compiling"
+        return "compiled" if compiled.result() else "uncompiled"
 
     def load_embedder(self, stop: Callable[[], bool]) -> None:
         """Load the embedding model now, unless `stop()` turns true while its ONNX export (the
-        first use of a models folder: seconds, or minutes on a busy machine) is under way."""
+        first use of a models folder: seconds, or minutes on a busy machine) is under way; for
+        the processes that stay up, which also compile its question path on a CPU
+        (ARCHIVIST_EMBED_COMPILE=auto)."""
         path = self.embedding_model.path
         if self.backend in ("onnx", "onnx-int8") and path is not None:
             onnx_model_file(path, self.backend, self._onnx_cache, stop)
         if not stop():
             self.embedder.encode_query("warm up")
+            if self._settings.embed_compile == "auto" and (self.backend, self.device) == (
+                "torch", "cpu",
+            ):  # fmt: skip
+                self.embedder.compile_queries(self._compiled_cache)  # this process stays up
 
     @property
     def _onnx_cache(self) -> Path:
         return onnx_cache(self._settings)
+
+    @property
+    def _compiled_cache(self) -> Path:
+        return self._settings.models / "compiled"
 
     def embed_query(self, text: str) -> "Future[Any]":
         """Start embedding a query on the model's thread, so the keyword search can run

@@ -149,6 +149,16 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where the embedding model runs; auto: a CUDA GPU when present."
     )
+    embed_compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description=(
+            "Compile the torch runtime's question path with torch.compile, in the background "
+            "(about a minute of one core; questions are embedded as before meanwhile): auto: "
+            "in the processes that stay up (serve, watch) on a CPU; on: in every process that "
+            "embeds with torch; off: never. EmbeddingGemma's questions then take about half "
+            "the time on a CPU."
+        ),
+    )
     embed_batch_size: int | None = Field(
         None, gt=0, description="Chunks per embedding batch (default: 16 on CPUs, 512 on a GPU)."
     )
