@@ -1,15 +1,16 @@
 """A sentence-transformers model's question path compiled ahead of time: the transformer
 exported with torch.export for one text of any length, compiled by AOTInductor (weights frozen
-into the compiled code) and packaged as one `.pt2` file, made once per machine in a child
-process and loaded in about a second.
+into the compiled code) and kept as an unpacked AOTInductor package — a folder in the models
+folder, made once per machine in a child process and loaded in about a second.
 
-Measured on two AVX-512 BF16 cores (2026-12-07, squad-dev's questions, one torch thread):
-EmbeddingGemma-300M in bf16 embedded a question in 26-28 ms against 40-42 ms uncompiled (cosine
-to the uncompiled vectors 0.9997 or more; 0.99994 for a 900-token text); the compile took about
-a minute (export 5 s, AOTInductor 56 s) and the package is 609 MB. Compiling in the serving
-process itself (torch.compile) ran 20-23 ms, but took its minute at every start and failed
-while other threads embedded with the same model: torch marks the whole process as compiling,
-and the model's layers route their kernels through process-wide state then.
+Measured on two AVX-512 BF16 cores (2026-12-07, `bench/embed.py --compile`, squad-dev's
+questions one at a time, one torch thread): EmbeddingGemma-300M in bf16 embedded a question
+in 20.2 ms p50 against 43.0 ms uncompiled, in fp32 32.9 against 88.1 ms (cosine to the
+uncompiled vectors 0.9998 or more); the compile took 66-68 s and the package is 582 MB (47 MB
+for MiniLM). Compiling in the serving process itself (torch.compile) ran as fast, but took its
+minute at every start and failed while other threads embedded with the same model: torch
+marks the whole process as compiling, and the model's layers route their kernels through
+process-wide state then.
 
 Run as a module it compiles: `python -m retrieval.compiled_queries FOLDER DTYPE OUT`.
 """
@@ -19,8 +20,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from retrieval.onnx_export import weight_facts
 log = logging.getLogger(__name__)
 
 COMPILE_VERSION = 1  # bump to compile every model again
+_UNPACKED = "package"  # what the child compiles into, inside its scratch folder
 
 
 class CompileStopped(Exception):
@@ -42,12 +46,12 @@ class CompileStopped(Exception):
 def compiled_package(
     folder: Path, dtype: str, cache: Path, stop: Callable[[], bool] = lambda: False
 ) -> Path:
-    """The package of the model in `folder` in `dtype` (bfloat16, float32, …), compiled into
-    `cache` on first use. Concurrent first uses each compile into a file of their own; the
-    last to finish is kept. Raises CompileStopped once `stop()` turns true, RuntimeError with
-    the compile's last line when it fails."""
+    """The package folder of the model in `folder` in `dtype` (bfloat16, float32, …),
+    compiled into `cache` on first use. Concurrent first uses each compile into a folder of
+    their own; the first to finish is kept. Raises CompileStopped once `stop()` turns true,
+    RuntimeError with the compile's last line when it fails."""
     package = cache / package_name(folder, dtype)
-    if package.is_file():
+    if package.is_dir():
         return package
     cache.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(cache)
@@ -55,35 +59,34 @@ def compiled_package(
         f"Compiling the embedding model's question path (once for this machine, into {cache}, "
         "about a minute); questions are embedded as before meanwhile"
     )
-    handle, scratch = tempfile.mkstemp(prefix=f".compile-{os.getpid()}-", suffix=".pt2", dir=cache)
-    os.close(handle)
-    work = Path(scratch)
+    work = Path(tempfile.mkdtemp(prefix=f".compile-{os.getpid()}-", dir=cache))
     try:
-        args = ["retrieval.compiled_queries", str(folder), dtype, str(work)]
-        if not run_module(args, work.with_suffix(".log"), stop):
+        args = ["retrieval.compiled_queries", str(folder), dtype, str(work / _UNPACKED)]
+        if not run_module(args, work / "compile.log", stop):
             raise CompileStopped("the question path's compile was stopped")
-        os.replace(work, package)
+        with contextlib.suppress(OSError):  # another process finished first: keep theirs
+            os.rename(work / _UNPACKED, package)
     finally:
-        with contextlib.suppress(OSError):
-            work.unlink()
-        with contextlib.suppress(OSError):
-            work.with_suffix(".log").unlink()
+        shutil.rmtree(work, ignore_errors=True)
     return package
 
 
 def package_name(folder: Path, dtype: str) -> str:
-    """The package's file name: it changes with the model's weights, torch's version, the CPU's
+    """The package's folder name: it changes with the model's weights, torch's version, the CPU's
     instruction set torch uses, the precision and COMPILE_VERSION."""
     capability = torch.backends.cpu.get_cpu_capability()
     facts = [COMPILE_VERSION, torch.__version__, capability, dtype, *weight_facts(folder)]
     digest = hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
-    return f"{folder.resolve().name}-{dtype}-{digest}.pt2"
+    return f"{folder.resolve().name}-{dtype}-{digest}"
 
 
-def load_package(package: Path) -> Any:
+def load_package(package: Path) -> Callable[[Any, Any], Any]:
     """The compiled transformer: called with a (1, tokens) int64 `input_ids` and
-    `attention_mask`, it returns the token embeddings."""
-    return torch._inductor.aoti_load_package(str(package))
+    `attention_mask`, it returns the token embeddings. Loaded from the unpacked folder, as
+    it is kept: given a `.pt2` file, torch unpacks it into a new temporary folder at every load
+    and never removes it (hundreds of MB each time a server starts)."""
+    loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)
+    return lambda input_ids, attention_mask: loader.run([input_ids, attention_mask])[0]
 
 
 def _remove_abandoned(cache: Path) -> None:
@@ -92,8 +95,7 @@ def _remove_abandoned(cache: Path) -> None:
     for scratch in cache.glob(".compile-*"):
         pid = scratch.name.split("-")[1]
         if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                scratch.unlink()
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -107,6 +109,7 @@ def _alive(pid: int) -> bool:
 
 
 def _compile(folder: Path, dtype: str, out: Path) -> None:
+    """Compile into the folder `out` (the package, unpacked)."""
     import transformers
     from sentence_transformers import SentenceTransformer
 
@@ -125,9 +128,13 @@ def _compile(folder: Path, dtype: str, out: Path) -> None:
             transformer, (example, torch.ones_like(example)),
             dynamic_shapes=({1: tokens}, {1: tokens}),
         )  # fmt: skip
+        packed = out.with_suffix(".pt2")
         torch._inductor.aoti_compile_and_package(
-            program, package_path=str(out), inductor_configs={"freezing": True}
+            program, package_path=str(packed), inductor_configs={"freezing": True}
         )
+    with zipfile.ZipFile(packed) as archive:  # one folder, named after the file
+        archive.extractall(out.parent)
+    packed.unlink()
 
 
 class _Transformer(torch.nn.Module):

@@ -132,8 +132,8 @@ class Embedder:
     def compile_queries(self, cache: Path) -> "Future[bool]":
         """Compile the question path in the background where the runtime can (torch on a CPU:
         once for this machine into `cache`, about a minute in a child process at a lower
-        priority; questions are embedded as before until it is done, then in about two thirds
-        of the time). The future turns True once the compiled path answers, False where the
+        priority; questions are embedded as before until it is done, then in about half the
+        time). The future turns True once the compiled path answers, False where the
         runtime has none or compiling failed (logged; nothing changes). Once per embedder."""
         with self._compile_lock:
             if self.queries_compiled is None:
