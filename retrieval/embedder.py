@@ -191,7 +191,11 @@ class Embedder:
             compile(cache, stop=self._closing.is_set)
         except Exception as error:  # e.g. no C++ compiler: the uncompiled path stays
             if not self._closing.is_set():
-                log.warning("questions stay uncompiled: compiling %s failed: %s", self.name, error)
+                log.warning(
+                    "questions stay uncompiled: compiling %s failed (%s) — "
+                    "ARCHIVIST_EMBED_COMPILE=off stops trying",
+                    self.name, error,
+                )  # fmt: skip
             done.set_result(False)
         else:
             done.set_result(True)

@@ -66,13 +66,17 @@ def test_compiled_questions_embed_as_the_model_does(
     assert [p.name for p in cache.iterdir() if p.name.startswith(".compile-")] == []
 
 
-def test_a_damaged_package_leaves_questions_uncompiled(embedder: Embedder, tmp_path: Path) -> None:
+def test_a_damaged_package_leaves_questions_uncompiled(
+    embedder: Embedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     before = np.stack([embedder.encode_query(q) for q in QUESTIONS])
     cache = tmp_path / "compiled"
     cache.mkdir()
     _package(cache).mkdir(parents=True)  # a package folder that lost its files
     (_package(cache) / "archive_format").write_text("pt2")
     assert embedder.compile_queries(cache).result(timeout=_COMPILE_S) is False
+    assert "questions stay uncompiled" in caplog.text
+    assert "ARCHIVIST_EMBED_COMPILE=off" in caplog.text  # the way out
     assert np.array_equal(np.stack([embedder.encode_query(q) for q in QUESTIONS]), before)
 
 
