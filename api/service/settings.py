@@ -152,11 +152,11 @@ class Settings(BaseSettings):
     embed_compile: Literal["auto", "on", "off"] = Field(
         "auto",
         description=(
-            "Compile the torch runtime's question path with torch.compile, in the background "
-            "(about a minute of one core; questions are embedded as before meanwhile): auto: "
-            "in the processes that stay up (serve, watch) on a CPU; on: in every process that "
-            "embeds with torch; off: never. EmbeddingGemma's questions then take about half "
-            "the time on a CPU."
+            "Compile the torch runtime's question path ahead of time (AOTInductor, once per "
+            "machine into the models folder: about a minute in a background process; questions "
+            "are embedded as before meanwhile): auto: in the processes that stay up (serve, "
+            "watch) on a CPU; on: in every process that embeds with torch; off: never. "
+            "EmbeddingGemma's questions then take less than half the time on a CPU."
         ),
     )
     embed_batch_size: int | None = Field(
