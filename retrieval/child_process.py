@@ -1,5 +1,6 @@
-"""One of the project's modules run in a child process of this interpreter: the model exports
-and compiles, which hold much memory and the interpreter for long, and can be stopped."""
+"""Other processes: one of the project's modules run in a child process of this interpreter
+(the model exports and compiles, which hold much memory and the interpreter for long, and can
+be stopped), and whether a process still runs."""
 
 import os
 import subprocess
@@ -32,4 +33,15 @@ def run_module(args: list[str], log_file: Path, stop: Callable[[], bool]) -> boo
     if child.returncode != 0:
         lines = log_file.read_text(errors="replace").strip().splitlines()
         raise RuntimeError(lines[-1] if lines else f"{args[0]} exited with {child.returncode}")
+    return True
+
+
+def process_alive(pid: int) -> bool:
+    """Whether the process `pid` still runs (another user's counts: it cannot be signalled)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from retrieval.child_process import run_module
+from retrieval.child_process import process_alive, run_module
 from retrieval.onnx_export import weight_facts
 
 log = logging.getLogger(__name__)
@@ -94,18 +94,8 @@ def _remove_abandoned(cache: Path) -> None:
     MB; a process killed while compiling never removes its own)."""
     for scratch in cache.glob(".compile-*"):
         pid = scratch.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _compile(folder: Path, dtype: str, out: Path) -> None:

@@ -25,6 +25,7 @@ from typing import IO, Any
 import numpy as np
 import qdrant_edge as qe
 
+from retrieval.child_process import process_alive
 from retrieval.dense_base import (
     DEFAULT_COLLECTION,
     HNSW_EF,
@@ -417,13 +418,10 @@ def _askers(path: Path) -> list[int]:
         pid = request.suffix.lstrip(".")
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
+        if process_alive(int(pid)):
             alive.append(int(pid))
-        except ProcessLookupError:
+        else:
             request.unlink(missing_ok=True)
-        except PermissionError:
-            alive.append(int(pid))
     return alive
 
 

@@ -139,8 +139,9 @@ def export_name(folder: Path) -> str:
 def weight_facts(folder: Path) -> list[Any]:
     """What tells the model in `folder` from another or from itself with new weights: its
     path, and the name, size and time of its weight files and config."""
-    facts: list[Any] = [str(folder.resolve())]
-    for path in sorted(folder.resolve().iterdir()):
+    resolved = folder.resolve()
+    facts: list[Any] = [str(resolved)]
+    for path in sorted(resolved.iterdir()):
         if path.suffix in _WEIGHT_SUFFIXES or path.name == "config.json":
             stat = path.stat()
             facts.append([path.name, stat.st_size, stat.st_mtime_ns])

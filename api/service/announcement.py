@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from api.service.settings import Settings
+from retrieval.child_process import process_alive
 
 _START_WAIT_S = 15.0  # a server that just started may still be loading its stores
 
@@ -47,23 +48,13 @@ def running_server(settings: Settings) -> str | None:
         url, pid = str(announced["url"]), int(announced["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if pid == os.getpid() or not _alive(pid):
+    if pid == os.getpid() or not process_alive(pid):
         return None
     deadline = time.monotonic() + _START_WAIT_S
     while True:
         with suppress(httpx.HTTPError):
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return url
-        if time.monotonic() > deadline or not _alive(pid):
+        if time.monotonic() > deadline or not process_alive(pid):
             return None
         time.sleep(0.25)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
