@@ -3,7 +3,6 @@
 import re
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,10 +186,11 @@ def test_a_folder_gone_from_under_the_index_is_not_taken_for_another_writer(
     path = tmp_path / "kw"
     index = KeywordIndex(path, writer_wait_s=30)
     shutil.rmtree(path)
-    started = time.monotonic()
+    # Taken for another writer, it would wait the 30 s and raise IndexBusy ("being written by
+    # another Archivist process"), which this message does not match; no clock is read, so a
+    # loaded machine cannot fail it.
     with pytest.raises(RetrievalError, match="cannot be written .* run `archivist reindex`"):
         index.upsert(DOCS[:1])
-    assert time.monotonic() - started < 5  # not the 30 s a busy writer is waited for
 
 
 def test_second_writer_waits_for_the_first_to_finish(index: KeywordIndex) -> None:
