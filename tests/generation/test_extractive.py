@@ -28,6 +28,32 @@ def test_sentences_split_at_sentence_ends_and_list_items():
     ]
 
 
+def test_an_initials_full_stop_ends_no_sentence():
+    # Split after "J.", the evidence the model read was "financier J. Morgan" (the "P." alone
+    # was too short to keep), and the 1.5B model answered "J. Morgan".
+    text = (
+        "General Electric was backed by financier J. P. Morgan. The U.S. Army came later. "
+        "It was 5 p.m. Then the doors closed at 30 °C. Nobody came that day."
+    )
+    assert sentences(text) == [
+        "General Electric was backed by financier J. P. Morgan.",
+        "The U.S. Army came later.",
+        "It was 5 p.m.",
+        "Then the doors closed at 30 °C.",
+        "Nobody came that day.",
+    ]
+
+
+def test_a_sentence_too_long_to_quote_is_cut_between_its_clauses():
+    alumni = ", ".join(f"physicist Person{n} Surname{n} of Town{n}" for n in range(20))
+    text = f"Alumni include {alumni}, and geochemist Clair Patterson, who dated the Earth. Next."
+    pieces = sentences(text)
+    assert len(text.split()) > 80  # quoted whole, it was not quoted at all
+    assert all(len(piece.split()) <= 80 for piece in pieces)
+    assert " ".join(pieces) == text.removesuffix(" Next.")  # every clause kept, in order
+    assert pieces[-1].endswith("and geochemist Clair Patterson, who dated the Earth.")
+
+
 def test_sentences_split_where_a_line_break_was_lost():
     # A review scraped without its line breaks: every sentence ran into the next, and a run
     # of over 80 words was never quoted at all.
