@@ -22,7 +22,8 @@ from generation.prompt import without_reference_marks
 # lost, as in amazon's reviews, 2,194 times in 2,050 of them); or a line break.
 _BULLETS = "-–*•●▪◦·"
 _SENTENCE_END = re.compile(
-    r"(?<=[.!?])(?<![\s.][A-Z]\.)[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|(?<=[a-z]{2}[.!?])(?=[A-Z])|\n\s*\n"
+    r"(?<=[.!?])(?<![\s.][A-Z]\.)[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])"
+    r"|(?<=[a-z]{2}[.!?])(?=[A-Z])|\n\s*\n"
     rf"|\n(?=\s*[{_BULLETS}\d])"
 )
 _CLAUSE_END = re.compile(r"(?<=[,;])\s+")
