@@ -338,6 +338,8 @@ SAID_OVER = [  # SmolLM2-135M's answers, as it wrote them: the same few words, o
     "The Christian should follow the path of the Orthodox Christian, and the path of the "
     "Christian should be the path of the Orthodox Christian. [1]",
     "The cup is a single cup, not a double one. It's a single cup, not a double cup. [1]",
+    "The uranium-lead dating method was developed by a team of scientists led by a team of "
+    "scientists led by a team of scientists. [1]",
 ]
 SAID_ONCE = [  # the Qwen models' recorded answers whose topic words repeat the most (0.21-0.33)
     "After purchasing the Bissell Green Tea, she returned the product and purchased the Bissell "
