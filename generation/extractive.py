@@ -63,16 +63,16 @@ def _cut(sentence: str) -> list[str]:
     or a quote (squad-dev's passages hold 58 such sentences in 10,325)."""
     if len(sentence.split()) <= MAX_WORDS:
         return [sentence]
-    runs: list[list[str]] = [[]]
-    sizes = [0]
+    runs: list[str] = []
+    size = 0  # words in the last run
     for clause in _CLAUSE_END.split(sentence):
-        size = len(clause.split())
-        if runs[-1] and sizes[-1] + size > MAX_WORDS:
-            runs.append([])
-            sizes.append(0)
-        runs[-1].append(clause)
-        sizes[-1] += size
-    return [" ".join(run) for run, size in zip(runs, sizes, strict=True) if size <= MAX_WORDS]
+        words_in = len(clause.split())
+        if runs and size + words_in <= MAX_WORDS:
+            runs[-1], size = f"{runs[-1]} {clause}", size + words_in
+        else:
+            runs.append(clause)
+            size = words_in
+    return [run for run in runs if len(run.split()) <= MAX_WORDS]  # a clause too long alone
 
 
 def best_sentences(
