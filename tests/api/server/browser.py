@@ -1,5 +1,6 @@
 """Headless Chromium from the Debian packages, driven by chromedriver, for the page's tests."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
-def chromium(*arguments: str) -> WebDriver:
-    """Headless Chromium with these extra command-line `arguments`; fails (not skips) when the
-    Debian packages are missing."""
+def chromium(scratch: Path, *arguments: str) -> WebDriver:
+    """Headless Chromium with these extra command-line `arguments`, its temporary files under
+    `scratch`; fails (not skips) when the Debian packages are missing.
+
+    Chromium leaves a folder holding its singleton socket in the temporary folder even after
+    `quit()` (two a test run in /tmp, found after many runs); TMPDIR puts it under `scratch`."""
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
     if missing:
         pytest.fail(
@@ -27,4 +31,5 @@ def chromium(*arguments: str) -> WebDriver:
                      "--window-size=1280,900", *arguments):  # fmt: skip
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    service = Service(str(CHROMEDRIVER), env={**os.environ, "TMPDIR": str(scratch)})
+    return webdriver.Chrome(service=service, options=options)

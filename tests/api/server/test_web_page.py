@@ -69,7 +69,7 @@ def page(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[
     )  # fmt: skip
     document = root / NAME  # outside the inbox: the page's upload puts it there
     document.write_text(DOCUMENT)
-    driver = chromium()
+    driver = chromium(root)
     try:
         with serve_app(create_app(settings)) as url:
             opened = Page(driver)
