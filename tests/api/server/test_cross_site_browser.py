@@ -118,7 +118,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     app = create_app(settings)
     seen: list[tuple[str, str, str, int]] = []
     app.add_middleware(Recorder, seen=seen)
-    driver = chromium(root, "--host-resolver-rules=MAP attacker.test 127.0.0.1, MAP evil.test 127.0.0.1")
+    driver = chromium(
+        root, "--host-resolver-rules=MAP attacker.test 127.0.0.1, MAP evil.test 127.0.0.1"
+    )
     driver.set_script_timeout(60)
     try:
         with serve_app(app) as url, httpx.Client(base_url=url, timeout=60) as http:
