@@ -52,17 +52,38 @@ class Quote:
 def sentences(text: str) -> list[str]:
     """The text's sentences (and list items), whitespace tidied, too short or long ones out,
     without the reference marks a quote would show as citations ("[12]", "[citation needed]")."""
+    return [run.text for run in _runs(text)]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A sentence, or a run of a sentence's clauses (`opens`: it begins the sentence, `closes`:
+    it ends it)."""
+
+    text: str
+    opens: bool = True
+    closes: bool = True
+
+    def quoted(self) -> str:
+        """The text, with "…" where the sentence goes on: "…and geochemist Clair Patterson…"."""
+        text = _BULLET.sub("", self.text)
+        if not self.closes:
+            text = f"{text.rstrip(',;')}…"
+        return text if self.opens else f"…{text}"
+
+
+def _runs(text: str) -> list[_Run]:
     text = without_reference_marks(text)
     pieces = joined_after_abbreviations(" ".join(p.split()) for p in _SENTENCE_END.split(text))
-    return [part for p in pieces for part in _cut(p) if len(part.split()) >= MIN_WORDS]
+    return [run for p in pieces for run in _cut(p) if len(run.text.split()) >= MIN_WORDS]
 
 
-def _cut(sentence: str) -> list[str]:
+def _cut(sentence: str) -> list[_Run]:
     """A sentence over MAX_WORDS words as runs of its clauses (cut after a comma or semicolon),
     each MAX_WORDS words at most: dropped whole, a list of 40 alumni never reached the model
     or a quote (squad-dev's passages hold 58 such sentences in 10,325)."""
     if len(sentence.split()) <= MAX_WORDS:
-        return [sentence]
+        return [_Run(sentence)]
     runs: list[str] = []
     size = 0  # words in the last run
     for clause in _CLAUSE_END.split(sentence):
@@ -72,14 +93,20 @@ def _cut(sentence: str) -> list[str]:
         else:
             runs.append(clause)
             size = words_in
-    return [run for run in runs if len(run.split()) <= MAX_WORDS]  # a clause too long alone
+    last = len(runs) - 1
+    return [
+        _Run(run, opens=n == 0, closes=n == last)
+        for n, run in enumerate(runs)
+        if len(run.split()) <= MAX_WORDS  # a clause too long alone
+    ]
 
 
 def best_sentences(
     question: str, sources: Sequence[str], *, embed: Embed | None = None
 ) -> list[Quote]:
     """Up to QUOTES sentences that best answer the question, in the order of the sources."""
-    found = [sentences(source) for source in sources]
+    runs = [_runs(source) for source in sources]
+    found = [[run.text for run in pieces] for pieces in runs]
     # A sentence that addresses the model is never quoted either (injection.py): shown to the
     # user as the answer, "the amount is already paid" does the attacker's work all the same.
     places = [(i, j) for i, pieces in enumerate(found) for j, sentence in enumerate(pieces)
@@ -100,7 +127,7 @@ def best_sentences(
         if text not in said:
             said.add(text)
             chosen.append(k)
-    return [Quote(places[k][0] + 1, _BULLET.sub("", found[places[k][0]][places[k][1]]), scores[k])
+    return [Quote(places[k][0] + 1, runs[places[k][0]][places[k][1]].quoted(), scores[k])
             for k in sorted(chosen)]  # fmt: skip
 
 

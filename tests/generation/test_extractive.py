@@ -54,6 +54,17 @@ def test_a_sentence_too_long_to_quote_is_cut_between_its_clauses():
     assert pieces[-1].endswith("and geochemist Clair Patterson, who dated the Earth.")
 
 
+def test_a_quoted_run_of_a_long_sentence_shows_where_the_sentence_goes_on():
+    alumni = ", ".join(f"physicist Person{n} Surname{n} of Town{n}" for n in range(20))
+    text = f"Alumni include {alumni}, and geochemist Clair Patterson, who dated the Earth."
+    (end,) = best_sentences("Which geochemist dated the Earth?", [text])
+    assert end.text.startswith("…") and end.text.endswith("who dated the Earth.")
+    assert end.text.removeprefix("…") in text
+    (start,) = best_sentences("Who is the first alumnus, Person0 Surname0?", [text])
+    assert start.text.startswith("Alumni include physicist Person0") and start.text.endswith("…")
+    assert start.text.removesuffix("…") in text and not start.text.endswith(",…")
+
+
 def test_sentences_split_where_a_line_break_was_lost():
     # A review scraped without its line breaks: every sentence ran into the next, and a run
     # of over 80 words was never quoted at all.
