@@ -44,6 +44,20 @@ def test_an_initials_full_stop_ends_no_sentence():
     ]
 
 
+def test_etc_before_a_capital_ends_a_sentence_but_a_title_does_not():
+    # A review's "…crumbs under tables etc. My house stays…" was quoted as one sentence.
+    text = (
+        "It picks up crumbs, pet hair, etc. It is very quiet. Ask Dr. Smith, Mr. Jones, "
+        "etc. and others. Samuel K. Cohn, Jr. (2002) disagreed."
+    )
+    assert sentences(text) == [
+        "It picks up crumbs, pet hair, etc.",
+        "It is very quiet.",
+        "Ask Dr. Smith, Mr. Jones, etc. and others.",
+        "Samuel K. Cohn, Jr. (2002) disagreed.",
+    ]
+
+
 def test_a_sentence_too_long_to_quote_is_cut_between_its_clauses():
     alumni = ", ".join(f"physicist Person{n} Surname{n} of Town{n}" for n in range(20))
     text = f"Alumni include {alumni}, and geochemist Clair Patterson, who dated the Earth. Next."
