@@ -104,7 +104,12 @@ def build(folder: Path, rng: random.Random) -> Corpus:
 
 
 def run(data: Path, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ARCHIVIST_DATA": str(data), "ARCHIVIST_WORKERS": "2"}
+    # Killed, a process leaves its fork server's socket folder (pymp-*) in the temporary
+    # folder: about 19 a run went to /tmp.
+    scratch = data.parent / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "ARCHIVIST_DATA": str(data), "ARCHIVIST_WORKERS": "2",
+           "TMPDIR": str(scratch)}  # fmt: skip
     env.pop("ARCHIVIST_CRASH_PID", None)
     if crash_at:
         env["ARCHIVIST_CRASH_AT"] = crash_at
