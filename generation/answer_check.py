@@ -125,14 +125,20 @@ def ends_with_abbreviation(text: str) -> bool:
 _ETC = re.compile(r"\betc\.$")
 
 
+def _goes_on(before: str, piece: str) -> bool:
+    """Whether `piece` continues the sentence that `before` ends with an abbreviation ("Dr."
+    before "Smith"); after "etc." only a piece that does not begin with a capital does."""
+    if _ETC.search(before):
+        return not piece[:1].isupper()
+    return ends_with_abbreviation(before)
+
+
 def joined_after_abbreviations(pieces: Iterable[str]) -> list[str]:
     """Text split at full stops, each piece that follows an abbreviation joined back to the
-    piece before it (but not a capitalized piece after "etc.")."""
+    piece before it."""
     joined: list[str] = []
     for piece in pieces:
-        last = joined[-1] if joined else ""
-        ends = _ETC.search(last) is not None and piece[:1].isupper()
-        if last and ends_with_abbreviation(last) and not ends:
+        if joined and _goes_on(joined[-1], piece):
             joined[-1] += " " + piece
         else:
             joined.append(piece)
