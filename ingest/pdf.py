@@ -10,6 +10,7 @@ from PIL import Image
 
 from ingest.document import Block, Converted, PageProgress
 from ingest.errors import Corrupt, Encrypted, NoTextLayer
+from ingest.furniture import without_furniture
 from ingest.ocr import NO_OCR_HINT, UNREADABLE, read_in_order
 from ingest.text import page_paragraphs
 
@@ -46,6 +47,7 @@ def convert_pdf(
         blocks: list[Block] = []
         empty_pages = damaged_pages = ocr_pages = 0
         low: list[int] = []
+        texts: list[str] = []
         pages = _pages(pdf, bool(ocr_languages))
         readings = (
             read_in_order(pages, ocr_languages, timeout_s, ocr_threads)
@@ -63,12 +65,14 @@ def convert_pdf(
                     low.append(index + 1)
             if not text.strip():
                 empty_pages += 1
+            texts.append(text)
+            if on_page:
+                on_page(index + 1, page_count)
+        for index, text in enumerate(without_furniture(texts)):
             parts = _sections(text, section, headings.get(index, []))
             for part, heading_path in parts:
                 blocks.extend(Block(p, heading_path, index + 1) for p in page_paragraphs(part))
             section = parts[-1][1]
-            if on_page:
-                on_page(index + 1, page_count)
         title = pdf.get_metadata_dict().get("Title")
     finally:
         pdf.close()
