@@ -24,6 +24,7 @@ REFUSAL = "false-refusal"
 UNSUPPORTED = "unsupported-figure"
 MISCITED = "miscited"
 OFF_TOPIC = "off-topic"
+UNCITED = "uncited"
 
 _FIGURE = re.compile(r"\d+(?:[.,:]\d+)*")
 _CITATION = re.compile(r"[\[【][^\[\]【】\n]{1,60}[\]】]")
@@ -312,11 +313,22 @@ def likely_source(answer: str, sources: Sequence[str]) -> int | None:
     return best + 1 if best is not None and shares[best] >= 0.5 else None
 
 
+def uncited(answer: str, sources: Sequence[str]) -> bool:
+    """The answer cites no excerpt, and no excerpt holds half of its topic words: nothing ties
+    it to the documents ("…you can use the `dbDriver` function from the `RJDBC` package." from
+    one excerpt's function and another's package, both in R's own manual)."""
+    return (
+        not parse_citations(answer, len(sources)).cited
+        and not is_refusal(answer)
+        and likely_source(answer, sources) is None
+    )
+
+
 def problem(
     answer: str, question: str, sources: Sequence[str], labels: Sequence[str]
 ) -> str | None:
     """What is wrong with the answer (LOOP, LABEL_ECHO, QUESTION_ECHO, PASTED, REFUSAL,
-    UNSUPPORTED, MISCITED or OFF_TOPIC), or None."""
+    UNSUPPORTED, MISCITED, OFF_TOPIC or UNCITED), or None."""
     if is_loop(answer):
         return LOOP
     if is_label_echo(answer, labels):
@@ -333,11 +345,15 @@ def problem(
         return MISCITED
     if off_topic(answer, question, sources):
         return OFF_TOPIC
+    if uncited(answer, sources):
+        return UNCITED
     return None
 
 
 # Found in the whole answer after good sentences were shown: the answer stands as it is.
-_SAID_AFTER_GOOD = (LABEL_ECHO, QUESTION_ECHO, REFUSAL, UNSUPPORTED, MISCITED, OFF_TOPIC)
+_SAID_AFTER_GOOD = (
+    LABEL_ECHO, QUESTION_ECHO, REFUSAL, UNSUPPORTED, MISCITED, OFF_TOPIC, UNCITED,
+)  # fmt: skip
 # A sentence ends at . ! or ? (not after an initial: "the U.S. spearheaded"), its citations
 # and a space; the first shown is at least SHOWN_WORDS long (a shorter one cannot be judged).
 _SENTENCE_DONE = re.compile(r"(?<!\b[A-Z])[.!?][\"')\]]*(?:\s*\[[^\]\n]{1,60}\])*\s")

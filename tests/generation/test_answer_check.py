@@ -16,6 +16,7 @@ from generation.answer_check import (
     PASTED,
     QUESTION_ECHO,
     REFUSAL,
+    UNCITED,
     UNSUPPORTED,
     Guard,
     ends_with_abbreviation,
@@ -29,6 +30,7 @@ from generation.answer_check import (
     problem,
     restates_question,
     sources_speak_of,
+    uncited,
     unsupported_figures,
 )
 
@@ -239,6 +241,46 @@ def test_an_answer_without_a_citation_is_traced_to_the_source_holding_its_words(
     assert likely_source(bare, texts) == 1
     assert likely_source("Bicycles need new chains.", texts) is None
     assert likely_source("[2]", texts) is None
+
+
+# Two excerpts of R's "R Data Import/Export" manual (../shared/corpus/pdfs/R-data.pdf) that
+# the default model read for "How can I connect R to a relational database?" (temperature 0),
+# and its answer: one excerpt's function with the other's package, citing neither.
+DATABASES = "How can I connect R to a relational database?"
+DATABASE_EXCERPTS = [
+    "Also on CRAN are the back-ends ROracle (https://CRAN. R-project.org/package=ROracle), "
+    "RPostgreSQL (https://CRAN.R-project.org/ package=RPostgreSQL) and RSQLite "
+    "(https://CRAN.R-project.org/package=RSQLite) (which works with the bundled DBMS SQLite, "
+    "https://www.sqlite.org/index.html) and RJDBC (https://CRAN.R-project.org/package=RJDBC) "
+    "(which uses Java and can connect to any DBMS that has a JDBC driver).",
+    "MySQL exists on Unix/Linux/macOS and Windows: there is a ‘Community Edition’ released "
+    "under GPL but commercial licenses are also available. MySQL was originally a ‘light and "
+    'lean’ database. The call dbDriver("MySQL") returns a database connection manager '
+    "object, and then a call to dbConnect opens a database connection which can subsequently "
+    "be closed by a call to the generic function dbDisconnect.",
+]
+MIXED = (
+    "To connect R to a relational database, you can use the `dbDriver` function from the "
+    "`RJDBC` package."
+)
+
+
+def test_an_answer_tied_to_no_excerpt_is_uncited():
+    assert problem(MIXED, DATABASES, DATABASE_EXCERPTS, ["", ""]) == UNCITED
+    assert not uncited(MIXED + " [1]", DATABASE_EXCERPTS)  # cited: the other checks judge it
+    assert not uncited("The sources do not contain the answer.", DATABASE_EXCERPTS)
+    record = recorded("after", WRITE)  # without its [1], traced to the handbook's excerpt
+    assert check(record, record["answer"].replace(" [1]", "")) is None
+
+
+def test_the_guard_shows_nothing_of_an_uncited_answer():
+    guard = Guard(DATABASES, DATABASE_EXCERPTS, ["", ""])
+    assert feed_all(guard, MIXED) == ""
+    assert guard.problem == UNCITED
+    # What follows can tie the answer to an excerpt.
+    guard = Guard(DATABASES, DATABASE_EXCERPTS, ["", ""])
+    follows = " The call dbDriver returns a database connection manager object."
+    assert feed_all(guard, MIXED + follows) == MIXED + follows and guard.problem is None
 
 
 def feed_all(guard: Guard, text: str, piece_chars: int = 3) -> str:
@@ -464,7 +506,8 @@ def test_an_answer_ends_where_the_model_writes_an_excerpt_of_its_own():
     # SmolLM2-135M's answer to an amazon question with three excerpts, as it wrote it.
     answer = "The size of the thermos is 16 ounces, which is a bit larger than the standard one."
     written = f"{answer}\n\n[4] The thermos is a new type of insulated metal beverage container."
-    sources = ["It holds 16 ounces.", "A standard thermos.", "The lid is tight."]
+    sources = ["The thermos holds 16 ounces, a bit larger than the standard size.",
+               "A standard thermos.", "The lid is tight."]  # fmt: skip
     guard = Guard("What is the size of the thermos?", sources, ["a.md", "b.md", "c.md"])
     assert feed_all(guard, written) == guard.answer == answer and guard.stopped
 
