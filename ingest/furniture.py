@@ -22,37 +22,34 @@ MIN_PAGES = 3
 SAME_SHARE = 0.5
 _NUMBER = re.compile(r"\d+")
 _LAST_NUMBER = re.compile(r"(\d+)[\W_]*$")
-_FIRST_NUMBER = re.compile(r"[\W_]*(?:page\s*)?(\d+)(?!\d)", re.IGNORECASE)
+_FIRST_NUMBER = re.compile(r"[\W_]*(?:page\s*)?(\d+)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?;,:]\s*$")
 _MAX_WORDS = 15  # furniture is short: a title, a chapter's name, a page number
 
 
 def without_furniture(pages: Sequence[str]) -> list[str]:
     """The pages' texts without their running headers, footers and page numbers."""
-    edges = [_edges(text) for text in pages]
-    numbered: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
-    same: dict[str, set[int]] = defaultdict(set)
-    for page, lines in enumerate(edges):
-        for line_number, line in lines:
+    # Each line that may be furniture: its page, line number, text, and for a numbered line its
+    # words with the numbers blanked and its number minus the page index.
+    candidates: list[tuple[int, int, str, tuple[str, int] | None]] = []
+    numbered: dict[tuple[str, int], set[int]] = defaultdict(set)  # pages of each numbered line
+    same: dict[str, set[int]] = defaultdict(set)  # pages of each line
+    for page, text in enumerate(pages):
+        for line_number, line in _edges(text):
             key = " ".join(line.split())
             if len(key.split()) > _MAX_WORDS or _SENTENCE_END.search(key):
                 continue  # furniture is short, and never ends a sentence
-            same[key].add(page)
             number = _page_number(key)
-            if number is not None:
-                offset = int(number) - page
-                numbered[(_NUMBER.sub("#", key), offset)].append((page, line_number))
-    furniture: dict[int, set[int]] = defaultdict(set)  # page -> its line numbers to drop
-    for places in numbered.values():
-        if len({page for page, _ in places}) >= MIN_PAGES:
-            for page, line_number in places:
-                furniture[page].add(line_number)
+            group = None if number is None else (_NUMBER.sub("#", key), int(number) - page)
+            candidates.append((page, line_number, key, group))
+            same[key].add(page)
+            if group is not None:
+                numbered[group].add(page)
     needed = max(MIN_PAGES, SAME_SHARE * len(pages))
-    repeated = {key for key, found in same.items() if len(found) >= needed}
-    for page, lines in enumerate(edges):
-        for line_number, line in lines:
-            if " ".join(line.split()) in repeated:
-                furniture[page].add(line_number)
+    furniture: dict[int, set[int]] = defaultdict(set)  # page -> its line numbers to drop
+    for page, line_number, key, group in candidates:
+        if (group is not None and len(numbered[group]) >= MIN_PAGES) or len(same[key]) >= needed:
+            furniture[page].add(line_number)
     return [
         _dropped(text, furniture[page]) if page in furniture else text
         for page, text in enumerate(pages)
