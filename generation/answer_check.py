@@ -30,9 +30,14 @@ _FIGURE = re.compile(r"\d+(?:[.,:]\d+)*")
 _CITATION = re.compile(r"[\[【][^\[\]【】\n]{1,60}[\]】]")
 _WORD = re.compile(r"[^\W_]+(?:['’.-][^\W_]+)*")
 _REFUSAL = re.compile(
-    r"\b(?:(?:do|does|did) not|don't|doesn't|cannot|can't|no|not)\b[^.]{0,40}\b(?:contain|"
+    r"\b(?:(?:do|does|did) not|don't|doesn't|cannot|can't|no|not)\b[^.]{0,40}\b(?P<verb>contain|"
     r"mention|provide|include|say|state|specify|answer|information|address|find|given)"
     r"|\bnot (?:mentioned|provided|specified|stated|given|available|found)\b",
+    re.I,
+)
+# What a refusal speaks of besides the question: the sources, or what they lack.
+_SOURCES_NAMED = re.compile(
+    r"\b(?:sources?|excerpts?|passages?|texts?|documents?|context|information|details?|data)\b",
     re.I,
 )
 # Words a question shares with any text about anything: not evidence that a source is on topic.
@@ -219,9 +224,24 @@ def _longest_run(said: list[str], text: list[str]) -> int:
     return matcher.find_longest_match(0, len(said), 0, len(text)).size
 
 
-def is_refusal(answer: str) -> bool:
-    """The answer says the sources do not hold the answer (and says little else)."""
-    return bool(_REFUSAL.search(answer)) and len(words(answer)) <= 40
+def is_refusal(answer: str, question: str = "") -> bool:
+    """The answer says the sources do not hold the answer (and says little else).
+
+    A "no" in the question's own verb is an answer, not a refusal, unless it names the
+    sources: asked "Should the abstract of a JACoW paper include citations?", the default
+    model's "The abstract of a JACoW paper should not include citations [1]." — what the
+    excerpt says — was taken for a refusal and replaced by quotes. "The sources do not
+    include who signs it" still refuses, and so does a verb the question does not use.
+    """
+    if len(words(answer)) > 40:
+        return False
+    asked = stems(question)
+    return any(
+        not match.group("verb")
+        or stem(match.group("verb").lower()) not in asked
+        or _SOURCES_NAMED.search(answer)
+        for match in _REFUSAL.finditer(answer)
+    )
 
 
 def sources_speak_of(question: str, sources: Sequence[str]) -> bool:
@@ -313,13 +333,13 @@ def likely_source(answer: str, sources: Sequence[str]) -> int | None:
     return best + 1 if best is not None and shares[best] >= 0.5 else None
 
 
-def uncited(answer: str, sources: Sequence[str]) -> bool:
+def uncited(answer: str, question: str, sources: Sequence[str]) -> bool:
     """The answer cites no excerpt, and no excerpt holds half of its topic words: nothing ties
     it to the documents ("…you can use the `dbDriver` function from the `RJDBC` package." from
     one excerpt's function and another's package, both in R's own manual)."""
     return (
         not parse_citations(answer, len(sources)).cited
-        and not is_refusal(answer)
+        and not is_refusal(answer, question)
         and likely_source(answer, sources) is None
     )
 
@@ -337,7 +357,7 @@ def problem(
         return QUESTION_ECHO
     if pasted_passage(answer, sources) is not None:
         return PASTED
-    if is_refusal(answer) and sources_speak_of(question, sources):
+    if is_refusal(answer, question) and sources_speak_of(question, sources):
         return REFUSAL
     if unsupported_figures(answer, sources):
         return UNSUPPORTED
@@ -345,7 +365,7 @@ def problem(
         return MISCITED
     if off_topic(answer, question, sources):
         return OFF_TOPIC
-    if uncited(answer, sources):
+    if uncited(answer, question, sources):
         return UNCITED
     return None
 
@@ -415,7 +435,7 @@ class Guard:
             self.problem, self.stopped = LOOP, True
             return ""
         held = (
-            is_refusal(prefix)
+            is_refusal(prefix, self.question)
             or is_label_echo(prefix, self.labels)
             or restates_question(prefix, self.question)
             or copies_a_source(prefix, self.sources)

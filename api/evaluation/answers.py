@@ -70,7 +70,9 @@ def score_answer(answer: Answer, question: str, gold: list[str]) -> dict[str, bo
         "citation_accuracy": any(holds_answer(text, gold) for text in cited),
         "answer_recall": holds_answer(answer.answer, gold),
         "degenerate": found in (LOOP, LABEL_ECHO, QUESTION_ECHO, PASTED),
-        "false_refusals": in_context and not answer.extractive and is_refusal(answer.answer),
+        "false_refusals": (
+            in_context and not answer.extractive and is_refusal(answer.answer, question)
+        ),
         "extractive_share": answer.extractive,
         "rejected_share": bool(answer.rejected),
         "figures_in_context": gold_figures <= figures("\n".join(texts)) if gold_figures else None,

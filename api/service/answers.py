@@ -288,7 +288,7 @@ def _generate(
     ended = time.perf_counter()
     rest, problem = guard.finish()
     text = guard.answer if problem is None else ""
-    if text and not parse_citations(text, len(texts)).cited and not is_refusal(text):
+    if text and not parse_citations(text, len(texts)).cited and not is_refusal(text, question):
         # A third of the 0.5B model's answers cite nothing: the excerpt that holds most of
         # the answer's words is cited for it.
         found = likely_source(text, texts)

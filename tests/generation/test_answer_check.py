@@ -120,6 +120,36 @@ def test_refusals_in_other_words_are_found(answer: str):
     assert check(recorded("before", SIGN), answer) == REFUSAL
 
 
+# JACoW's author guide (../shared/corpus/pdfs/texlive-JACoW_LaTeX_Letter.pdf), page 1, and
+# the default model's answer at temperature 0: a "no" in the question's own verb.
+CITATIONS = "Should the abstract of a JACoW paper include citations?"
+CITATIONS_EXCERPT = (
+    "The abstract itself is to act as a stand-alone entity and, as such, should not include "
+    "citations. Any acronyms should be expanded on their first occurrence, both in the "
+    "abstract and in the rest of the paper."
+)
+
+
+def test_a_no_in_the_questions_own_words_is_an_answer_not_a_refusal():
+    answer = "The abstract of a JACoW paper should not include citations [1]."
+    assert is_refusal(answer)  # read without the question, it could be one
+    assert not is_refusal(answer, CITATIONS)
+    assert problem(answer, CITATIONS, [CITATIONS_EXCERPT], [""]) is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The excerpts do not include whether the abstract has citations.",  # names the sources
+        "The information about citations is not provided [1].",
+        "I cannot find anything about the abstract.",  # a verb the question does not use
+    ],
+)
+def test_a_refusal_in_the_questions_words_is_still_one(answer: str):
+    assert is_refusal(answer, CITATIONS)
+    assert problem(answer, CITATIONS, [CITATIONS_EXCERPT], [""]) == REFUSAL
+
+
 # Real answers (squad-dev and amazon, temperature 0) that say the question back.
 SAID_BACK = [
     (
@@ -267,8 +297,8 @@ MIXED = (
 
 def test_an_answer_tied_to_no_excerpt_is_uncited():
     assert problem(MIXED, DATABASES, DATABASE_EXCERPTS, ["", ""]) == UNCITED
-    assert not uncited(MIXED + " [1]", DATABASE_EXCERPTS)  # cited: the other checks judge it
-    assert not uncited("The sources do not contain the answer.", DATABASE_EXCERPTS)
+    assert not uncited(MIXED + " [1]", DATABASES, DATABASE_EXCERPTS)  # cited: others judge it
+    assert not uncited("The sources do not contain the answer.", DATABASES, DATABASE_EXCERPTS)
     record = recorded("after", WRITE)  # without its [1], traced to the handbook's excerpt
     assert check(record, record["answer"].replace(" [1]", "")) is None
 
