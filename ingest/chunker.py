@@ -171,7 +171,19 @@ def split_blocks(blocks: list[Block], counter: TokenCounter, options: ChunkOptio
         for packed in _pack(units, options):
             chunk = _chunk(len(chunks), heading_path, packed)
             chunks.append(replace(chunk, page_opening=openings.get(page, "")))
-    return chunks
+    kept = [chunk for chunk in chunks if not _heading_alone(chunk)] or chunks
+    return [replace(chunk, ordinal=n) for n, chunk in enumerate(kept)]
+
+
+def _heading_alone(chunk: Chunk) -> bool:
+    """The chunk is its section's heading and nothing else: an entry of a contents page made
+    of headings (an EPUB's first 190 chunks of 466, and "14.8 Where to report bugs" was quoted
+    as the answer to where to report one), a chapter's heading over its first section's, a
+    title over a paragraph too long to share a chunk with it (squad-dev: 25 of 2,553 chunks).
+    Such chunks are left out unless the document has nothing else: every chunk under the
+    heading carries it (indexed as the chunk's title, embedded before its text)."""
+    heading = chunk.heading_path[-1] if chunk.heading_path else ""
+    return bool(heading) and " ".join(chunk.text.split()) == " ".join(heading.split())
 
 
 def _page_openings(blocks: list[Block]) -> dict[int | None, str]:

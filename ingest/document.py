@@ -16,6 +16,25 @@ class Block:
     page: int | None = None  # 1-based page number, for paged formats (PDF)
 
 
+class HeadingPath:
+    """The headings above the text read so far. A heading closes every open heading of its
+    level or deeper, so levels may skip: in an EPUB's contents page of <h1>, <h4>, <h5>, <h5>,
+    the second <h5> is the first one's sibling ("1.1 For the impatient", then "1.2 Terms"),
+    where cutting the path at the level's depth made it the first one's child."""
+
+    def __init__(self) -> None:
+        self._open: list[tuple[int, str]] = []
+
+    def enter(self, level: int, title: str) -> None:
+        while self._open and self._open[-1][0] >= level:
+            self._open.pop()
+        self._open.append((level, title))
+
+    @property
+    def titles(self) -> tuple[str, ...]:
+        return tuple(title for _, title in self._open)
+
+
 @dataclass(frozen=True)
 class Converted:
     """A file turned into text blocks, plus what the converter learned about it."""

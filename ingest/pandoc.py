@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import pypandoc
 
 from ingest.budget import held_mb
-from ingest.document import Block, Converted
+from ingest.document import Block, Converted, HeadingPath
 from ingest.epub import spine_html
 from ingest.errors import Corrupt, Encrypted, NoTextLayer, OutOfMemory, TimedOut, TooLarge
 from ingest.text import decode_text
@@ -232,12 +232,12 @@ def blocks_from_ast(ast: dict[str, Any]) -> list[Block]:
 class _Walker:
     def __init__(self) -> None:
         self.blocks: list[Block] = []
-        self.path: list[str] = []
+        self.path = HeadingPath()
 
     def emit(self, text: str) -> None:
         text = " ".join(text.split()) if "\n" not in text else text.strip()
         if text:
-            self.blocks.append(Block(text, tuple(self.path)))
+            self.blocks.append(Block(text, self.path.titles))
 
     def walk(self, blocks: list[dict[str, Any]]) -> None:
         # A stack of block lists instead of recursion: valid HTML can nest <div>s, quotes and
@@ -258,7 +258,7 @@ class _Walker:
         elif kind == "Header":
             level, _, inlines = content
             title = " ".join(inline_text(inlines).split())
-            self.path[:] = self.path[: level - 1] + [title]
+            self.path.enter(level, title)
             self.emit(title)
         elif kind == "CodeBlock":
             self.emit(content[1])

@@ -2,7 +2,7 @@
 
 import re
 
-from ingest.document import Block, Converted
+from ingest.document import Block, Converted, HeadingPath
 from ingest.errors import Corrupt, NoTextLayer
 
 _BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's.
@@ -81,12 +81,12 @@ def convert_plain(data: bytes, name: str) -> Converted:
 def convert_markdown(data: bytes, name: str) -> Converted:
     """Markdown: paragraphs under their ATX heading path; fenced code is kept as one block."""
     blocks: list[Block] = []
-    path: list[str] = []
+    path = HeadingPath()
     lines: list[str] = []
     in_fence = False
 
     def flush() -> None:
-        blocks.extend(Block(p, tuple(path)) for p in split_paragraphs("\n".join(lines)))
+        blocks.extend(Block(p, path.titles) for p in split_paragraphs("\n".join(lines)))
         lines.clear()
 
     for line in decode_text(data, name).split("\n"):
@@ -95,8 +95,7 @@ def convert_markdown(data: bytes, name: str) -> Converted:
         heading = None if in_fence else _ATX.match(line)
         if heading:
             flush()
-            level = len(heading.group(1))
-            path[:] = path[: level - 1] + [heading.group(2)]
+            path.enter(len(heading.group(1)), heading.group(2))
             lines.append(heading.group(2))
         else:
             lines.append(line)

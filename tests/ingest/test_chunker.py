@@ -59,6 +59,35 @@ def test_a_chunk_never_spans_two_sections(counter: TokenCounter) -> None:
     ]
 
 
+def test_a_section_that_is_its_heading_alone_is_left_out(counter: TokenCounter) -> None:
+    # A contents page of headings, a chapter's heading over its first section's: every chunk
+    # under a heading carries it in its path.
+    blocks = [
+        Block("Contents", ("Contents",)),
+        Block("14.8 Where to report bugs", ("Contents", "14.8 Where to report bugs")),
+        Block("Guide", ("Guide",)),
+        Block("Setup", ("Guide", "Setup")),
+        Block("Setup step one.", ("Guide", "Setup")),
+        Block("Report bugs to the tracker.", ("Guide", "Bugs")),
+    ]
+    chunks = split_blocks(blocks, counter, OPTIONS)
+    assert [(c.heading_path, c.text) for c in chunks] == [
+        (("Guide", "Setup"), "Setup\n\nSetup step one."),
+        (("Guide", "Bugs"), "Report bugs to the tracker."),
+    ]
+    assert [c.ordinal for c in chunks] == [0, 1]
+    # A title over a paragraph too long to share a chunk with it.
+    title = Block("Victoria_(Australia)", ("Victoria_(Australia)",))
+    paragraph = Block(" ".join([SENTENCE] * 3), ("Victoria_(Australia)",))
+    assert [c.text for c in split_blocks([title, paragraph], counter, OPTIONS)] == [paragraph.text]
+
+
+def test_a_document_of_headings_alone_keeps_them(counter: TokenCounter) -> None:
+    blocks = [Block("Shopping", ("Shopping",)), Block("To do", ("Shopping", "To do"))]
+    chunks = split_blocks(blocks, counter, OPTIONS)
+    assert [c.text for c in chunks] == ["Shopping", "To do"]
+
+
 def test_a_chunk_stays_on_one_page(counter: TokenCounter) -> None:
     blocks = [Block(f"Page {n} words here.", page=n) for n in (1, 1, 2, 3)]
     chunks = split_blocks(blocks, counter, OPTIONS)

@@ -22,6 +22,17 @@ def test_heading_path_survives_conversion(tmp_path: Path, suffix: str) -> None:
     assert fee_block.heading_path == LATE_FEES
 
 
+def test_html_headings_that_skip_levels_are_siblings(tmp_path: Path) -> None:
+    path = tmp_path / "contents.html"
+    path.write_text(
+        "<h1>Manual</h1><h4>1. About</h4><h5>1.1 Impatient</h5><p>Read on.</p>"
+        "<h5>1.2 Terms</h5><p>Words.</p><h4>2. Use</h4><p>Run it.</p>"
+    )
+    paths = {b.text: b.heading_path for b in convert_file(path, LIMITS).blocks}
+    assert paths["Words."] == ("Manual", "1. About", "1.2 Terms")
+    assert paths["Run it."] == ("Manual", "2. Use")
+
+
 def test_tables_become_rows_of_cells(tmp_path: Path) -> None:
     markdown = "# Prices\n\n| Item | Cost |\n|---|---|\n| Tea | 2 |\n| Cake | 4 |\n"
     path = make_with_pandoc(tmp_path / "prices.docx", markdown)

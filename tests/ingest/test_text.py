@@ -67,6 +67,19 @@ def test_markdown_blocks_carry_their_heading_path() -> None:
     assert paths["Intro."] == ("Guide",)
 
 
+def test_a_heading_that_skips_levels_closes_its_siblings() -> None:
+    # An EPUB's contents page went <h1>, <h4>, <h5>, <h5>: each <h5> was made a child of the
+    # one before ("1.1 For the impatient > 1.2 Terms").
+    source = (
+        "# Manual\n\n#### 1. About\n\n##### 1.1 Impatient\n\nRead on.\n\n"
+        "##### 1.2 Terms\n\nWords.\n"
+    )
+    converted = convert_markdown(source.encode(), "manual.md")
+    paths = {b.text: b.heading_path for b in converted.blocks}
+    assert paths["Read on."] == ("Manual", "1. About", "1.1 Impatient")
+    assert paths["Words."] == ("Manual", "1. About", "1.2 Terms")
+
+
 def test_markdown_hash_lines_inside_code_fences_are_not_headings() -> None:
     source = "# Real\n\n```sh\n# just a comment\necho hi\n```\n"
     converted = convert_markdown(source.encode(), "code.md")
