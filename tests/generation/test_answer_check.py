@@ -303,6 +303,43 @@ def test_an_answer_tied_to_no_excerpt_is_uncited():
     assert check(record, record["answer"].replace(" [1]", "")) is None
 
 
+# The Live Systems manual (../shared/corpus/same-content/live-manual.en.epub), the excerpt the
+# default model read, and its answer (temperature 0.1): a good sentence, then one no excerpt
+# holds.
+USB_STICK = "How do I build an image for a USB stick?"
+USB_EXCERPT = (
+    "4.5.2 Copying an ISO hybrid image to a USB stick ISO images prepared with xorriso, can be "
+    "simply copied to a USB stick with the cp program or an equivalent. Plug in a USB stick "
+    "with a size large enough for your image file and determine which device it is, which we "
+    "hereafter refer to as ${USBSTICK}. Once you are certain you have the correct device name, "
+    "use the cp command to copy the image to the stick."
+)
+USB_GOOD = "To build an image for a USB stick, you can use xorriso, a tool for creating ISO images."
+USB_MADE_UP = (
+    " You can download xorriso from the official website and follow the instructions provided "
+    "in the excerpt."
+)
+
+
+def test_a_last_sentence_no_excerpt_holds_is_left_out():
+    assert problem(USB_GOOD + USB_MADE_UP, USB_STICK, [USB_EXCERPT], [""]) == UNCITED
+    assert problem(USB_GOOD, USB_STICK, [USB_EXCERPT], [""]) is None
+    guard = Guard(USB_STICK, [USB_EXCERPT], [""])
+    assert feed_all(guard, USB_GOOD + USB_MADE_UP) == USB_GOOD
+    assert guard.answer == USB_GOOD and guard.problem == UNCITED
+
+
+def test_an_answer_whose_shown_sentences_fail_alone_stands_whole():
+    # Shown before the answer ended, the first sentence cannot be taken back: where it ties
+    # to no excerpt either, the answer stands as it was said.
+    first = "Use the flashing utility your vendor supplies."
+    second = " Then restart the laptop."
+    assert problem(first, USB_STICK, [USB_EXCERPT], [""]) == UNCITED
+    guard = Guard(USB_STICK, [USB_EXCERPT], [""])
+    assert feed_all(guard, first + second) == first + second
+    assert guard.problem is None
+
+
 def test_the_guard_shows_nothing_of_an_uncited_answer():
     guard = Guard(DATABASES, DATABASE_EXCERPTS, ["", ""])
     assert feed_all(guard, MIXED) == ""
