@@ -131,9 +131,20 @@ def ends_with_abbreviation(text: str) -> bool:
 _ETC = re.compile(r"\betc\.$")
 
 
+# A web address a printed line broke after one of its dots: R's manual wrote
+# "(https://CRAN.\nR-project.org/package=ROracle)", and the quote of its sentence began at
+# "R-project.org/…". The piece after it goes on with the address: its first word holds a dot
+# or slash, and begins with a letter or holds a slash (not a section number, "7.36").
+_URL_CUT = re.compile(r"(?:\w+://|www\.)[^\s)]*\.$")
+_URL_GOES_ON = re.compile(r"(?:[A-Za-z][\w-]*(?:\.[\w-]+)*[./]|[\w.-]*/)\w")
+
+
 def _goes_on(before: str, piece: str) -> bool:
     """Whether `piece` continues the sentence that `before` ends with an abbreviation ("Dr."
-    before "Smith"); after "etc." only a piece that does not begin with a capital does."""
+    before "Smith") or a web address broken at a dot; after "etc." only a piece that does not
+    begin with a capital does."""
+    if _URL_CUT.search(before[-200:]) and _URL_GOES_ON.match(piece):
+        return True
     if _ETC.search(before):
         return not piece[:1].isupper()
     return ends_with_abbreviation(before)

@@ -58,6 +58,28 @@ def test_etc_before_a_capital_ends_a_sentence_but_a_title_does_not():
     ]
 
 
+def test_a_web_address_broken_at_a_dot_ends_no_sentence():
+    # R's manuals (../shared/corpus/pdfs/R-data.pdf, R-FAQ.pdf), lines broken inside addresses:
+    # the quote of the first sentence began at "R-project.org/package=ROracle), …".
+    text = (
+        "Also on CRAN are the back-ends ROracle (https://CRAN. R-project.org/package=ROracle) "
+        "and RSQLite. R has a home page at https://www. R-project.org/. Tarballs are found at "
+        "https://stat.ethz.ch/R/daily/. Read the posting guide at https://www.r-project.org. "
+        "R is free software. It is described at "
+        "https://stat.ethz.ch/pipermail/r-help/2006-May/094765.html. 7.36 Why is it so?"
+    )
+    assert sentences(text) == [
+        "Also on CRAN are the back-ends ROracle (https://CRAN. R-project.org/package=ROracle) "
+        "and RSQLite.",
+        "R has a home page at https://www. R-project.org/.",
+        "Tarballs are found at https://stat.ethz.ch/R/daily/.",
+        "Read the posting guide at https://www.r-project.org.",
+        "R is free software.",
+        "It is described at https://stat.ethz.ch/pipermail/r-help/2006-May/094765.html.",
+        "7.36 Why is it so?",
+    ]
+
+
 def test_a_sentence_too_long_to_quote_is_cut_between_its_clauses():
     alumni = ", ".join(f"physicist Person{n} Surname{n} of Town{n}" for n in range(20))
     text = f"Alumni include {alumni}, and geochemist Clair Patterson, who dated the Earth. Next."
