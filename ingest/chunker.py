@@ -171,17 +171,39 @@ def split_blocks(blocks: list[Block], counter: TokenCounter, options: ChunkOptio
         for packed in _pack(units, options):
             chunk = _chunk(len(chunks), heading_path, packed)
             chunks.append(replace(chunk, page_opening=openings.get(page, "")))
-    kept = [chunk for chunk in chunks if not _heading_alone(chunk)] or chunks
+    kept = _without_contents_pages(chunks)
     return [replace(chunk, ordinal=n) for n, chunk in enumerate(kept)]
 
 
+# Headings this many in a row, with no text between them, are a contents page.
+CONTENTS_RUN = 3
+
+
+def _without_contents_pages(chunks: list[Chunk]) -> list[Chunk]:
+    """The chunks without the runs of CONTENTS_RUN or more that are each a heading alone: a
+    contents page written as headings (the Live Systems manual's EPUB opened with 190 of its
+    466 chunks so, and "14.8 Where to report bugs" was quoted as where to report one). The
+    headings are not lost: the chunks under each carry it (indexed as their title, embedded
+    before their text). A heading alone elsewhere stays — a chapter's over its first
+    section's, a title over a passage too long to share its chunk: left out too, the
+    handbook's "2. Routine Duties" gave its place among a question's three passages to
+    another, and the default model answered "When do keeper shifts change over?" from the
+    wrong sentence (it answered right with 4 or 6 evidence sentences: that fragile). A
+    document of nothing but headings keeps them."""
+    alone = [_heading_alone(chunk) for chunk in chunks]
+    dropped: set[int] = set()
+    start = 0
+    for end in range(len(chunks) + 1):
+        if end == len(chunks) or not alone[end]:
+            if end - start >= CONTENTS_RUN:
+                dropped.update(range(start, end))
+            start = end + 1
+    kept = [chunk for n, chunk in enumerate(chunks) if n not in dropped]
+    return kept or chunks
+
+
 def _heading_alone(chunk: Chunk) -> bool:
-    """The chunk is its section's heading and nothing else: an entry of a contents page made
-    of headings (an EPUB's first 190 chunks of 466, and "14.8 Where to report bugs" was quoted
-    as the answer to where to report one), a chapter's heading over its first section's, a
-    title over a paragraph too long to share a chunk with it (squad-dev: 25 of 2,553 chunks).
-    Such chunks are left out unless the document has nothing else: every chunk under the
-    heading carries it (indexed as the chunk's title, embedded before its text)."""
+    """The chunk is its section's heading and nothing else."""
     heading = chunk.heading_path[-1] if chunk.heading_path else ""
     return bool(heading) and " ".join(chunk.text.split()) == " ".join(heading.split())
 

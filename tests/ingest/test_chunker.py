@@ -59,33 +59,35 @@ def test_a_chunk_never_spans_two_sections(counter: TokenCounter) -> None:
     ]
 
 
-def test_a_section_that_is_its_heading_alone_is_left_out(counter: TokenCounter) -> None:
-    # A contents page of headings, a chapter's heading over its first section's: every chunk
-    # under a heading carries it in its path.
-    blocks = [
-        Block("Contents", ("Contents",)),
-        Block("14.8 Where to report bugs", ("Contents", "14.8 Where to report bugs")),
+def test_a_contents_page_of_headings_is_left_out(counter: TokenCounter) -> None:
+    # Three headings or more in a row with no text between them; every chunk under a heading
+    # carries it in its path.
+    contents = [
+        Block(title, ("Contents", title)) for title in ("1.1 Terms", "1.2 Authors", "14.8 Bugs")
+    ]
+    body = [
+        Block("Read the guide before the first shift.", ("Preface",)),
         Block("Guide", ("Guide",)),
         Block("Setup", ("Guide", "Setup")),
         Block("Setup step one.", ("Guide", "Setup")),
         Block("Report bugs to the tracker.", ("Guide", "Bugs")),
     ]
-    chunks = split_blocks(blocks, counter, OPTIONS)
+    chunks = split_blocks(contents + body, counter, OPTIONS)
     assert [(c.heading_path, c.text) for c in chunks] == [
+        (("Preface",), "Read the guide before the first shift."),
+        (("Guide",), "Guide"),  # a chapter's heading alone over its first section's stays
         (("Guide", "Setup"), "Setup\n\nSetup step one."),
         (("Guide", "Bugs"), "Report bugs to the tracker."),
     ]
-    assert [c.ordinal for c in chunks] == [0, 1]
-    # A title over a paragraph too long to share a chunk with it.
-    title = Block("Victoria_(Australia)", ("Victoria_(Australia)",))
-    paragraph = Block(" ".join([SENTENCE] * 3), ("Victoria_(Australia)",))
-    assert [c.text for c in split_blocks([title, paragraph], counter, OPTIONS)] == [paragraph.text]
+    assert [c.ordinal for c in chunks] == [0, 1, 2, 3]
+    two = split_blocks(contents[:2] + body, counter, OPTIONS)
+    assert [c.text for c in two][:2] == ["1.1 Terms", "1.2 Authors"]  # two in a row stay
 
 
 def test_a_document_of_headings_alone_keeps_them(counter: TokenCounter) -> None:
-    blocks = [Block("Shopping", ("Shopping",)), Block("To do", ("Shopping", "To do"))]
-    chunks = split_blocks(blocks, counter, OPTIONS)
-    assert [c.text for c in chunks] == ["Shopping", "To do"]
+    titles = ("Shopping", "To do", "Done")
+    blocks = [Block(title, ("List", title)) for title in titles]
+    assert [c.text for c in split_blocks(blocks, counter, OPTIONS)] == list(titles)
 
 
 def test_a_chunk_stays_on_one_page(counter: TokenCounter) -> None:
