@@ -480,18 +480,18 @@ class Guard:
         if self.problem is not None:
             return "", None if self.shown else self.problem
         found = problem(self.text, self.question, self.sources, self.labels)
-        said = self.text[: self.shown]
-        if found is not None and self.shown and found in _SAID_AFTER_GOOD:
-            if problem(said, self.question, self.sources, self.labels) is None:
-                self.problem = found
+        if found in _SAID_AFTER_GOOD and self.shown:
+            shown = self.text[: self.shown]
+            if problem(shown, self.question, self.sources, self.labels) is None:
+                self.problem = found  # the last sentence brought it: the answer is what was shown
                 return "", None
-            found = None
+            found = None  # the sentences shown fail alone too: the answer stands whole
         if found is None:
             # Without the whitespace that ended generation: shown, the answer is complete.
             rest, self.shown = self.text[self.shown :].rstrip(), len(self.text)
             return rest, None
         self.problem = found
-        return "", found
+        return "", None if self.shown else found
 
     @property
     def answer(self) -> str:

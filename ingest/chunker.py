@@ -190,15 +190,11 @@ def _without_contents_pages(chunks: list[Chunk]) -> list[Chunk]:
     another, and the default model answered "When do keeper shifts change over?" from the
     wrong sentence (it answered right with 4 or 6 evidence sentences: that fragile). A
     document of nothing but headings keeps them."""
-    alone = [_heading_alone(chunk) for chunk in chunks]
-    dropped: set[int] = set()
-    start = 0
-    for end in range(len(chunks) + 1):
-        if end == len(chunks) or not alone[end]:
-            if end - start >= CONTENTS_RUN:
-                dropped.update(range(start, end))
-            start = end + 1
-    kept = [chunk for n, chunk in enumerate(chunks) if n not in dropped]
+    kept: list[Chunk] = []
+    for alone, run in groupby(chunks, key=_heading_alone):
+        run_chunks = list(run)
+        if not (alone and len(run_chunks) >= CONTENTS_RUN):
+            kept += run_chunks
     return kept or chunks
 
 

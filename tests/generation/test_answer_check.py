@@ -329,6 +329,18 @@ def test_a_last_sentence_no_excerpt_holds_is_left_out():
     assert guard.answer == USB_GOOD and guard.problem == UNCITED
 
 
+def test_a_loop_in_the_last_sentence_after_a_shown_one_leaves_the_shown_one():
+    source = "The Fresnel lens is cleaned every Tuesday morning with a soft cloth."
+    good = "The lens is cleaned every Tuesday morning [1]."
+    loop = " It is clean and bright, " * 4 + "it is clean"
+    guard = Guard("How often is the lens cleaned?", [source], [""])
+    text = good + loop
+    shown = "".join(guard.feed(text[i : i + 3]) for i in range(0, len(text), 3))
+    assert shown == good
+    assert guard.finish() == ("", None)  # no rejection: what was shown is the answer
+    assert guard.answer == good and guard.problem == LOOP
+
+
 def test_an_answer_whose_shown_sentences_fail_alone_stands_whole():
     # Shown before the answer ended, the first sentence cannot be taken back: where it ties
     # to no excerpt either, the answer stands as it was said.
