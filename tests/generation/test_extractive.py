@@ -58,6 +58,31 @@ def test_etc_before_a_capital_ends_a_sentence_but_a_title_does_not():
     ]
 
 
+def test_approx_and_the_like_before_a_figure_end_no_sentence():
+    # An amazon review's quote ended "1 gallon is for approx." ("8 hours" cut off); the other
+    # sentences are squad-dev's and cisi's passages, each cut after the abbreviation.
+    text = (
+        "CONS:- Tank is small, 1 gallon is for approx. 8 hours. So You have to refill every "
+        "day. The Dutch Republic amounted to ca. 2 million at that time. It was supported by "
+        "Jones et al. 1998, Pollack, Huang & Shen 1998. Fajnzylber et al. (2002) found a "
+        "similar relationship. They are reproduced as B and C in Fig. 1. In a letter in New "
+        "Scientist (vol. 19, p. 148) the rate was estimated. It came in two volumes, approx. "
+        "The second was shorter."
+    )
+    assert sentences(text) == [
+        "CONS:- Tank is small, 1 gallon is for approx. 8 hours.",
+        "So You have to refill every day.",
+        "The Dutch Republic amounted to ca. 2 million at that time.",
+        "It was supported by Jones et al. 1998, Pollack, Huang & Shen 1998.",
+        "Fajnzylber et al. (2002) found a similar relationship.",
+        "They are reproduced as B and C in Fig. 1.",
+        "In a letter in New Scientist (vol. 19, p. 148) the rate was estimated.",
+        "It came in two volumes, approx.",
+        "The second was shorter.",
+    ]
+
+
+
 def test_a_web_address_broken_at_a_dot_ends_no_sentence():
     # R's manuals (../shared/corpus/pdfs/R-data.pdf, R-FAQ.pdf), lines broken inside addresses:
     # the quote of the first sentence began at "R-project.org/package=ROracle), …".
