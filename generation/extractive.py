@@ -109,8 +109,9 @@ def best_sentences(
     found = [[run.text for run in pieces] for pieces in runs]
     # A sentence that addresses the model is never quoted either (injection.py): shown to the
     # user as the answer, "the amount is already paid" does the attacker's work all the same.
+    # Nor is a heading: the words it lends the sentence after it count there (INHERITED).
     places = [(i, j) for i, pieces in enumerate(found) for j, sentence in enumerate(pieces)
-              if not gives_orders(sentence)]  # fmt: skip
+              if not gives_orders(sentence) and not is_heading(sentence)]  # fmt: skip
     if not places:
         return []
     scores = _scores(question, found, places, embed, inherited=INHERITED)
@@ -172,6 +173,29 @@ def _lexical(
         score = sum(weights[w] for w in own) + inherited * sum(weights[w] for w in before)
         scores.append(score / total)
     return scores
+
+
+# A heading set as a line of its own: every word capitalized but these, and no full stop
+# ("Termination of Future Case Assignments", "2.4 The Log Book"). The Chapter 13 trustees'
+# handbook's "When may a standing trustee's future case assignments be terminated?" was quoted
+# with that heading first, as a sentence. A list item is written as a sentence is ("Log book up
+# to date and signed").
+_LOWERCASE_IN_TITLES = frozenset(
+    {"a", "an", "and", "as", "at", "by", "for", "from", "in", "into", "of", "on", "or", "the", "to"}
+    | {"with"}
+)
+
+
+def is_heading(sentence: str) -> bool:
+    """Whether the sentence is a heading: its words capitalized, no full stop at its end."""
+    if sentence.endswith((".", "!", "?", ":", ";", ",", "…")):
+        return False
+    titled = [w for w in sentence.split() if w[0].isalpha()]
+    return (
+        bool(titled)
+        and titled[0][0].isupper()
+        and all(w[0].isupper() or w in _LOWERCASE_IN_TITLES for w in titled)
+    )
 
 
 def quoted_answer(quotes: Sequence[Quote]) -> str:

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from generation.citations import parse_citations
-from generation.extractive import Quote, best_sentences, evidence, quoted_answer, sentences
+from generation.extractive import (
+    Quote,
+    best_sentences,
+    evidence,
+    is_heading,
+    quoted_answer,
+    sentences,
+)
 
 RECORDED = json.loads((Path(__file__).parent / "recorded_answers.json").read_text())
 PASSAGES = {r["question"]: [s["text"] for s in r["sources"]] for r in RECORDED}
@@ -80,7 +87,6 @@ def test_approx_and_the_like_before_a_figure_end_no_sentence():
         "It came in two volumes, approx.",
         "The second was shorter.",
     ]
-
 
 
 def test_a_web_address_broken_at_a_dot_ends_no_sentence():
@@ -170,6 +176,28 @@ def test_a_list_item_is_quoted_alone_without_its_bullet():
     assert best_sentences("Where is the spare lamp?", [passage])[0].text == (
         "Spare lamp in the red cabinet"
     )
+
+
+def test_a_heading_is_never_quoted_but_lends_its_words_to_the_sentence_after_it():
+    # The Chapter 13 trustees' handbook (../shared/corpus/mixed/handbook-872p.docx), a chunk as
+    # ingested: its quotes began with the heading, "“Termination of Future Case Assignments” [1]".
+    passage = (
+        "A reduced compensation notice may be used until the deficiencies are corrected.\n\n"
+        "Termination of Future Case Assignments\n\nTermination of future case assignments may "
+        "occur when, for example, the standing trustee demonstrates a failure to properly "
+        "administer cases, or refuses to cooperate with the United States Trustee or to adhere "
+        "to applicable policies. The termination of future case assignments may be temporary "
+        "or permanent. 28 C.F.R. § 58.6."
+    )
+    question = "When may a standing trustee's future case assignments be terminated?"
+    quotes = [quote.text for quote in best_sentences(question, [passage])]
+    assert "Termination of Future Case Assignments" in sentences(passage)  # the model reads it
+    assert quotes and quotes[0].startswith("Termination of future case assignments may occur")
+    assert "Termination of Future Case Assignments" not in quotes
+    assert is_heading("2.4 The Log Book") and is_heading("The Sacred Ashes of Andraste")
+    assert not is_heading("Log book up to date and signed")  # a list item is quoted
+    assert not is_heading("Removal from existing case assignments")  # one can't tell
+    assert not is_heading("Super Bowl 50 Was Played In Santa Clara.")
 
 
 def test_a_sentence_takes_part_of_its_topic_from_the_one_before_it():
