@@ -211,8 +211,25 @@ def restates_question(answer: str, question: str) -> bool:
 
 
 def added_words(answer: str, question: str) -> set[str]:
-    """The stems of the answer's words that the question did not hold (common words aside)."""
-    return {stem(part) for part in _parts(answer) if part not in _COMMON} - stems(question)
+    """The stems of the answer's words that the question did not hold (common words aside),
+    an acronym spelled out before it aside: "… in a virtual machine (VM)" adds no word."""
+    spelled_out = _spelled_out_acronyms(_CITATION.sub(" ", answer))
+    said = {part for part in _parts(answer) if part not in _COMMON} - spelled_out
+    return {stem(part) for part in said} - stems(question)
+
+
+_ACRONYM = re.compile(r"\(([A-Z]{2,6})\)")
+
+
+def _spelled_out_acronyms(text: str) -> set[str]:
+    """The acronyms in brackets that the words before them spell: "virtual machine (VM)"."""
+    found = set()
+    for m in _ACRONYM.finditer(text):
+        acronym = m.group(1).lower()
+        before = _parts(text[: m.start()])[-len(acronym) :]
+        if "".join(part[0] for part in before) == acronym:
+            found.add(acronym)
+    return found
 
 
 def pasted_passage(answer: str, sources: Sequence[str]) -> int | None:

@@ -178,6 +178,10 @@ SAID_BACK = [
         "What products are well made and have a storage case for the discs?",
         "The products are well-made and have a storage case for the discs [1].",
     ),
+    (  # the default model on the Live Systems manual: "(VM)" counted as a word it added
+        "What do I need to run a live image in a virtual machine?",
+        "A virtual machine needs to run a live image to run them in a virtual machine (VM) [1].",
+    ),
 ]
 
 
@@ -198,6 +202,9 @@ def test_the_question_said_back_is_no_answer(question: str, answer: str):
         ("Who coached both teams?", "John Fox coached both teams [1]."),
         ("When was the work received?", "The work was received in 1965 [1]."),
         ("What products are well made?", "OXO's products are well-made [1]."),
+        ("Where does the image run?", "It runs in a virtual machine (VM) [1]."),
+        ("Which tool makes the image?", "The image is made by the Live Build (LB) tool [1]."),
+        ("Which tool makes the image?", "The tool makes the image (ISO) [1]."),
     ],
 )
 def test_an_answer_that_adds_a_word_or_figure_is_not_the_question_said_back(
