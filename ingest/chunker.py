@@ -45,7 +45,8 @@ class Chunk:
     page_end: int | None
     token_count: int
     # The first words of its page (paged formats): a statement's or chapter's running title,
-    # which the page's later chunks would otherwise not carry. Indexed, never shown.
+    # which the page's later chunks would otherwise not carry. Indexed, never shown; only for
+    # the section the page opens in (and its subsections).
     page_opening: str = ""
 
 
@@ -168,9 +169,12 @@ def split_blocks(blocks: list[Block], counter: TokenCounter, options: ChunkOptio
     openings = _page_openings(blocks)
     for (heading_path, page), section in groupby(blocks, key=lambda b: (b.heading_path, b.page)):
         units = list(_units(list(section), counter, options))
+        opening, opened_under = openings.get(page, ("", ()))
+        if heading_path[: len(opened_under)] != opened_under:
+            opening = ""  # a section the page's opening is not part of
         for packed in _pack(units, options):
             chunk = _chunk(len(chunks), heading_path, packed)
-            chunks.append(replace(chunk, page_opening=openings.get(page, "")))
+            chunks.append(replace(chunk, page_opening=opening))
     kept = _without_contents_pages(chunks)
     return [replace(chunk, ordinal=n) for n, chunk in enumerate(kept)]
 
@@ -204,14 +208,18 @@ def _heading_alone(chunk: Chunk) -> bool:
     return bool(heading) and " ".join(chunk.text.split()) == " ".join(heading.split())
 
 
-def _page_openings(blocks: list[Block]) -> dict[int | None, str]:
-    """The first PAGE_OPENING_WORDS words of each page."""
+def _page_openings(blocks: list[Block]) -> dict[int | None, tuple[str, tuple[str, ...]]]:
+    """The first PAGE_OPENING_WORDS words of each page, and the heading path of its first
+    block: the opening is the context of that section's chunks on the page (and of its
+    subsections'), not of a section that begins further down the page."""
     words: dict[int | None, list[str]] = {}
+    paths: dict[int | None, tuple[str, ...]] = {}
     for block in blocks:
         if block.page is not None:
             page = words.setdefault(block.page, [])
+            paths.setdefault(block.page, block.heading_path)
             page += block.text.split()[: PAGE_OPENING_WORDS - len(page)]
-    return {page: " ".join(opening) for page, opening in words.items()}
+    return {page: (" ".join(opening), paths[page]) for page, opening in words.items()}
 
 
 def _units(blocks: list[Block], counter: TokenCounter, options: ChunkOptions) -> Iterator[_Unit]:

@@ -25,8 +25,8 @@ from ingest.titles import identity, name_words
 # are read by OCR, so scans stored as failed or short are converted again; 6: a printed page's
 # list items keep their own lines; 7: a PDF's running headers, footers and page numbers are
 # left out; 8: a contents page of headings is left out, and a heading whose level skips
-# closes its siblings).
-PIPELINE_VERSION = 8
+# closes its siblings; 9: a page's opening is the context only of the section it opens in).
+PIPELINE_VERSION = 9
 _CHUNK_COLUMNS = (
     "id", "sha256", "ordinal", "text", "heading_path", "page_start", "page_end", "token_count",
     "page_opening",

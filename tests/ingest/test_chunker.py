@@ -2,7 +2,7 @@
 
 from tokenizers import Tokenizer
 
-from ingest.chunker import ChunkOptions, TokenCounter, split_blocks
+from ingest.chunker import PAGE_OPENING_WORDS, ChunkOptions, TokenCounter, split_blocks
 from ingest.document import Block
 from retrieval.embedder import tokenizer_file
 
@@ -115,6 +115,41 @@ def test_every_chunk_of_a_page_knows_how_the_page_opens(counter: TokenCounter) -
     assert [c.page_opening for c in chunks if c.page_start == 5] == ["Notes."]
     plain = split_blocks([Block("No pages here.")], counter, OPTIONS)
     assert [c.page_opening for c in plain] == [""]
+
+
+def test_a_section_that_begins_further_down_the_page_does_not_take_its_opening(
+    counter: TokenCounter,
+) -> None:
+    # A page of ../shared/corpus/mixed/DA-619p.pdf (its outline gives the headings): with the
+    # opening's "Only one person witnessed Maferath's betrayal" as their context, the chunks
+    # "CULTURE AND HISTORY" and "Aravels If The Warden is Dalish..." were the first two
+    # passages for "Who witnessed Maferath's betrayal?", ahead of the one that says it.
+    magic, culture = ("Codex", "MAGIC AND RELIGION"), ("Codex", "CULTURE AND HISTORY")
+    ashes = (*magic, "The Sacred Ashes of Andraste")
+    blocks = [
+        Block("The Sacred Ashes of Andraste", ashes, 48),
+        Block("Only one person witnessed Maferath's betrayal: Havard the Aegis.", ashes, 48),
+        Block("Havard gathered the earthly remains of Andraste.", (*ashes, "Havard"), 48),
+        Block("The Veil", (*magic, "The Veil"), 48),
+        Block(
+            "I detest this notion that the Veil is some manner of curtain.",
+            (*magic, "The Veil"),
+            48,
+        ),
+        Block("CULTURE AND HISTORY", culture, 48),
+        Block("Aravels If The Warden is Dalish...", (*culture, "Aravels"), 48),
+        Block("The aravels are the landships of the Dalish.", (*culture, "Aravels"), 49),
+    ]
+    chunks = split_blocks(blocks, counter, OPTIONS)
+    opening = " ".join(" ".join(b.text for b in blocks).split()[:PAGE_OPENING_WORDS])
+    assert [(c.heading_path[-1], c.page_opening) for c in chunks] == [
+        ("The Sacred Ashes of Andraste", opening),
+        ("Havard", opening),  # a subsection of the one the page opens in
+        ("The Veil", ""),
+        ("CULTURE AND HISTORY", ""),
+        ("Aravels", ""),
+        ("Aravels", "The aravels are the landships of the Dalish."),  # the next page opens in it
+    ]
 
 
 def test_a_list_keeps_its_line_breaks_when_its_paragraph_is_split(counter: TokenCounter) -> None:
