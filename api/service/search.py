@@ -79,8 +79,9 @@ def search_passages(
     one_per_page: bool = True,
 ) -> SearchHits:
     """The `k` best chunks for a query, best first; a reranker re-scores the top candidates.
-    With `one_per_page`, a page's best chunk stands for the page (`_one_per_page`); an answer
-    reads chunks, and a page's second chunk often holds the rest of what its first began.
+    With `one_per_page`, a page's best chunk stands for the page, else no two chunks of a
+    document have the same words (`_first_distinct`); an answer reads chunks, and a page's
+    second chunk often holds the rest of what its first began.
 
     A hybrid search whose keyword or dense index cannot be used (damaged, built by another
     embedding model, or on a Qdrant server that does not answer) searches the other and says
@@ -182,7 +183,7 @@ def _search(
         ranked = [(cid, score, {leg: (n, score)}) for n, (cid, score) in enumerate(ranking, 1)]
     if reranker:
         ranked = _reranked(rows, reranker, query, ranked[:keep])
-    ranked = _one_per_page(rows, ranked, k) if one_per_page else ranked[:k]
+    ranked = _first_distinct(rows, ranked, k, one_per_page=one_per_page)
     return _resolve(rows, query, ranked, filters)
 
 
@@ -254,23 +255,30 @@ def _place(chunk: StoredChunk) -> tuple[str, tuple[str, ...] | int]:
     return chunk.sha256, chunk.heading_path if chunk.page_start is None else chunk.page_start
 
 
-def _one_per_page(rows: _Rows, ranked: list[_Ranked], k: int) -> list[_Ranked]:
-    """The first `k` hits, a page's best chunk standing for the page: a citation names a file
-    and a page, so a page's second chunk adds no place to the results and takes one page's
-    room. Chunks without pages are each their own place. Rows are read k at a time: most
-    searches stop after the first k."""
+def _first_distinct(
+    rows: _Rows, ranked: list[_Ranked], k: int, *, one_per_page: bool
+) -> list[_Ranked]:
+    """The first `k` hits, each a place of its own or, without `one_per_page`, a passage of
+    its own. A place: a page's best chunk stands for the page, since a citation names a file
+    and a page and a page's second chunk adds no place to the results (chunks without pages
+    are each their own place); two pages that say the same are two places. A passage: the
+    words of a chunk that no chunk of its document before it has. The Chapter 13 trustees'
+    handbook (872 pages) holds its text three times over, and the three passages the model
+    read for a question were one passage three times; another document's same words stay (a
+    filing repeats last year's sentences, and which filing says them is the answer). Rows are
+    read k at a time: most searches stop after the first k."""
     kept: list[_Ranked] = []
-    pages: set[tuple[str, int]] = set()
+    seen: set[tuple[str, int | str | None]] = set()
     for start in range(0, len(ranked), k):
         batch = ranked[start : start + k]
         chunks = {c.id: c for c in rows.read([cid for cid, _, _ in batch])}
         for hit in batch:
             chunk = chunks.get(hit[0])
-            if chunk is not None and chunk.page_start is not None:
-                page = (chunk.sha256, chunk.page_start)
-                if page in pages:
+            if chunk is not None and (chunk.page_start is not None or not one_per_page):
+                what = chunk.page_start if one_per_page else " ".join(chunk.text.split())
+                if (chunk.sha256, what) in seen:
                     continue
-                pages.add(page)
+                seen.add((chunk.sha256, what))
             kept.append(hit)
             if len(kept) == k:
                 return kept

@@ -1,6 +1,7 @@
 """Search over a small generated corpus: each mode, filters, odd queries, citations."""
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -253,6 +254,40 @@ def test_a_page_is_one_hit_and_a_document_without_pages_keeps_each_chunk(
     assert len(pdf) + len(notes) <= 20  # each chunk could be a hit
     assert sorted(h.page_start for h in hits if Path(h.path).name == "timetable.pdf") == [1, 2, 3]
     assert sorted(h.chunk_id for h in hits if Path(h.path).name == "notes.md") == sorted(notes)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "dense"])
+def test_a_passage_a_document_repeats_is_read_once(tmp_path: Path, mode: str) -> None:
+    """The Chapter 13 trustees' handbook (../shared/corpus/mixed/handbook-872p.docx) holds its
+    text three times over: the three passages read for a question were one passage three
+    times. A text repeated in a document is one passage, and the next gets the room; the same
+    text in another file is a passage of its own (a filing repeats last year's sentences, and
+    which filing says them is the answer). A search's places keep each repeat: another
+    section or page is another place."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    removal = "The clearest case for removal of a standing trustee is fraud or embezzlement."
+    parts = "".join(f"# Part {n}\n\n## Removal\n\n{removal}\n\n" for n in "ABC")
+    (docs / "handbook.md").write_text(
+        f"{parts}# Remedies\n\nA standing trustee may also be removed for misconduct.\n"
+    )
+    (docs / "copy.md").write_text(f"# Removal\n\n{removal}\n")
+    question = "What is the clearest case for removing a standing trustee?"
+    with Archivist(Settings(data=tmp_path / "data", llm="none")) as service:
+        service.ingest([docs])
+        stored = service.store.chunks(service.store.chunk_ids_where())
+        repeated = [chunk.text for chunk in stored if removal in chunk.text]
+        assert len(repeated) == 4 and len(set(repeated)) == 1  # one text, stored four times
+        search = partial(search_passages, service.store, service.indexes, service.settings,
+                         question, k=10, mode=mode)  # fmt: skip
+        passages, places = search(one_per_page=False), search(one_per_page=True)
+
+    def holding_it(hits: list[SearchHit]) -> list[str]:
+        return sorted(Path(hit.path).name for hit in hits if hit.text == repeated[0])
+
+    assert holding_it(passages) == ["copy.md", "handbook.md"]
+    assert len(passages) == len(places) - 2  # each repeat's room goes to the next passage
+    assert holding_it(places) == ["copy.md", "handbook.md", "handbook.md", "handbook.md"]
 
 
 def _cross_encoder(folder: Path) -> Path:
