@@ -268,21 +268,29 @@ def _first_distinct(
     filing repeats last year's sentences, and which filing says them is the answer). Rows are
     read k at a time: most searches stop after the first k."""
     kept: list[_Ranked] = []
-    seen: set[tuple[str, int | str | None]] = set()
+    seen: set[tuple[str, int | str]] = set()
     for start in range(0, len(ranked), k):
         batch = ranked[start : start + k]
         chunks = {c.id: c for c in rows.read([cid for cid, _, _ in batch])}
         for hit in batch:
             chunk = chunks.get(hit[0])
-            if chunk is not None and (chunk.page_start is not None or not one_per_page):
-                what = chunk.page_start if one_per_page else " ".join(chunk.text.split())
-                if (chunk.sha256, what) in seen:
+            same = _sameness(chunk, one_per_page=one_per_page) if chunk is not None else None
+            if same is not None:
+                if same in seen:
                     continue
-                seen.add((chunk.sha256, what))
+                seen.add(same)
             kept.append(hit)
             if len(kept) == k:
                 return kept
     return kept
+
+
+def _sameness(chunk: StoredChunk, *, one_per_page: bool) -> tuple[str, int | str] | None:
+    """What two hits share when they are one: their page (places; a chunk without a page is a
+    place of its own: None), or their document and words (passages)."""
+    if one_per_page:
+        return None if chunk.page_start is None else (chunk.sha256, chunk.page_start)
+    return chunk.sha256, " ".join(chunk.text.split())
 
 
 def _reranked(rows: _Rows, reranker: Reranker, query: str, ranked: list[_Ranked]) -> list[_Ranked]:
