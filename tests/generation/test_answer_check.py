@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from generation.answer_check import (
+    DISAGREES,
     LABEL_ECHO,
     LOOP,
     MISCITED,
@@ -19,6 +20,7 @@ from generation.answer_check import (
     UNCITED,
     UNSUPPORTED,
     Guard,
+    disagrees,
     ends_with_abbreviation,
     is_label_echo,
     is_loop,
@@ -367,6 +369,89 @@ def test_the_guard_shows_nothing_of_an_uncited_answer():
     guard = Guard(DATABASES, DATABASE_EXCERPTS, ["", ""])
     follows = " The call dbDriver returns a database connection manager object."
     assert feed_all(guard, MIXED + follows) == MIXED + follows and guard.problem is None
+
+
+# The 0.5B model on squad-dev (2026-12-07): its answer is taken from the sentence after the one
+# that answers, which the quote shows; every other check passes it.
+PANTHERS = "Where did the Panthers practice at for Super Bowl 50?"
+PANTHERS_EXCERPT = (
+    "Super_Bowl_50\n\nThe Panthers used the San Jose State practice facility and stayed at the "
+    "San Jose Marriott. The Broncos practiced at Stanford University and stayed at the Santa "
+    "Clara Marriott."
+)
+PANTHERS_QUOTE = (
+    "“The Panthers used the San Jose State practice facility and stayed at the San Jose "
+    "Marriott.” [1]"
+)
+PANTHERS_WRONG = "The Panthers practiced at Stanford University [1]."
+
+
+def test_an_answer_none_of_whose_words_the_quote_holds_disagrees_with_it():
+    assert problem(PANTHERS_WRONG, PANTHERS, [PANTHERS_EXCERPT], [""]) is None
+    assert problem(PANTHERS_WRONG, PANTHERS, [PANTHERS_EXCERPT], [""], PANTHERS_QUOTE) == DISAGREES
+    guard = Guard(PANTHERS, [PANTHERS_EXCERPT], [""], PANTHERS_QUOTE)
+    assert feed_all(guard, PANTHERS_WRONG) == ""
+    assert guard.problem == DISAGREES and guard.answer == ""
+
+
+def test_an_answer_sharing_a_word_beyond_the_question_with_the_quote_agrees():
+    right = "The Panthers practiced at the San Jose State facility [1]."
+    assert not disagrees(right, PANTHERS, [PANTHERS_EXCERPT], PANTHERS_QUOTE)
+    guard = Guard(PANTHERS, [PANTHERS_EXCERPT], [""], PANTHERS_QUOTE)
+    assert feed_all(guard, right) == right and guard.problem is None
+    # The 0.5B model's answer from the passage after the quoted one, in its own words but for
+    # "Ten Commandments" (right: squad-dev's gold answer is "the Ten Commandments").
+    question = "What should a Christian follow in his life?"
+    answer = (
+        "A Christian should follow the Ten Commandments, and the beginnings of the renewed life "
+        "of Christians accorded to them by the sacrament of baptism. [2]"
+    )
+    quote = (
+        "“For Luther, also Christ's life, when understood as an example, is nothing more than an "
+        "illustration of the Ten Commandments, which a Christian should follow in his or her "
+        "vocations on a daily basis.” [1]"
+    )
+    assert not disagrees(answer, question, [quote, answer], quote)
+
+
+# The sample handbook: the quote is the wrong sentence, the 0.5B model read the right one, which
+# holds "write" where the quote does not.
+LOG_BOOK = (
+    "The log book is the official record of the station. Write in ink, never tear out pages, "
+    "and sign every entry. Completed log books go to the Trust archive in Merrow each January."
+)
+COTTAGE = (
+    "Shifts last one week and change over on Sundays at 18:00. The outgoing keeper walks the "
+    "incoming keeper through the log book, the fuel level and any open repair notes before "
+    "handing over the keys."
+)
+COTTAGE_QUOTE = (
+    "“The outgoing keeper walks the incoming keeper through the log book, the fuel level and "
+    "any open repair notes before handing over the keys.” [2]"
+)
+
+
+def test_an_answer_from_a_sentence_saying_more_of_the_question_than_the_quote_stands():
+    answer = (
+        "The keeper should write in ink, never tear out pages, and sign every entry. Completed "
+        "log books go to the Trust archive in Merrow each January [1]."
+    )
+    assert not disagrees(answer, WRITE, [LOG_BOOK, COTTAGE], COTTAGE_QUOTE)
+    assert problem(answer, WRITE, [LOG_BOOK, COTTAGE], ["", ""], COTTAGE_QUOTE) is None
+    # From a sentence that says no more of the question than the quote: rejected.
+    other = "The keeper should write down that the annual archive is in Merrow [1]."
+    assert disagrees(other, WRITE, [LOG_BOOK, COTTAGE], COTTAGE_QUOTE)
+
+
+def test_an_answer_in_words_no_sentence_holds_disagrees_with_the_quote():
+    made_up = "The keeper writes the tide tables and the moon phases [1]."
+    assert disagrees(made_up, WRITE, [LOG_BOOK, COTTAGE], COTTAGE_QUOTE)
+
+
+def test_a_one_word_answer_or_no_quote_is_not_judged_against_the_quote():
+    sources = [PANTHERS_EXCERPT]
+    assert not disagrees("At Stanford [1].", PANTHERS, sources, PANTHERS_QUOTE)  # one word
+    assert not disagrees(PANTHERS_WRONG, PANTHERS, sources, "")  # no sentence to quote
 
 
 def feed_all(guard: Guard, text: str, piece_chars: int = 3) -> str:

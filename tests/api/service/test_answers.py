@@ -241,6 +241,17 @@ def test_a_rejected_answer_is_quoted_from_the_passages(settings: Settings, libra
     assert answer.to_json()["rejected"] == ["label-echo"]
 
 
+def test_an_answer_the_quote_shares_no_word_with_is_quoted_instead(
+    settings: Settings, library: Path
+) -> None:
+    # No passage says it, and no other check catches it: it cites a passage, states no figure.
+    backend = ScriptedBackend("The lens is cleaned twice a year by the harbour master [1].")
+    answer, shown = ask_streamed(settings, library, backend)
+    assert answer.rejected == ["disagrees-with-quote"] and answer.extractive
+    assert answer.answer.startswith("“The Fresnel lens is cleaned every Tuesday")
+    assert "".join(shown) == answer.answer
+
+
 def test_a_good_answer_is_asked_once_and_streamed_sentence_by_sentence(
     settings: Settings, library: Path
 ) -> None:
