@@ -217,10 +217,12 @@ def test_an_unreachable_model_server_answers_503(seeded: Settings) -> None:
 
 
 def long_answer(words: int) -> str:
-    """Sentences of eight made-up words, none repeated: nothing the answer checks hold back."""
+    """The answer in the quote's words, then sentences of eight made-up words, none repeated:
+    nothing the answer checks hold back (made-up words alone disagree with the quote)."""
     syllables = ["ka", "lo", "mi", "ne", "su", "ta", "ri", "vo", "pe", "du"]
     made_up = [a + b + c for a in syllables for b in syllables for c in syllables][:words]
-    return " ".join(w + ("." if n % 8 == 7 else "") for n, w in enumerate(made_up)) + " [1]"
+    sentences = " ".join(w + ("." if n % 8 == 7 else "") for n, w in enumerate(made_up))
+    return f"The lens is cleaned every fourteen days [1]. {sentences} [1]"
 
 
 def test_a_client_that_goes_away_stops_the_generation(seeded: Settings) -> None:
