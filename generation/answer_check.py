@@ -1,8 +1,8 @@
 """Checks an answer before anyone reads it: a loop, an echo of source labels, the question
 said back, a passage pasted nearly whole, a refusal while the sources plainly speak of the
-question, a figure its source does not state, another source's words under a citation, words taken
-from a sentence that is not about the question, or words none of which the sentences a quote
-would show hold.
+question, a figure its source does not state, another source's words under a citation,
+words taken from a sentence that is not about the question, or words the quote of the best
+sentences lacks, read from no better sentence.
 
 Small local models fall into each of these with ordinary documents (Qwen2.5-Coder-0.5B on the
 sample handbook: the labels repeated until the token limit, a label followed by its whole
@@ -362,12 +362,12 @@ def disagrees(answer: str, question: str, sources: Sequence[str], quote: str) ->
     ("Write in ink, never tear out pages, and sign every entry." for what the keeper writes in
     the log book, where the quote is "The outgoing keeper walks the incoming keeper through the
     log book …"). Without a quote nothing is judged."""
-    new = added_words(answer, question)
-    if not quote or len(new) < DISAGREE_WORDS or new & stems(quote):
+    new, quoted = added_words(answer, question), stems(quote)
+    if not quote or len(new) < DISAGREE_WORDS or new & quoted:
         return False
     said = [stems(sentence) for source in sources for sentence in _sentences(source)]
     most = max((len(new & held) for held in said), default=0)
-    unquoted = topic_stems(question) - stems(quote)
+    unquoted = topic_stems(question) - quoted
     return not any(unquoted & held for held in said if most and len(new & held) == most)
 
 
