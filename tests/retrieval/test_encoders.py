@@ -19,7 +19,13 @@ from retrieval.encoders import (
     resolve_device,
 )
 from retrieval.errors import EmbedderUnavailable
-from retrieval.onnx_export import FP32_FILE, INT8_FILE, ExportStopped, exported_model
+from retrieval.onnx_export import (
+    FP32_FILE,
+    INT8_FILE,
+    ExportStopped,
+    export_name,
+    exported_model,
+)
 
 TEXTS = [
     "The tower is 21 metres tall, built of granite blocks, with 112 steps to the lantern room.",
@@ -116,14 +122,20 @@ def test_the_export_is_made_once_and_reused(model_dir: Path, tmp_path: Path) -> 
     assert not [p for p in (model_dir / "onnx").iterdir() if p.name.startswith(".export-")]
 
 
-def test_another_model_folder_gets_its_own_export(model_dir: Path, tmp_path: Path) -> None:
-    """A model changed in place (new weights) must never reuse the old model's export."""
+def test_a_model_changed_in_place_never_reuses_the_old_export(tmp_path: Path) -> None:
+    """The export's folder is named after the model's path and weights: a copy elsewhere is
+    another model, and so is the copy once its weights are rewritten in place (same size)."""
     import shutil
 
     copy = tmp_path / "minilm"
     shutil.copytree(resolve_model_path(DEFAULT_MODEL), copy)
-    original = exported_model(resolve_model_path(DEFAULT_MODEL), quantized=False, cache=model_dir)
-    assert exported_model(copy, quantized=False, cache=model_dir).parent != original.parent
+    copied = export_name(copy)
+    assert copied != export_name(resolve_model_path(DEFAULT_MODEL))
+    weights = copy / "model.safetensors"
+    changed = bytearray(weights.read_bytes())
+    changed[-1] ^= 1
+    weights.write_bytes(changed)
+    assert export_name(copy) != copied
 
 
 def test_an_export_stops_when_asked_and_keeps_nothing(tmp_path: Path) -> None:
