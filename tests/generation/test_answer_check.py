@@ -184,6 +184,10 @@ SAID_BACK = [
         "What do I need to run a live image in a virtual machine?",
         "A virtual machine needs to run a live image to run them in a virtual machine (VM) [1].",
     ),
+    (  # the 1.5B on amazon: a short word's -s is no word added ("gets" for "get")
+        "What does the glass get very little of around it?",
+        "The glass gets very little of around it [1].",
+    ),
 ]
 
 
@@ -207,6 +211,8 @@ def test_the_question_said_back_is_no_answer(question: str, answer: str):
         ("Where does the image run?", "It runs in a virtual machine (VM) [1]."),
         ("Which tool makes the image?", "The image is made by the Live Build (LB) tool [1]."),
         ("Which tool makes the image?", "The tool makes the image (ISO) [1]."),
+        ("What does the glass get little of?", "The glass gets little frost [1]."),
+        ("What do the pans lack?", "The pan lacks a lid [1]."),
     ],
 )
 def test_an_answer_that_adds_a_word_or_figure_is_not_the_question_said_back(
