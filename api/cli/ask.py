@@ -95,10 +95,8 @@ def _print_sources(answer: Answer) -> None:
         click.echo(f"  (the answer cites {numbers}, which match no source)", err=True)
     speed = f", {answer.tokens_per_s:.1f} tokens/s" if answer.tokens_per_s else ""
     first = f", first token {answer.first_token_ms / 1000:.1f} s" if answer.first_token_ms else ""
-    click.echo(
-        f"\n{answer.backend} {answer.model or ''}{first}{speed}; session {answer.session_id}",
-        err=True,
-    )
+    who = " ".join(name for name in (answer.backend, answer.model) if name)
+    click.echo(f"\n{who}{first}{speed}; session {answer.session_id}", err=True)
 
 
 @click.command("batch")

@@ -7,6 +7,7 @@ import click
 from api.cli.client import connect
 from api.cli.console import echo_json, echo_missing_legs
 from api.service import MODES, Filters, Mode, SearchHit, Settings
+from api.service.answers import NO_DOCUMENTS
 
 
 @click.command("search")
@@ -45,13 +46,16 @@ def search_command(
     )
     with connect(settings) as service:
         hits = service.search(query, k=k or settings.search_k, mode=_mode(mode), filters=filters)
+        empty = not hits and service.status()["chunks"] == 0
     if as_json:
         echo_json(
             {"hits": [_hit_json(h, explain) for h in hits], "missing_legs": hits.missing_legs}
         )
         return 0
     echo_missing_legs(hits.missing_legs)
-    if not hits:
+    if empty:
+        click.echo(NO_DOCUMENTS.format(inbox=settings.inbox))
+    elif not hits:
         click.echo("No matches.")
     for number, hit in enumerate(hits, 1):
         click.echo(f"{number}. {_where(hit)}  (score {hit.score:.4f})")

@@ -28,10 +28,15 @@ from generation.prompt import (
     source_label,
     standalone_query_messages,
 )
+from ingest.store import ChunkStore
 from retrieval.embedder import Embedder
 
 _REWRITE_TOKENS = 48
 NO_MATCH = "Nothing in the documents matches this question."
+NO_DOCUMENTS = (
+    "No documents have been added yet: put files in the inbox folder ({inbox}) or run "
+    "`archivist ingest PATH`, then ask again."
+)
 ONLY_WITHHELD = (
     "The passages found for this question hold nothing but text addressed to the assistant, "
     "which is withheld from it (see docs/injection.md): nothing in them answers it."
@@ -49,6 +54,9 @@ class Service(Protocol):
 
     @property
     def indexes(self) -> Indexes: ...
+
+    @property
+    def store(self) -> ChunkStore: ...
 
     def search(
         self,
@@ -166,8 +174,8 @@ def answer_question(
         answer = _extractive(service, question, hits, on_token, started, note=note)
         answer = replace(answer, query=query, retrieval_ms=retrieval_ms)
     elif not hits:
-        answer = Answer(NO_MATCH, [], backend.name, backend.model, None, query, retrieval_ms,
-                        None, 0.0, 0, None)  # fmt: skip
+        answer = Answer(_nothing_found(service), [], backend.name, backend.model, None, query,
+                        retrieval_ms, None, 0.0, 0, None)  # fmt: skip
     else:
         answer = _checked(service, backend, question, history, hits, options, on_token, started)
         answer = replace(answer, query=query, retrieval_ms=retrieval_ms)
@@ -178,6 +186,13 @@ def answer_question(
 
 def _ms(start: float, end: float) -> float:
     return (end - start) * 1000
+
+
+def _nothing_found(service: Service) -> str:
+    """What to answer when no passage matches: that nothing was ever added, where nothing was."""
+    if service.store.chunk_count() == 0:
+        return NO_DOCUMENTS.format(inbox=service.settings.inbox)
+    return NO_MATCH
 
 
 def _session(options: AskOptions) -> str | None:
@@ -416,7 +431,7 @@ def _extractive(
     begun = time.perf_counter()
     if quotes is None:
         quotes = _quotes(question, hits, _question_first(service.indexes.embedder))
-    text = quoted_answer(quotes) or NO_MATCH
+    text = quoted_answer(quotes) or _nothing_found(service)
     if on_token:
         on_token(text)
     shown = time.perf_counter()

@@ -96,6 +96,22 @@ def test_search_json_returns_hits_with_citations(tmp_path: Path) -> None:
     assert "bikes.md — Bikes" in text.stdout
 
 
+def test_before_any_document_search_and_ask_say_how_to_add_some(tmp_path: Path) -> None:
+    inbox = tmp_path / "data" / "inbox"
+    for command in ("search", "ask"):
+        done = archivist(tmp_path / "data", command, "how often is the lens cleaned")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("No documents have been added yet"), done.stdout
+        assert str(inbox) in done.stdout and "archivist ingest PATH" in done.stdout
+    (tmp_path / "bikes.md").write_text("# Bikes\n\nOil the chain every two weeks.\n")
+    assert archivist(tmp_path / "data", "ingest", str(tmp_path / "bikes.md")).returncode == 0
+    done = archivist(tmp_path / "data", "search", "oil the chain", "--type", "pdf")
+    assert done.stdout.strip() == "No matches."
+    done = archivist(tmp_path / "data", "ask", "how often is the chain oiled", "--extractive")
+    assert "Oil the chain every two weeks." in done.stdout
+    assert "\nnone, first token" in done.stderr  # no model named: no space before the comma
+
+
 def test_status_reports_each_store_and_agreement(tmp_path: Path) -> None:
     note = tmp_path / "n.md"
     note.write_text("A note.\n")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from api.service import Answer, Archivist, AskOptions, BadRequest, Settings
-from api.service.answers import ONLY_WITHHELD
+from api.service import Answer, Archivist, AskOptions, BadRequest, Filters, Settings
+from api.service.answers import NO_MATCH, ONLY_WITHHELD
 from generation.backend import estimate_tokens
 from generation.errors import PromptTooLong, QueueFull
 from generation.prompt import MESSAGE_OVERHEAD, pack_prompt
@@ -155,6 +155,26 @@ def test_a_follow_up_without_a_model_is_combined_with_the_previous_question(
     first = service.ask("How often is the lens cleaned?", AskOptions(start_session=True))
     follow = service.ask("and with what?", AskOptions(session_id=first.session_id))
     assert "lens cleaned" in follow.query and "with what" in follow.query
+
+
+def test_a_question_before_any_document_says_how_to_add_some(settings: Settings) -> None:
+    scripted = ScriptedBackend("The lens is cleaned every Tuesday [1].")
+    for backend in (None, scripted):  # quoted (no model), and with a model
+        with Archivist(settings, backend=backend) as service:
+            answer = service.ask("How often is the lens cleaned?")
+        assert answer.answer.startswith("No documents have been added yet")
+        assert str(settings.inbox) in answer.answer and "archivist ingest" in answer.answer
+        assert answer.citations == []
+    assert scripted.requests == []  # nothing to read: the model is never asked
+
+
+def test_a_question_nothing_matches_says_so(settings: Settings, library: Path) -> None:
+    with Archivist(settings) as service:
+        service.ingest([library])
+        answer = service.ask(
+            "How often is the lens cleaned?", AskOptions(filters=Filters(path_glob="*.docx"))
+        )
+    assert answer.answer == NO_MATCH and answer.citations == []
 
 
 @pytest.mark.parametrize("question", ["", "   \n"])
