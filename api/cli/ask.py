@@ -8,7 +8,16 @@ import click
 
 from api.cli.client import connect
 from api.cli.console import echo_json, echo_missing_legs, progress
-from api.service import MODES, Answer, AskOptions, Settings, answered_ids, read_questions, run_batch
+from api.service import (
+    MODES,
+    Answer,
+    AskOptions,
+    BadRequest,
+    Settings,
+    answered_ids,
+    read_questions,
+    run_batch,
+)
 
 
 def _sampling_options(command: Any) -> Any:
@@ -132,6 +141,11 @@ def batch_command(
     answered_ids(out, retry_errors=retry_errors)  # drop torn (and, if asked, failed) lines
     options = _ask_options(None, start_session=False, **values)
     with connect(settings) as service, progress("questions", as_json) as bar:
+        if service.status()["chunks"] == 0:  # every answer would say so, and count as done
+            raise BadRequest(
+                "no documents have been added yet — put files in the inbox folder "
+                f"({settings.inbox}) or run `archivist ingest PATH`, then run the batch"
+            )
         bar.reset(total=len(questions))
         bar.update(len(answered_ids(out)))
         counts = run_batch(service, questions, out, concurrency=concurrency, options=options,

@@ -102,6 +102,26 @@ def answered_ids(out: Path, *, retry_errors: bool = False) -> set[str]:
     return done
 
 
+def _check_same_questions(questions: list[Question], out: Path) -> None:
+    """Refuse an answers file whose ids were asked other questions: their answers would be
+    taken as done (two question files of one name, `q.txt` and `q.jsonl`, share
+    `q.answers.jsonl`, and a .txt file's ids are its line numbers)."""
+    if not out.exists():
+        return
+    asked = {question.id: question.text for question in questions}
+    for line in out.read_bytes().splitlines(keepends=True):
+        item = _parse(line)
+        if item is None or str(item["id"]) not in asked:
+            continue
+        was, now = item.get("question"), asked[str(item["id"])]
+        if was is not None and " ".join(str(was).split()) != " ".join(now.split()):
+            raise BadRequest(
+                f"{out.name} holds answers to other questions under the same ids (id "
+                f"{item['id']!r}: {str(was)[:60]!r} there, {now[:60]!r} now) — write the "
+                f"answers to another file (-o), or remove {out}"
+            )
+
+
 def _parse(line: bytes) -> dict[str, Any] | None:
     """A complete answer line, or None for a torn or damaged one."""
     if not line.endswith(b"\n"):
@@ -123,6 +143,7 @@ def run_batch(
     on_answer: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, int]:
     """Answer every question not yet in OUT, appending one line each as it finishes."""
+    _check_same_questions(questions, out)
     todo = [q for q in questions if q.id not in answered_ids(out)]
     lock = threading.Lock()
     counts = {"answered": 0, "failed": 0, "skipped": len(questions) - len(todo)}

@@ -107,6 +107,12 @@ def test_before_any_document_search_and_ask_say_how_to_add_some(tmp_path: Path) 
     assert archivist(tmp_path / "data", "ingest", str(tmp_path / "bikes.md")).returncode == 0
     done = archivist(tmp_path / "data", "search", "oil the chain", "--type", "pdf")
     assert done.stdout.strip() == "No matches."
+    questions = tmp_path / "q.txt"
+    questions.write_text("How often is the chain oiled?\n")
+    done = archivist(tmp_path / "empty", "batch", str(questions))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "no documents have been added yet" in done.stderr, done.stderr
+    assert not (tmp_path / "q.answers.jsonl").exists()  # no answer taken as done
     done = archivist(tmp_path / "data", "ask", "how often is the chain oiled", "--extractive")
     assert "Oil the chain every two weeks." in done.stdout
     assert "\nnone, first token" in done.stderr  # no model named: no space before the comma

@@ -84,3 +84,22 @@ def test_every_question_is_answered_once_and_a_rerun_skips_them(
     assert Path(answered["citations"][0]["path"]).name == "tides.md"
     again = run_batch(service, questions, out, concurrency=2, options=AskOptions())
     assert again == {"answered": 0, "failed": 0, "skipped": 51}
+
+
+def test_an_answers_file_of_other_questions_under_the_same_ids_is_refused(
+    service: Archivist, docs: Path, tmp_path: Path
+) -> None:
+    (docs / "tides.md").write_text("# Tides\n\nHigh tide at the harbour is at 06:10 on Mondays.\n")
+    service.ingest([docs])
+    out = tmp_path / "q.answers.jsonl"
+    first = [Question("1", "When is high tide?"), Question("2", "Where is the harbour?")]
+    assert run_batch(service, first, out, concurrency=1, options=AskOptions())["answered"] == 2
+    recorded = out.read_bytes()
+    # q.txt after q.jsonl: the same ids (line numbers), other questions, the same answers file
+    other = [Question("1", "When is low tide?"), Question("3", "Who keeps the light?")]
+    with pytest.raises(BadRequest, match=r"other questions under the same ids \(id '1'"):
+        run_batch(service, other, out, concurrency=1, options=AskOptions())
+    assert out.read_bytes() == recorded  # nothing asked, nothing written
+    same = [Question("1", " When is  high tide? "), Question("3", "Who keeps the light?")]
+    counts = run_batch(service, same, out, concurrency=1, options=AskOptions())
+    assert counts == {"answered": 1, "failed": 0, "skipped": 1}
