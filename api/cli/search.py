@@ -6,8 +6,7 @@ import click
 
 from api.cli.client import connect
 from api.cli.console import echo_json, echo_missing_legs
-from api.service import MODES, Filters, Mode, SearchHit, Settings
-from api.service.answers import NO_DOCUMENTS
+from api.service import MODES, NO_DOCUMENTS, Filters, Mode, SearchHit, Settings
 
 
 @click.command("search")

@@ -13,7 +13,7 @@ service's public surface. The service imports no face.
 """
 
 from api.service.announcement import announce, running_server, server_file, withdraw
-from api.service.answers import Answer, AskOptions, Citation, passage_source
+from api.service.answers import NO_DOCUMENTS, Answer, AskOptions, Citation, passage_source
 from api.service.archivist import Archivist, IngestOutcome
 from api.service.background import BackgroundIngest, display_name
 from api.service.backup import BackupReport, make_backup, restore_backup
@@ -35,6 +35,7 @@ from api.service.settings import Settings, load_settings
 
 __all__ = [
     "MODES",
+    "NO_DOCUMENTS",
     "SYNC_BATCH",
     "USER_ERRORS",
     "Answer",
