@@ -12,7 +12,15 @@ from generation.errors import (
     QueueFull,
 )
 from generation.models import CATALOGUE, find_gguf, resolve_gguf
-from generation.prompt import NO_ANSWER, Prompt, Source, Turn, pack_prompt, source_label
+from generation.prompt import (
+    NO_ANSWER,
+    Prompt,
+    Source,
+    Turn,
+    opening,
+    pack_prompt,
+    source_label,
+)
 from generation.queue import Channel, GenerationQueue
 
 __all__ = [
@@ -35,6 +43,7 @@ __all__ = [
     "Turn",
     "estimate_tokens",
     "find_gguf",
+    "opening",
     "pack_prompt",
     "parse_citations",
     "resolve_gguf",

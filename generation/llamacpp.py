@@ -7,7 +7,7 @@ from typing import Any
 
 import llama_cpp
 
-from generation import gguf
+from generation import gguf, prompt_state
 from generation.backend import Message, Sampling
 from generation.errors import GenerationError, ModelMissing
 
@@ -36,6 +36,7 @@ class LlamaCppBackend:
         # Past the trained context a model's answers degrade, so a larger request is capped.
         n_ctx = min(context_tokens, shape.trained_context)
         self._lock = threading.Lock()
+        self._threads = threads
         self._llm = _load(path, n_ctx=n_ctx, threads=threads)
         self._plan = gguf.plan_memory(shape, path.stat().st_size, n_ctx, parallel)
 
@@ -69,6 +70,29 @@ class LlamaCppBackend:
                         yield piece
             except ValueError as error:  # llama-cpp-python's "Requested tokens exceed context"
                 raise GenerationError(f"{self.model}: {error}") from error
+
+    def prefill(self, opening: list[Message], saved: Path | None = None) -> str:
+        """Evaluate the messages every prompt opens with, so that a question pays only for its
+        own part; "evaluated", or "restored" when `saved` (a folder) held their evaluated state
+        for this model, this llama.cpp and these messages. An evaluated state is kept there."""
+        context = {"n_ctx": self.context_window(), "threads": self._threads, "flash_attn": True}
+        file = saved and prompt_state.state_file(saved, self.path, context, opening)
+        with self._lock:
+            found = None if file is None else prompt_state.read(file)
+            if found is not None and prompt_state.restore(self._llm, *found):
+                return "restored"
+            # The opening and an empty question, through the chat template every prompt takes;
+            # the next prompt keeps the evaluated tokens it shares (all but the empty question).
+            empty_question: list[Message] = [{"role": "user", "content": ""}]
+            try:
+                self._llm.create_chat_completion(
+                    messages=[*opening, *empty_question], max_tokens=1, temperature=0.0
+                )
+            except ValueError as error:  # the opening does not fit this context
+                raise GenerationError(f"{self.model}: {error}") from error
+            if file is not None:
+                prompt_state.write(file, *prompt_state.capture(self._llm))
+            return "evaluated"
 
     def memory_plan(self) -> dict[str, Any]:
         """Weights + f16 KV cache for this context size and parallel count, in bytes."""

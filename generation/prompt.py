@@ -101,8 +101,8 @@ def pack_prompt(
         answer_tokens: tokens kept free for the answer.
         count: the model's token counter (exact or a conservative estimate).
     """
-    opening = sum(_cost(message["content"], count) for message in _opening())
-    fixed = opening + _cost(_user_message([], question), count)
+    opening_cost = sum(_cost(message["content"], count) for message in opening())
+    fixed = opening_cost + _cost(_user_message([], question), count)
     if fixed + answer_tokens > window:
         raise PromptTooLong(
             f"the question is {count(question)} tokens: with the instructions and "
@@ -208,8 +208,8 @@ def _user_message(sources: Sequence[Source], question: str) -> str:
     return f"Excerpts:{_SEPARATOR}{blocks or _NONE}{_SEPARATOR}Question: {question}\n{REMINDER}"
 
 
-def _opening() -> list[Message]:
-    """The system prompt and the worked example: the same for every question."""
+def opening() -> list[Message]:
+    """The system prompt and the worked example: every answer's prompt opens with them."""
     example = [Source("", text) for text in EXAMPLE_SOURCES]
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
@@ -219,7 +219,7 @@ def _opening() -> list[Message]:
 
 
 def _assemble(question: str, sources: list[Source], turns: list[Turn], count: Counter) -> Prompt:
-    messages = _opening()
+    messages = opening()
     for turn in turns:
         messages.append({"role": "user", "content": turn.question})
         messages.append({"role": "assistant", "content": turn.answer})

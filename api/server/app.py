@@ -1,11 +1,13 @@
 """The HTTP API and the web page: one FastAPI app over one Archivist service.
 
 The app's lifespan opens the service, starts background ingestion and the folder watcher
-(which reconcile the inbox with the stores first), and closes all of it on shutdown.
+(which reconcile the inbox with the stores first), opens the language model in the background,
+and closes all of it on shutdown.
 Endpoints are thin: they translate HTTP to service calls and service errors to status codes.
 """
 
 import secrets
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -49,6 +51,7 @@ def create_app(
             watcher.start()
         if not settings.replica:
             background.start()  # its first job reconciles the inbox with the stores
+        threading.Thread(target=service.llm.warm, name="open-model", daemon=True).start()
         app.state.running = Running(service, background, watcher)
         try:
             yield

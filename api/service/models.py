@@ -42,6 +42,7 @@ from retrieval.onnx_export import adopt_exports, export_name, fallback_folder, r
 
 log = logging.getLogger(__name__)
 _LEFTOVER_AGE_S = 3600
+PROMPT_STATES = "prompts"  # a GGUF's evaluated prompt opening (generation.prompt_state)
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ class InstalledModel:
     """One model file in a models folder."""
 
     path: str
-    kind: str  # "onnx", "gguf", "folder" (a packaged model folder), or "partial" (what a
-    # stopped export or join left)
+    kind: str  # "onnx", "gguf", "folder" (a packaged model folder), "prompt" (a GGUF's evaluated
+    # prompt opening), or "partial" (what a stopped export or join left)
     bytes: int
     sha256: str | None  # as recorded when it was made or last checked (a folder: its weights');
     # None: never recorded
@@ -199,6 +200,8 @@ def _listed(folder: Path, location: str, named: set[str]) -> list[InstalledModel
         if (folder / name).is_dir():
             weights = model.files.get("model.safetensors", (0, None))[1]
             found.append(_entry(folder / name, "folder", weights, location, named))
+    for path in sorted((folder / PROMPT_STATES).glob("*.kv")):
+        found.append(_entry(path, "prompt", None, location, named))
     for export in sorted((folder / "onnx").glob("[!.]*")):
         recorded = read_manifest(export)
         for path in sorted(export.glob("*.onnx")):
@@ -210,7 +213,8 @@ def _listed(folder: Path, location: str, named: set[str]) -> list[InstalledModel
 def _leftovers(folder: Path, location: str) -> list[InstalledModel]:
     """What a stopped export or join left behind (an hour old: no export takes that long)."""
     found = []
-    candidates = [*folder.glob(".*.tmp"), *(folder / "onnx").glob(".export-*")]
+    candidates = [*folder.glob(".*.tmp"), *(folder / PROMPT_STATES).glob(".*.tmp")]
+    candidates += (folder / "onnx").glob(".export-*")
     candidates += (folder / "onnx").glob(".damaged-*")
     for path in sorted(candidates):
         with contextlib.suppress(OSError):
@@ -226,7 +230,9 @@ def _entry(
 ) -> InstalledModel:
     files = path.rglob("*") if path.is_dir() else [path]
     size = sum(file.stat().st_size for file in files if file.is_file())
-    used = (path.parent.name if kind == "onnx" else path.name) in named
+    # An export is named by its folder, a prompt state by its model ("<gguf>.<key>.kv").
+    name = {"onnx": path.parent.name, "prompt": path.name.rsplit(".", 2)[0]}.get(kind, path.name)
+    used = name in named
     return InstalledModel(str(path), kind, size, sha256, used, location)
 
 

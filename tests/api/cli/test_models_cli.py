@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from generation.models import CATALOGUE
 from retrieval.embedder import DEFAULT_MODEL, resolve_model_path
 from retrieval.onnx_export import FP32_FILE, INT8_FILE, exported_model
 
@@ -130,3 +131,25 @@ def test_a_packaged_model_folder_is_listed_whole_and_pruned_with_its_stamp(
     report = json.loads(archivist(tmp_path / "data", models, "models", "prune", "--json").stdout)
     assert str(folder) in [m["path"] for m in report["removed"]]
     assert not folder.exists() and not (models / "embeddinggemma-300m.verified").exists()
+
+
+def test_a_models_prompt_opening_is_listed_and_pruned_with_its_model(
+    models: Path, tmp_path: Path
+) -> None:
+    """The default model's evaluated prompt opening stays; another model's goes with it."""
+    default = CATALOGUE["qwen2.5-coder-0.5b"].run_file_name  # the file the default runs
+    prompts = models / "prompts"
+    prompts.mkdir()
+    (prompts / f"{default}.0123456789abcdef.kv").write_bytes(b"\0" * 200)
+    (prompts / f"{OTHER_GGUF}.fedcba9876543210.kv").write_bytes(b"\0" * 300)
+    listing = json.loads(archivist(tmp_path / "data", models, "models", "--json").stdout)
+    found = {Path(m["path"]).name: m for m in listing["models"] if m["kind"] == "prompt"}
+    assert {name: (m["bytes"], m["named"]) for name, m in found.items()} == {
+        f"{default}.0123456789abcdef.kv": (200, True),
+        f"{OTHER_GGUF}.fedcba9876543210.kv": (300, False),
+    }
+    report = json.loads(archivist(tmp_path / "data", models, "models", "prune", "--json").stdout)
+    assert str(prompts / f"{OTHER_GGUF}.fedcba9876543210.kv") in [
+        m["path"] for m in report["removed"]
+    ]
+    assert [p.name for p in prompts.iterdir()] == [f"{default}.0123456789abcdef.kv"]

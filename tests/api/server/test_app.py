@@ -144,6 +144,17 @@ def test_ask_streams_tokens_then_citations_then_done(seeded: Settings, smollm2_g
         assert [t["question"] for t in turns] == [body["question"], follow["question"]]
 
 
+def test_the_server_opens_the_model_as_it_starts(seeded: Settings, smollm2_gguf: Path) -> None:
+    settings = seeded.model_copy(update={"llm": "llamacpp", "gguf": str(smollm2_gguf)})
+    with live_server(settings) as live:
+        llm = wait_until(
+            lambda: (s := live.http.get("/status").json()["llm"]).get("backend") and s,
+            timeout=60, what="the model is open before any question",
+        )  # fmt: skip
+        assert (llm["backend"], llm["model"]) == ("llamacpp", str(smollm2_gguf))
+        assert llm["queue"] == {"running": 0, "waiting": 0}  # nothing was asked
+
+
 def test_openai_chat_completions_with_the_official_client(
     seeded: Settings, smollm2_gguf: Path
 ) -> None:

@@ -100,3 +100,34 @@ def test_status_shows_the_loaded_model_and_its_memory_plan(
     # SmolLM2-135M: 30 layers, 3 KV heads of 64 dimensions, f16 keys and values.
     assert plan["kv_cache_bytes"] == 2 * 30 * 3 * 64 * 2048 * 2
     assert plan["total_bytes"] == plan["weights_bytes"] + plan["kv_cache_bytes"]
+
+
+def test_warming_opens_the_model_and_keeps_its_prompt_opening_for_the_next_process(
+    settings: Settings, library: Path, smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    embedded = settings.model_copy(update={
+        "llm": "llamacpp", "gguf": str(smollm2_gguf), "llm_context_tokens": 2048,
+        "answer_tokens": 16, "model_dir": tmp_path / "models",
+    })  # fmt: skip
+    with Archivist(embedded) as service:
+        service.ingest([library])
+        service.llm.warm()
+        assert service.status()["llm"]["backend"] == "llamacpp"  # before any question
+        first = service.ask(QUESTION).to_json()
+    (kept,) = (tmp_path / "models" / "prompts").iterdir()
+    assert kept.name.startswith(f"{smollm2_gguf.name}.") and kept.suffix == ".kv"
+    with Archivist(embedded) as service:  # reads the opening's state instead of evaluating it
+        again = service.ask(QUESTION).to_json()
+    assert again["answer"] == first["answer"] and again["citations"] == first["citations"]
+    assert list((tmp_path / "models" / "prompts").iterdir()) == [kept]
+
+
+def test_a_closed_service_opens_no_model(
+    settings: Settings, smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    embedded = settings.model_copy(update={"llm": "llamacpp", "gguf": str(smollm2_gguf)})
+    service = Archivist(embedded)
+    service.close()
+    service.llm.warm()  # a server's warming thread that starts late
+    assert service.llm.backend() is None
+    assert service.llm.why_none() == "the service is closing"
