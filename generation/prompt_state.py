@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def read(file: Path) -> tuple[list[int], bytes] | None:
 def write(file: Path, tokens: list[int], state: bytes) -> None:
     """Keep a state in `file` (whole or not at all), replacing the model's older states there."""
     header = json.dumps({"tokens": tokens, "sha256": hashlib.sha256(state).hexdigest()})
-    partial = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    partial = file.with_name(f".{file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         partial.write_bytes(_MAGIC + header.encode() + b"\n" + state)
