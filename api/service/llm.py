@@ -62,8 +62,8 @@ class LLM:
 
     def warm(self) -> None:
         """Open the configured model now, so the first question does not wait for it (the server
-        does this as it starts: the first answer's first token came 5.1 s after the question,
-        later ones 2.1 s). Never raises: a question reports what is wrong."""
+        does this as it starts: its first answer's first token came 4.7-5.2 s after the question,
+        later ones 2.6-2.9 s, on two AVX2 cores). Never raises: a question reports what is wrong."""
         try:
             self.backend()
         except Exception as error:
