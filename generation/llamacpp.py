@@ -11,6 +11,9 @@ from generation import gguf, prompt_state
 from generation.backend import Message, Sampling
 from generation.errors import GenerationError, ModelMissing
 
+# Two prompts that differ only in their question share exactly what every prompt shares.
+_ANY_QUESTION: Message = {"role": "user", "content": "?"}
+
 
 class LlamaCppBackend:
     """One llama.cpp model and context; requests take turns on it (contexts are not thread-safe).
@@ -38,6 +41,7 @@ class LlamaCppBackend:
         self._lock = threading.Lock()
         self._threads = threads
         self._llm = _load(path, n_ctx=n_ctx, threads=threads)
+        self._opening: tuple[list[Message], list[int], bytes] | None = None  # see prefill
         self._plan = gguf.plan_memory(shape, path.stat().st_size, n_ctx, parallel)
 
     def context_window(self) -> int:
@@ -62,6 +66,7 @@ class LlamaCppBackend:
             if value is not None:
                 options[key] = value
         with self._lock:
+            self._put_back_opening(messages)
             try:
                 chunks = self._llm.create_chat_completion(messages=messages, stream=True, **options)
                 for chunk in chunks:
@@ -80,19 +85,39 @@ class LlamaCppBackend:
         with self._lock:
             found = None if file is None else prompt_state.read(file)
             if found is not None and prompt_state.restore(self._llm, *found):
+                self._opening = (opening, *found)
                 return "restored"
-            # The opening and an empty question, through the chat template every prompt takes;
-            # the next prompt keeps the evaluated tokens it shares (all but the empty question).
-            empty_question: list[Message] = [{"role": "user", "content": ""}]
-            try:
-                self._llm.create_chat_completion(
-                    messages=[*opening, *empty_question], max_tokens=1, temperature=0.0
-                )
-            except ValueError as error:  # the opening does not fit this context
-                raise GenerationError(f"{self.model}: {error}") from error
+            # The opening with two questions, through the chat template every prompt takes: the
+            # tokens both prompts start with are those every prompt opening so starts with.
+            shared = self._evaluate([*opening, {"role": "user", "content": ""}])
+            shared = prompt_state.common_start(shared, self._evaluate([*opening, _ANY_QUESTION]))
+            prompt_state.keep_first(self._llm, len(shared))
+            evaluated = prompt_state.capture(self._llm)
+            self._opening = (opening, *evaluated)
             if file is not None:
-                prompt_state.write(file, *prompt_state.capture(self._llm))
+                prompt_state.write(file, *evaluated)
             return "evaluated"
+
+    def _put_back_opening(self, messages: list[Message]) -> None:
+        """A prompt that opens otherwise (a follow-up's rewrite into a search query) takes the
+        opening out of llama.cpp's cache; a prompt that opens with it again gets it back from
+        memory (~5 ms) instead of evaluating it anew."""
+        if self._opening is None:
+            return
+        opening, tokens, state = self._opening
+        if messages[: len(opening)] != opening:
+            return
+        held = [int(token) for token in self._llm.input_ids[: self._llm.n_tokens]]
+        if prompt_state.common_start(held, tokens) != tokens:
+            prompt_state.restore(self._llm, tokens, state)
+
+    def _evaluate(self, messages: list[Message]) -> list[int]:
+        """Evaluate a prompt (and one token of its answer); the prompt's tokens."""
+        try:
+            self._llm.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0)
+        except ValueError as error:  # the prompt does not fit this context
+            raise GenerationError(f"{self.model}: {error}") from error
+        return [int(token) for token in self._llm.input_ids[: self._llm.n_tokens]]
 
     def memory_plan(self) -> dict[str, Any]:
         """Weights + f16 KV cache for this context size and parallel count, in bytes."""

@@ -26,7 +26,7 @@ import llama_cpp
 
 log = logging.getLogger(__name__)
 
-_MAGIC = b"archivist prompt state 1\n"
+_MAGIC = b"archivist prompt state 2\n"
 _SEQUENCE = 0  # llama-cpp-python evaluates every prompt as sequence 0
 
 
@@ -53,17 +53,35 @@ def capture(llm: Any) -> tuple[list[int], bytes]:
 
 
 def restore(llm: Any, tokens: list[int], state: bytes) -> bool:
-    """Put a captured state back into `llm`, a fresh context; False if llama.cpp refuses it."""
+    """Put a captured state back into `llm` in place of what it holds; False if llama.cpp
+    refuses it."""
     if not tokens or len(tokens) > llm.n_ctx():
         return False
     buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
     if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buffer, len(state), _SEQUENCE) == 0:
+        llm.n_tokens = 0  # what the sequence held may be gone: the next prompt is read whole
         return False
     # llama-cpp-python compares the next prompt with these tokens and evaluates only what
     # follows their common beginning.
     llm.input_ids[: len(tokens)] = tokens
     llm.n_tokens = len(tokens)
     return True
+
+
+def keep_first(llm: Any, count: int) -> None:
+    """Forget what `llm` evaluated after its first `count` tokens."""
+    llm._ctx.kv_cache_seq_rm(_SEQUENCE, count, -1)
+    llm.n_tokens = min(llm.n_tokens, count)
+
+
+def common_start(one: list[int], other: list[int]) -> list[int]:
+    """The tokens both lists start with."""
+    same = 0
+    for a, b in zip(one, other, strict=False):
+        if a != b:
+            break
+        same += 1
+    return one[:same]
 
 
 def read(file: Path) -> tuple[list[int], bytes] | None:

@@ -5,6 +5,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import llama_cpp
 import pytest
 
 from generation.backend import Message, Sampling
@@ -127,3 +128,34 @@ def test_an_opening_longer_than_the_context_is_a_generation_error(smollm2_gguf: 
             backend.prefill(long_opening)
     finally:
         backend.close()
+
+
+def prompt_tokens_read(backend: LlamaCppBackend) -> int:
+    """Prompt tokens llama.cpp evaluated for one answer to QUESTION (its own counter)."""
+    context = backend._llm._ctx.ctx
+    llama_cpp.llama_perf_context_reset(context)
+    answer(backend)
+    return int(llama_cpp.llama_perf_context(context).n_p_eval)
+
+
+def test_a_prompt_that_opens_otherwise_does_not_cost_the_opening_again(
+    open_backend: Callable[[], LlamaCppBackend],
+) -> None:
+    """A follow-up's rewrite into a search query opens with other instructions: the next
+    answer gets the opening back from memory, and answers as if it had evaluated it."""
+    cold = open_backend()
+    expected = answer(cold)
+    rewrite: list[Message] = [
+        {"role": "system", "content": "Rewrite the question as a search query."},
+        {"role": "user", "content": "And at night?"},
+    ]
+    prepared = open_backend()
+    prepared.prefill(OPENING)
+    "".join(prepared.stream(rewrite, GREEDY))
+    reads = prompt_tokens_read(prepared)
+    assert answer(prepared) == expected
+    "".join(cold.stream(rewrite, GREEDY))
+    whole = prompt_tokens_read(cold)  # the whole prompt again
+    opening_tokens = cold.count_tokens("".join(m["content"] for m in OPENING))
+    assert reads <= whole - opening_tokens
+    assert reads > 0
