@@ -84,6 +84,17 @@ def common_start(one: list[int], other: list[int]) -> list[int]:
     return one[:same]
 
 
+def recorded_sha256(file: Path) -> str | None:
+    """The SHA-256 a state file says its state has (read from its header only), or None."""
+    try:
+        with file.open("rb") as kept:
+            if kept.readline() != _MAGIC:
+                return None
+            return str(json.loads(kept.readline())["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def read(file: Path) -> tuple[list[int], bytes] | None:
     """A state written by `write`, or None when there is none or it is not whole."""
     try:

@@ -29,6 +29,7 @@ from generation.models import (
     resolve_gguf,
     verify_file,
 )
+from generation.prompt_state import recorded_sha256
 from retrieval.embedder import resolve_model_path
 from retrieval.embedding_models import (
     EmbeddingModel,
@@ -201,7 +202,7 @@ def _listed(folder: Path, location: str, named: set[str]) -> list[InstalledModel
             weights = model.files.get("model.safetensors", (0, None))[1]
             found.append(_entry(folder / name, "folder", weights, location, named))
     for path in sorted((folder / PROMPT_STATES).glob("*.kv")):
-        found.append(_entry(path, "prompt", None, location, named))
+        found.append(_entry(path, "prompt", recorded_sha256(path), location, named))
     for export in sorted((folder / "onnx").glob("[!.]*")):
         recorded = read_manifest(export)
         for path in sorted(export.glob("*.onnx")):

@@ -1,5 +1,6 @@
 """`archivist models` and `archivist models prune` as a user runs them."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from generation import prompt_state
 from generation.models import CATALOGUE
 from retrieval.embedder import DEFAULT_MODEL, resolve_model_path
 from retrieval.onnx_export import FP32_FILE, INT8_FILE, exported_model
@@ -140,13 +142,14 @@ def test_a_models_prompt_opening_is_listed_and_pruned_with_its_model(
     default = CATALOGUE["qwen2.5-coder-0.5b"].run_file_name  # the file the default runs
     prompts = models / "prompts"
     prompts.mkdir()
-    (prompts / f"{default}.0123456789abcdef.kv").write_bytes(b"\0" * 200)
+    prompt_state.write(prompts / f"{default}.0123456789abcdef.kv", [1, 2, 3], b"\0" * 200)
     (prompts / f"{OTHER_GGUF}.fedcba9876543210.kv").write_bytes(b"\0" * 300)
     listing = json.loads(archivist(tmp_path / "data", models, "models", "--json").stdout)
     found = {Path(m["path"]).name: m for m in listing["models"] if m["kind"] == "prompt"}
-    assert {name: (m["bytes"], m["named"]) for name, m in found.items()} == {
-        f"{default}.0123456789abcdef.kv": (200, True),
-        f"{OTHER_GGUF}.fedcba9876543210.kv": (300, False),
+    kept = prompts / f"{default}.0123456789abcdef.kv"
+    assert {name: (m["bytes"], m["named"], m["sha256"]) for name, m in found.items()} == {
+        kept.name: (kept.stat().st_size, True, hashlib.sha256(b"\0" * 200).hexdigest()),
+        f"{OTHER_GGUF}.fedcba9876543210.kv": (300, False, None),  # not a state file
     }
     report = json.loads(archivist(tmp_path / "data", models, "models", "prune", "--json").stdout)
     assert str(prompts / f"{OTHER_GGUF}.fedcba9876543210.kv") in [
