@@ -48,8 +48,12 @@ def capture(llm: Any) -> tuple[list[int], bytes]:
     size = llama_cpp.llama_state_seq_get_size(ctx, _SEQUENCE)
     buffer = (ctypes.c_uint8 * size)()
     written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, _SEQUENCE)
-    tokens = [int(token) for token in llm.input_ids[: llm.n_tokens]]
-    return tokens, bytes(buffer)[:written]
+    return evaluated_tokens(llm), bytes(buffer)[:written]
+
+
+def evaluated_tokens(llm: Any) -> list[int]:
+    """The tokens `llm` holds evaluated (what the next prompt is compared with)."""
+    return [int(token) for token in llm.input_ids[: llm.n_tokens]]
 
 
 def restore(llm: Any, tokens: list[int], state: bytes) -> bool:

@@ -85,11 +85,8 @@ def answered_ids(out: Path, *, retry_errors: bool = False) -> set[str]:
 
     With `retry_errors`, lines that recorded an error are dropped too, so they are asked again.
     """
-    if not out.exists():
-        return set()
     kept, done, dropped = [], set(), False
-    for line in out.read_bytes().splitlines(keepends=True):
-        item = _parse(line)
+    for line, item in _lines(out):
         if item is None or (retry_errors and "error" in item):
             dropped = True
             continue
@@ -106,11 +103,8 @@ def _check_same_questions(questions: list[Question], out: Path) -> None:
     """Refuse an answers file whose ids were asked other questions: their answers would be
     taken as done (two question files of one name, `q.txt` and `q.jsonl`, share
     `q.answers.jsonl`, and a .txt file's ids are its line numbers)."""
-    if not out.exists():
-        return
     asked = {question.id: question.text for question in questions}
-    for line in out.read_bytes().splitlines(keepends=True):
-        item = _parse(line)
+    for _, item in _lines(out):
         if item is None or str(item["id"]) not in asked:
             continue
         was, now = item.get("question"), asked[str(item["id"])]
@@ -120,6 +114,13 @@ def _check_same_questions(questions: list[Question], out: Path) -> None:
                 f"{item['id']!r}: {str(was)[:60]!r} there, {now[:60]!r} now) — write the "
                 f"answers to another file (-o), or remove {out}"
             )
+
+
+def _lines(out: Path) -> list[tuple[bytes, dict[str, Any] | None]]:
+    """OUT's lines, each with its answer (None: torn or damaged); none when OUT is missing."""
+    if not out.exists():
+        return []
+    return [(line, _parse(line)) for line in out.read_bytes().splitlines(keepends=True)]
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
